@@ -1,0 +1,180 @@
+"""SQLAlchemy 2.0 typed models for everything hwnas records.
+
+Every table is prefixed `hwnas_` so that Optuna's own tables (studies, trials, ...) can live in
+the same database without a collision.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import JSON, ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+SCHEMA_VERSION = 1
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Meta(Base):
+    """Key/value facts about the database itself (the schema version)."""
+
+    __tablename__ = "hwnas_meta"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class Run(Base):
+    """One supernet training run."""
+
+    __tablename__ = "hwnas_runs"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    dataset: Mapped[str] = mapped_column(String(64))
+    data_dir: Mapped[str | None] = mapped_column(Text)
+    space: Mapped[dict[str, Any]]
+    config: Mapped[dict[str, Any]]
+    status: Mapped[str] = mapped_column(String(32), default="created")
+    steps: Mapped[int] = mapped_column(default=0)
+    seconds: Mapped[float] = mapped_column(default=0.0)
+    val_acc_largest: Mapped[float | None]
+    val_acc_smallest: Mapped[float | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+    epochs: Mapped[list[EpochMetric]] = relationship(
+        back_populates="run", order_by="EpochMetric.epoch"
+    )
+    checkpoints: Mapped[list[Checkpoint]] = relationship(
+        back_populates="run", order_by="Checkpoint.step"
+    )
+
+
+class EpochMetric(Base):
+    """Training metrics of one epoch of a run."""
+
+    __tablename__ = "hwnas_epoch_metrics"
+    __table_args__ = (UniqueConstraint("run_id", "epoch"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("hwnas_runs.id", ondelete="CASCADE"))
+    epoch: Mapped[int]
+    step: Mapped[int]
+    metrics: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    run: Mapped[Run] = relationship(back_populates="epochs")
+
+
+class Checkpoint(Base):
+    """A checkpoint file of a run, with its content hash."""
+
+    __tablename__ = "hwnas_checkpoints"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("hwnas_runs.id", ondelete="CASCADE"))
+    step: Mapped[int]
+    path: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64))
+    bytes: Mapped[int]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    run: Mapped[Run] = relationship(back_populates="checkpoints")
+
+
+class Target(Base):
+    """A runtime plus its settings on one piece of hardware (identity = `key`)."""
+
+    __tablename__ = "hwnas_targets"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(64))
+    settings: Mapped[dict[str, Any]]
+    fingerprint: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Measurement(Base):
+    """One latency measurement of one subnet on one target."""
+
+    __tablename__ = "hwnas_measurements"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    target_id: Mapped[int] = mapped_column(ForeignKey("hwnas_targets.id"))
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("hwnas_runs.id"))
+    subnet_key: Mapped[str] = mapped_column(String(400), index=True)
+    subnet: Mapped[dict[str, Any]]
+    median_ms: Mapped[float]
+    cv: Mapped[float]
+    iqr_ms: Mapped[float]
+    n_reps: Mapped[int]
+    source: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Predictor(Base):
+    """A fitted latency predictor, stored as JSON (never pickled)."""
+
+    __tablename__ = "hwnas_predictors"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    target_id: Mapped[int] = mapped_column(ForeignKey("hwnas_targets.id"))
+    kind: Mapped[str] = mapped_column(String(64))
+    n_train: Mapped[int]
+    metrics: Mapped[dict[str, Any]]
+    model: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Search(Base):
+    """One architecture search (an Optuna study of the same name)."""
+
+    __tablename__ = "hwnas_searches"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("hwnas_runs.id"))
+    study_name: Mapped[str] = mapped_column(String(200))
+    targets: Mapped[list[Any]]
+    budgets: Mapped[dict[str, Any]]
+    sampler: Mapped[str] = mapped_column(String(32))
+    seed: Mapped[int | None]
+    status: Mapped[str] = mapped_column(String(32), default="created")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    candidates: Mapped[list[Candidate]] = relationship(back_populates="search")
+
+
+class Candidate(Base):
+    """A subnet evaluated by a search trial."""
+
+    __tablename__ = "hwnas_candidates"
+    __table_args__ = (UniqueConstraint("search_id", "trial_number"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    search_id: Mapped[int] = mapped_column(ForeignKey("hwnas_searches.id", ondelete="CASCADE"))
+    trial_number: Mapped[int]
+    subnet_key: Mapped[str] = mapped_column(String(400))
+    subnet: Mapped[dict[str, Any]]
+    accuracy: Mapped[float]
+    params: Mapped[int]
+    macs: Mapped[int]
+    predicted_ms: Mapped[dict[str, Any]]
+    measured_ms: Mapped[dict[str, Any] | None]
+    feasible: Mapped[bool] = mapped_column(default=True)
+    pareto: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    search: Mapped[Search] = relationship(back_populates="candidates")
+
+
+class Export(Base):
+    """A subnet exported to a .tflite file, with the proof that it matches."""
+
+    __tablename__ = "hwnas_exports"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("hwnas_runs.id"))
+    candidate_id: Mapped[int | None] = mapped_column(ForeignKey("hwnas_candidates.id"))
+    subnet: Mapped[dict[str, Any]]
+    precision: Mapped[str] = mapped_column(String(16))
+    path: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64))
+    bytes: Mapped[int]
+    proof: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

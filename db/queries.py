@@ -1,0 +1,34 @@
+"""Queries as plain functions of an open `Database`."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, inspect, select, table
+
+from db.models import SCHEMA_VERSION, Base, Meta
+from db.session import Database
+
+
+def schema_version(db: Database) -> int | None:
+    with db.read() as s:
+        value = s.scalar(select(Meta.value).where(Meta.key == "schema_version"))
+    return int(value) if value is not None else None
+
+
+def table_counts(db: Database) -> dict[str, int]:
+    """Row count of every table in the database (hwnas's and any other, e.g. Optuna's)."""
+    with db.engine.connect() as conn:
+        names = sorted(inspect(conn).get_table_names())
+        return {n: conn.scalar(select(func.count()).select_from(table(n))) for n in names}
+
+
+def status(db: Database) -> dict:
+    counts = table_counts(db)
+    ours = {t.name for t in Base.metadata.sorted_tables}
+    return {
+        "url": db.engine.url.render_as_string(hide_password=True),
+        "backend": db.engine.url.get_backend_name(),
+        "schema_version": schema_version(db),
+        "expected_schema_version": SCHEMA_VERSION,
+        "tables": {n: c for n, c in counts.items() if n in ours},
+        "other_tables": {n: c for n, c in counts.items() if n not in ours},
+    }

@@ -1,0 +1,97 @@
+"""The `hwnas` command line: parses arguments and calls the service functions.
+
+No logic lives here that a test or the dashboard would need; each command is a few lines that
+call a function of `search.services` (or `db`) and print its result.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
+
+from db.session import DbError
+from search import services
+from search.output import EXIT_USER_ERROR, UserError, emit, fail
+from supernet.space import SpaceError
+
+app = typer.Typer(
+    name="hwnas",
+    help="Hardware-aware neural architecture search: train one supernet, measure latency on "
+    "your devices, search the accuracy/latency Pareto front, export to TFLite.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+db_app = typer.Typer(help="Create and inspect the hwnas database.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+DbOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--db",
+        metavar="URL",
+        help="SQLAlchemy database URL (default: $HWNAS_DB, else sqlite:///hwnas.db).",
+        show_default=False,
+    ),
+]
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Print one JSON object as the last line on stdout.")
+]
+SpaceOpt = Annotated[
+    Path | None,
+    typer.Option("--space", metavar="FILE", help="Search space (.json/.toml); default: built in."),
+]
+
+# Errors a user can cause; anything else is a bug and keeps its traceback.
+USER_ERRORS: tuple[type[Exception], ...] = (UserError, DbError, SpaceError)
+
+
+@app.command()
+def space(space: SpaceOpt = None, db: DbOpt = None, json: JsonOpt = False) -> None:
+    """Describe the search space: number of subnets, largest and smallest subnet."""
+    emit(services.space_summary(space), json)
+
+
+@db_app.command("init")
+def db_init(db: DbOpt = None, json: JsonOpt = False) -> None:
+    """Create the hwnas tables (idempotent) and record the schema version."""
+    emit(services.db_init(db), json)
+
+
+@db_app.command("status")
+def db_status(db: DbOpt = None, json: JsonOpt = False) -> None:
+    """Show the schema version and the row count of every table."""
+    emit(services.db_status(db), json)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point: user errors become one line on stderr and exit status 2."""
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(args=argv, prog_name="hwnas", standalone_mode=False)
+    except USER_ERRORS as e:
+        fail(str(e))
+        return EXIT_USER_ERROR
+    except NoArgsIsHelpError as e:
+        sys.stdout.write(e.format_message() + "\n")
+        return 0
+    except UsageError as e:
+        hint = f" (see `{e.ctx.command_path} --help`)" if e.ctx else ""
+        fail(f"{e.format_message()}{hint}")
+        return EXIT_USER_ERROR
+    except typer.Abort:
+        fail("aborted")
+        return 130
+    except ClickException as e:
+        fail(e.format_message())
+        return EXIT_USER_ERROR
+    return code if isinstance(code, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""How every command reports: human text or one JSON line on stdout, errors as one line.
+
+Progress bars and logs go to stderr so that `--json` output stays machine-readable: the last
+line on stdout is one JSON object.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+EXIT_USER_ERROR = 2
+
+
+class UserError(Exception):
+    """Bad input from the user: reported as one line, exit status 2, nothing written."""
+
+
+def _default(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    raise TypeError(f"cannot encode {type(value).__name__} as JSON")
+
+
+def emit(result: dict[str, Any], as_json: bool, human: str | None = None) -> None:
+    """Print a command's result: one JSON line with `as_json`, else readable text."""
+    if as_json:
+        sys.stdout.write(json.dumps(result, default=_default, sort_keys=False) + "\n")
+    else:
+        sys.stdout.write((human if human is not None else _pretty(result)) + "\n")
+    sys.stdout.flush()
+
+
+def _pretty(result: dict[str, Any], indent: int = 0) -> str:
+    lines = []
+    pad = "  " * indent
+    for key, value in result.items():
+        if isinstance(value, dict) and value:
+            lines.append(f"{pad}{key}:")
+            lines.append(_pretty(value, indent + 1))
+        else:
+            text = json.dumps(value, default=_default) if not isinstance(value, str) else value
+            lines.append(f"{pad}{key}: {text}")
+    return "\n".join(lines)
+
+
+def fail(message: str) -> None:
+    """Print one error line to stderr (the caller exits with status 2)."""
+    first = " ".join(str(message).split())
+    sys.stderr.write(f"hwnas: error: {first}\n")
+    sys.stderr.flush()
+
+
+def log(message: str) -> None:
+    sys.stderr.write(message + "\n")
+    sys.stderr.flush()
