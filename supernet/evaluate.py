@@ -1,0 +1,79 @@
+"""Evaluation of subnets with the supernet's weights: BN recalibration and accuracy.
+
+BatchNorm statistics accumulated while training many subnets fit none of them, so before a
+subnet is evaluated its statistics are recomputed on a few training batches (as Once-for-All
+does). Recalibration is a pure function `(variables, arch, batches) -> batch_stats`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from supernet.model import Arch, SuperNet
+
+EVAL_BATCH = 256
+
+
+@dataclass(frozen=True)
+class Evaluator:
+    """Jitted forward passes of one supernet (compiled once per resolution)."""
+
+    logits: Callable
+    moments: Callable
+
+    @classmethod
+    def for_net(cls, net: SuperNet) -> Evaluator:
+        def logits(variables, x, arch):
+            return net.apply(variables, x, arch, train=False)
+
+        def moments(variables, x, arch):
+            _, state = net.apply(variables, x, arch, train=True, mutable=["moments"])
+            return state["moments"]
+
+        return cls(jax.jit(logits), jax.jit(moments))
+
+    def recalibrate(self, variables: dict, arch: Arch, batches: Sequence[np.ndarray]) -> dict:
+        """BatchNorm statistics for `arch`: the mean of its batch moments over `batches`."""
+        total = None
+        for x in batches:
+            m = jax.tree.map(lambda t: t[0], self.moments(variables, x, arch), is_leaf=_is_tuple)
+            total = m if total is None else jax.tree.map(jnp.add, total, m)
+        return jax.tree.map(lambda t: t / len(batches), total)
+
+    def predict(self, variables: dict, arch: Arch, x: np.ndarray) -> np.ndarray:
+        """Logits for all of `x`, in fixed-size batches (the last one padded)."""
+        out = []
+        for i in range(0, len(x), EVAL_BATCH):
+            chunk = x[i : i + EVAL_BATCH]
+            pad = EVAL_BATCH - len(chunk)
+            if pad:
+                chunk = np.concatenate([chunk, np.zeros((pad, *chunk.shape[1:]), chunk.dtype)])
+            out.append(np.asarray(self.logits(variables, chunk, arch))[: EVAL_BATCH - pad])
+        return np.concatenate(out)
+
+    def accuracy(self, variables: dict, arch: Arch, x: np.ndarray, y: np.ndarray) -> float:
+        return float(np.mean(np.argmax(self.predict(variables, arch, x), -1) == y))
+
+    def subnet_accuracy(
+        self, params: dict, batch_stats: dict, arch: Arch, calib: Sequence[np.ndarray], x, y
+    ) -> float:
+        """Recalibrate BN for `arch` on `calib`, then measure accuracy on (x, y)."""
+        variables = {"params": params, "batch_stats": batch_stats}
+        stats = self.recalibrate(variables, arch, calib)
+        return self.accuracy({"params": params, "batch_stats": stats}, arch, x, y)
+
+
+def calibration_batches(images: np.ndarray, n_batches: int, batch: int, seed: int) -> list:
+    """A fixed set of training batches for BN recalibration."""
+    order = np.random.default_rng((seed, 77)).permutation(len(images))
+    n = min(n_batches, max(len(images) // batch, 1))
+    return [images[order[i * batch : (i + 1) * batch]] for i in range(n)]
+
+
+def _is_tuple(node) -> bool:
+    return isinstance(node, tuple)
