@@ -14,8 +14,10 @@ import typer
 from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
 
 from db.session import DbError
-from search import services
+from search import services, train_service
 from search.output import EXIT_USER_ERROR, UserError, emit, fail
+from supernet.checkpoint import CheckpointError
+from supernet.data import DataError
 from supernet.space import SpaceError
 
 app = typer.Typer(
@@ -48,13 +50,75 @@ SpaceOpt = Annotated[
 ]
 
 # Errors a user can cause; anything else is a bug and keeps its traceback.
-USER_ERRORS: tuple[type[Exception], ...] = (UserError, DbError, SpaceError)
+USER_ERRORS: tuple[type[Exception], ...] = (
+    UserError,
+    DbError,
+    SpaceError,
+    DataError,
+    CheckpointError,
+)
 
 
 @app.command()
 def space(space: SpaceOpt = None, db: DbOpt = None, json: JsonOpt = False) -> None:
     """Describe the search space: number of subnets, largest and smallest subnet."""
     emit(services.space_summary(space), json)
+
+
+@app.command()
+def train(
+    dataset: Annotated[
+        str, typer.Option(help="digits (built in), cifar10 (binary), folder or npz.")
+    ] = "digits",
+    data_dir: Annotated[
+        str | None, typer.Option(help="Data directory (cifar10, folder) or .npz file.")
+    ] = None,
+    space: SpaceOpt = None,
+    epochs: Annotated[int | None, typer.Option(help="Epochs (default 24).")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Batch size (default 64).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the split, init, data order, subnets.")] = 0,
+    name: Annotated[str | None, typer.Option(help="Run name (default: the dataset).")] = None,
+    resume: Annotated[
+        bool, typer.Option(help="Continue the run NAME from its last checkpoint.")
+    ] = False,
+    runs_dir: Annotated[
+        Path, typer.Option(help="Where checkpoints go (runs/NAME/supernet.ckpt).")
+    ] = train_service.DEFAULT_RUNS_DIR,
+    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+    db: DbOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Train the weight-shared supernet (sandwich rule, in-place distillation)."""
+    result = train_service.train(
+        db,
+        dataset,
+        data_dir=data_dir,
+        space_file=space,
+        epochs=epochs,
+        batch_size=batch_size,
+        seed=seed,
+        name=name,
+        resume=resume,
+        runs_dir=runs_dir,
+        progress=not quiet,
+    )
+    emit(result, json)
+
+
+@app.command()
+def subnet(
+    run: Annotated[str, typer.Option(help="Name of a finished training run.")],
+    subnet: Annotated[
+        str | None, typer.Option("--subnet", metavar="JSON", help="The subnet as JSON.")
+    ] = None,
+    random: Annotated[bool, typer.Option("--random", help="Sample a random subnet.")] = False,
+    seed: Annotated[int, typer.Option(help="Seed for --random.")] = 0,
+    db: DbOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Evaluate one subnet with the supernet's weights: val_acc, params, flops."""
+    result = train_service.subnet_info(db, run, subnet, seed if random else None)
+    emit(result, json)
 
 
 @db_app.command("init")

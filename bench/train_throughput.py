@@ -1,0 +1,284 @@
+"""Training throughput: the supernet's step against a plain Flax model of the same subnet.
+
+Run from the repository root:
+
+    PYTHONPATH=. python bench/train_throughput.py [--batch 64] [--steps 10] [--repeats 5]
+        [--space FILE] [--out result.json]
+
+It measures images/s, in one run on one machine, of
+  (a) the supernet's training step (`make_train_step`) for the largest subnet alone: one
+      forward and backward pass through the supernet, depthwise convolutions as spatial matmuls;
+  (b) a plain Flax linen model of the same largest subnet (`nn.Conv` with
+      `feature_group_count` for the depthwise convolutions, `nn.BatchNorm`, `nn.Dense` SE),
+      trained with the same optimizer, batch, resolution and cross-entropy loss;
+  (c) for information, the full sandwich step as trained (largest, smallest and random subnets
+      at the step's resolution), counting batch x subnets images per step.
+Each is compiled first (compile seconds are reported for (a) and (b)), then timed over
+`--repeats` rounds of `--steps` steps, rounds of (a), (b) and (c) alternating so machine noise
+hits them alike. A table goes to stderr and one JSON object is the last line of stdout.
+
+What it should show: XLA on CPU runs grouped (depthwise) convolutions far below their FLOP
+count, so the supernet's step (a) should be at least 2x the plain model's (b): `ratio` >= 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from supernet.layers import BN_EPS, BN_MOMENTUM, activation, hsigmoid, hswish
+from supernet.model import SuperNet, arch_arrays, stack_archs
+from supernet.space import LayerShape, SearchSpace, default_space
+from supernet.train import (
+    TrainConfig,
+    create_train_state,
+    make_optimizer,
+    make_train_step,
+    step_subnets,
+)
+
+
+# ---- the plain model ---------------------------------------------------------------------------
+def _bn() -> nn.BatchNorm:
+    return nn.BatchNorm(use_running_average=False, momentum=BN_MOMENTUM, epsilon=BN_EPS)
+
+
+class PlainBlock(nn.Module):
+    """One inverted-residual layer of a fixed subnet with ordinary Flax layers."""
+
+    layer: LayerShape
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        ly, act = self.layer, activation(self.layer.act)
+        h = act(_bn()(nn.Conv(ly.mid, (1, 1), use_bias=False)(x)))
+        k, s = (ly.kernel, ly.kernel), (ly.stride, ly.stride)
+        dw = nn.Conv(ly.mid, k, s, padding="SAME", feature_group_count=ly.mid, use_bias=False)
+        h = act(_bn()(dw(h)))
+        if ly.se:
+            pooled = jnp.mean(h, axis=(1, 2))  # rank 2, as the supernet
+            e = hsigmoid(nn.Dense(ly.mid)(jax.nn.relu(nn.Dense(ly.se_mid)(pooled))))
+            h = h * e[:, None, None, :]
+        y = _bn()(nn.Conv(ly.c_out, (1, 1), use_bias=False)(h))
+        return y + x if ly.residual else y
+
+
+class PlainNet(nn.Module):
+    """A subnet as a plain network: the supernet's stem and head around `PlainBlock`s."""
+
+    space: SearchSpace
+    layers: tuple[LayerShape, ...]
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        sp = self.space
+        stem = nn.Conv(
+            sp.stem_width, (3, 3), strides=sp.stem_stride, padding="SAME", use_bias=False
+        )
+        x = hswish(_bn()(stem(x)))
+        for layer in self.layers:
+            x = PlainBlock(layer)(x)
+        x = hswish(_bn()(nn.Conv(sp.head_width, (1, 1), use_bias=False)(x)))
+        return nn.Dense(sp.num_classes)(jnp.mean(x, axis=(1, 2)))
+
+
+def make_plain_step(model: PlainNet, tx: optax.GradientTransformation) -> Callable:
+    """`step((params, batch_stats, opt_state), x, y) -> (state, loss)`, jitted and donating."""
+
+    def loss_fn(params, batch_stats, x, y):
+        logits, updates = model.apply(
+            {"params": params, "batch_stats": batch_stats}, x, mutable=["batch_stats"]
+        )
+        loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+        return loss, updates["batch_stats"]
+
+    def step(state, x, y):
+        params, batch_stats, opt_state = state
+        (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+            params, batch_stats, x, y
+        )
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return (optax.apply_updates(params, updates), batch_stats, opt_state), loss
+
+    return jax.jit(step, donate_argnums=(0,))
+
+
+# ---- runners ---------------------------------------------------------------------------------
+class Runner:
+    """Holds a step's (donated) state; `run(n)` runs n steps and waits for them."""
+
+    def __init__(self, step: Callable, state, args_for: Callable[[int], tuple]) -> None:
+        self.step, self.state, self.args_for, self.i = step, state, args_for, 0
+
+    def run(self, n: int) -> float:
+        t0 = time.perf_counter()
+        out = None
+        for _ in range(n):
+            self.state, out = self.step(self.state, *self.args_for(self.i))
+            self.i += 1
+        jax.block_until_ready((self.state, out))
+        return time.perf_counter() - t0
+
+
+def batch_data(space: SearchSpace, batch: int, resolution: int, seed: int = 0):
+    rng = np.random.default_rng((seed, resolution))
+    x = rng.normal(size=(batch, resolution, resolution, space.in_channels)).astype(np.float32)
+    y = rng.integers(0, space.num_classes, batch).astype(np.int32)
+    return jnp.asarray(x), jnp.asarray(y)
+
+
+def compiled(step: Callable, state, args: tuple) -> tuple[Callable, float]:
+    """Ahead-of-time compile `step` for these arguments; returns it and the seconds taken."""
+    t0 = time.perf_counter()
+    exe = step.lower(state, *args).compile()
+    return exe, time.perf_counter() - t0
+
+
+def supernet_runner(space: SearchSpace, tx, batch: int) -> tuple[Runner, float]:
+    net = SuperNet(space)
+    state = create_train_state(net, tx, seed=0)
+    archs = jax.tree.map(jnp.asarray, stack_archs([arch_arrays(space, space.largest())]))
+    args = (*batch_data(space, batch, space.resolutions[-1]), archs)
+    exe, seconds = compiled(make_train_step(net, tx), state, args)
+    return Runner(exe, state, lambda _: args), seconds
+
+
+def plain_runner(space: SearchSpace, tx, batch: int) -> tuple[Runner, float]:
+    model = PlainNet(space, tuple(space.layers(space.largest())))
+    x, y = batch_data(space, batch, space.resolutions[-1])
+    variables = jax.jit(model.init)(jax.random.key(0), x[:1])
+    params = variables["params"]
+    state = (params, variables["batch_stats"], tx.init(params))
+    exe, seconds = compiled(make_plain_step(model, tx), state, (x, y))
+    return Runner(exe, state, lambda _: (x, y)), seconds
+
+
+def sandwich_runner(space: SearchSpace, tx, batch: int) -> tuple[Runner, float, int]:
+    """The training step over each step's sandwich; compiled (by calls) at every resolution."""
+    net, config = SuperNet(space), TrainConfig()
+    data = {r: batch_data(space, batch, r) for r in space.resolutions}
+
+    def args_for(i: int) -> tuple:
+        subnets = step_subnets(space, config, i)
+        archs = stack_archs([arch_arrays(space, s) for s in subnets])
+        return (*data[subnets[0].resolution], archs)
+
+    runner = Runner(make_train_step(net, tx), create_train_state(net, tx, seed=0), args_for)
+    seen: set[int] = set()
+    t0 = time.perf_counter()
+    while seen != set(space.resolutions):  # warm up: one compile per resolution
+        seen.add(step_subnets(space, config, runner.i)[0].resolution)
+        runner.run(1)
+    return runner, time.perf_counter() - t0, len(step_subnets(space, config, 0))
+
+
+# ---- measuring and reporting -----------------------------------------------------------------
+def summary(img_s: list[float]) -> dict:
+    return {
+        "median": statistics.median(img_s),
+        "min": min(img_s),
+        "max": max(img_s),
+        "img_s": [round(v, 1) for v in img_s],
+    }
+
+
+def measure(runners: dict[str, Runner], images: dict[str, int], args) -> dict[str, list[float]]:
+    """Alternate rounds of every runner; images/s of each round."""
+    for r in runners.values():  # one untimed step each after compiling
+        r.run(1)
+    out: dict[str, list[float]] = {name: [] for name in runners}
+    for rep in range(args.repeats):
+        for name, r in runners.items():
+            out[name].append(images[name] * args.steps / r.run(args.steps))
+        line = ", ".join(f"{n} {v[-1]:.0f}" for n, v in out.items())
+        print(f"round {rep + 1}/{args.repeats}: {line} img/s", file=sys.stderr)
+    return out
+
+
+def print_table(result: dict) -> None:
+    rows = [
+        ("(a) supernet, largest", "supernet"),
+        ("(b) plain nn.Conv", "plain"),
+        ("(c) sandwich (all subnets)", "sandwich"),
+    ]
+    err = sys.stderr
+    print(
+        f"\nbatch {result['batch']}, resolution {result['resolution']}, "
+        f"{result['device']}, {result['cpu_count']} CPUs",
+        file=err,
+    )
+    print(f"{'step':<28}{'median img/s':>14}{'min':>10}{'max':>10}", file=err)
+    for label, key in rows:
+        r = result["runs"][key]
+        print(f"{label:<28}{r['median']:>14.1f}{r['min']:>10.1f}{r['max']:>10.1f}", file=err)
+    print(f"ratio a/b: {result['ratio']:.2f} (goal >= 2)", file=err)
+    print(
+        f"sandwich step: {result['sandwich_step_s'] * 1e3:.1f} ms "
+        f"({result['sandwich_subnets']} subnets)",
+        file=err,
+    )
+    print(
+        "compile s: " + ", ".join(f"{k} {v:.1f}" for k, v in result["compile_s"].items()), file=err
+    )
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--batch", type=int, default=64, help="images per step (default 64)")
+    p.add_argument("--steps", type=int, default=10, help="steps per timed round (default 10)")
+    p.add_argument("--repeats", type=int, default=5, help="timed rounds of each (default 5)")
+    p.add_argument(
+        "--space", type=Path, default=None, help="space .json/.toml (default: packaged)"
+    )
+    p.add_argument("--out", type=Path, default=None, help="also write the JSON result here")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    space = SearchSpace.from_file(args.space) if args.space else default_space()
+    tx = make_optimizer(TrainConfig(), 100)
+    sup, sup_compile = supernet_runner(space, tx, args.batch)
+    plain, plain_compile = plain_runner(space, tx, args.batch)
+    sand, sand_warmup, n_subnets = sandwich_runner(space, tx, args.batch)
+    runners = {"supernet": sup, "plain": plain, "sandwich": sand}
+    images = {"supernet": args.batch, "plain": args.batch, "sandwich": args.batch * n_subnets}
+    runs = {k: summary(v) for k, v in measure(runners, images, args).items()}
+    result = {
+        "batch": args.batch,
+        "resolution": space.resolutions[-1],
+        "supernet_img_s": runs["supernet"]["median"],
+        "plain_img_s": runs["plain"]["median"],
+        "ratio": runs["supernet"]["median"] / runs["plain"]["median"],
+        "sandwich_img_s": runs["sandwich"]["median"],
+        "sandwich_step_s": images["sandwich"] / runs["sandwich"]["median"],
+        "sandwich_subnets": n_subnets,
+        "compile_s": {"supernet": sup_compile, "plain": plain_compile, "sandwich": sand_warmup},
+        "runs": runs,
+        "steps": args.steps,
+        "repeats": args.repeats,
+        "device": jax.devices()[0].device_kind,
+        "cpu_count": os.cpu_count(),
+    }
+    print_table(result)
+    line = json.dumps(result)
+    if args.out:
+        args.out.write_text(line + "\n")
+    print(line)
+    return result
+
+
+if __name__ == "__main__":
+    main()

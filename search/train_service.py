@@ -1,0 +1,217 @@
+"""Service functions for supernet runs: train (and resume) one, evaluate a subnet of one.
+
+They validate every input before anything is written, run the work through `supernet`, and
+record runs, epoch metrics and checkpoints in the database.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import delete, select
+
+from db.models import Checkpoint, EpochMetric, Run, utcnow
+from db.session import Database, open_db
+from search.output import UserError, log
+from supernet.data import DATASETS, Dataset, load_dataset
+from supernet.space import SearchSpace, Subnet
+from supernet.train import TrainConfig
+
+DEFAULT_RUNS_DIR = Path("runs")
+
+
+def enable_compile_cache() -> None:
+    """Persist XLA compilations across processes (every new shape costs seconds on CPU)."""
+    import jax
+
+    path = os.environ.get("HWNAS_JAX_CACHE", str(Path.home() / ".cache" / "hwnas" / "jax"))
+    jax.config.update("jax_compilation_cache_dir", path)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+
+
+def load_space_for(data: Dataset, space_file: str | Path | None) -> SearchSpace:
+    space = SearchSpace.from_file(space_file)
+    return dataclasses.replace(space, num_classes=data.num_classes)
+
+
+def _check_args(dataset: str, epochs: int | None, batch_size: int | None) -> None:
+    if dataset not in DATASETS:
+        raise UserError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
+    if epochs is not None and epochs < 1:
+        raise UserError(f"--epochs must be at least 1, got {epochs}")
+    if batch_size is not None and batch_size < 1:
+        raise UserError(f"--batch-size must be at least 1, got {batch_size}")
+
+
+def _existing_run(db: Database, name: str, resume: bool) -> Run | None:
+    with db.read() as s:
+        run = s.scalars(select(Run).where(Run.name == name)).one_or_none()
+        if run is not None and not resume:
+            raise UserError(
+                f"a run named {name!r} exists; pass --resume to continue it or --name NEW"
+            )
+        if run is not None:
+            s.expunge(run)
+        return run
+
+
+def _create_run(db, name, dataset, data_dir, space, config, ckpt) -> None:
+    with db.write() as s:
+        s.add(
+            Run(
+                name=name,
+                dataset=dataset,
+                data_dir=str(data_dir) if data_dir else None,
+                space=space.to_dict(),
+                config=config.to_dict() | {"checkpoint": str(ckpt)},
+                status="running",
+            )
+        )
+
+
+def _recorders(db: Database, name: str):
+    def on_epoch(epoch: int, metrics: dict) -> None:
+        with db.write() as s:
+            run = s.scalars(select(Run).where(Run.name == name)).one()
+            s.execute(
+                delete(EpochMetric).where(EpochMetric.run_id == run.id, EpochMetric.epoch == epoch)
+            )
+            s.add(EpochMetric(run_id=run.id, epoch=epoch, step=metrics["step"], metrics=metrics))
+
+    def on_checkpoint(step: int, path: str, sha256: str, nbytes: int) -> None:
+        with db.write() as s:
+            run = s.scalars(select(Run).where(Run.name == name)).one()
+            s.add(Checkpoint(run_id=run.id, step=step, path=path, sha256=sha256, bytes=nbytes))
+
+    return on_epoch, on_checkpoint
+
+
+def train(
+    db_url: str | None,
+    dataset: str,
+    *,
+    data_dir: str | None = None,
+    space_file: str | None = None,
+    epochs: int | None = None,
+    batch_size: int | None = None,
+    seed: int = 0,
+    name: str | None = None,
+    resume: bool = False,
+    runs_dir: str | Path = DEFAULT_RUNS_DIR,
+    progress: bool = True,
+) -> dict:
+    """Train (or resume) a supernet run and record it; returns the contract's JSON keys."""
+    _check_args(dataset, epochs, batch_size)
+    data = load_dataset(dataset, data_dir, seed=seed)
+    space = load_space_for(data, space_file)
+    name = name or dataset
+    db = open_db(db_url)
+    try:
+        run = _existing_run(db, name, resume)
+        if run is not None:
+            config = TrainConfig.from_dict(
+                {k: v for k, v in run.config.items() if k != "checkpoint"}
+            )
+            space = SearchSpace.from_dict(run.space)
+            ckpt = Path(run.config["checkpoint"])
+        else:
+            defaults = TrainConfig()
+            config = dataclasses.replace(
+                defaults,
+                epochs=epochs or defaults.epochs,
+                batch_size=batch_size or defaults.batch_size,
+                seed=seed,
+            )
+            ckpt = (Path(runs_dir) / name / "supernet.ckpt").resolve()
+            _create_run(db, name, dataset, data_dir, space, config, ckpt)
+        return _train_recorded(db, name, space, data, config, ckpt, run is not None, progress)
+    finally:
+        db.dispose()
+
+
+def _train_recorded(db, name, space, data, config, ckpt, resume, progress) -> dict:
+    from supernet.trainer import train_and_evaluate
+
+    enable_compile_cache()
+    on_epoch, on_checkpoint = _recorders(db, name)
+    if resume:
+        log(f"resuming run {name!r} from {ckpt}" if ckpt.exists() else f"restarting {name!r}")
+    result = train_and_evaluate(
+        space,
+        data,
+        config,
+        ckpt,
+        resume=resume,
+        on_epoch=on_epoch,
+        on_checkpoint=on_checkpoint,
+        progress=progress,
+    )
+    with db.write() as s:
+        run = s.scalars(select(Run).where(Run.name == name)).one()
+        run.status, run.steps, run.finished_at = "finished", result.steps, utcnow()
+        run.seconds = (run.seconds or 0.0) + result.seconds
+        run.val_acc_largest, run.val_acc_smallest = result.val_acc_largest, result.val_acc_smallest
+        seconds = run.seconds
+    return {
+        "run": name,
+        "checkpoint": result.checkpoint,
+        "sha256": result.sha256,
+        "steps": result.steps,
+        "seconds": round(seconds, 2),
+        "val_acc_largest": result.val_acc_largest,
+        "val_acc_smallest": result.val_acc_smallest,
+        "epochs": config.epochs,
+        "dataset": data.summary(),
+    }
+
+
+def load_run(db: Database, name: str) -> Run:
+    with db.read() as s:
+        run = s.scalars(select(Run).where(Run.name == name)).one_or_none()
+        if run is None:
+            names = s.scalars(select(Run.name).order_by(Run.id)).all()
+            known = f"; runs here: {', '.join(names)}" if names else "; run `hwnas train` first"
+            raise UserError(f"no run named {name!r} in this database{known}")
+        s.expunge(run)
+    if run.status != "finished":
+        raise UserError(f"run {name!r} is {run.status}; finish it with `hwnas train --resume`")
+    return run
+
+
+def parse_subnet(space: SearchSpace, subnet_json: str | None, random_seed: int | None) -> Subnet:
+    if (subnet_json is None) == (random_seed is None):
+        raise UserError("give exactly one of --subnet JSON or --random --seed N")
+    if subnet_json is not None:
+        return space.subnet_from_json(subnet_json)
+    return space.sample(np.random.default_rng(random_seed))
+
+
+def subnet_info(
+    db_url: str | None, run_name: str, subnet_json: str | None, random_seed: int | None
+) -> dict:
+    """Accuracy (supernet weights, BN recalibrated), params and FLOPs of one subnet."""
+    db = open_db(db_url, create=False)
+    try:
+        run = load_run(db, run_name)
+    finally:
+        db.dispose()
+    space = SearchSpace.from_dict(run.space)
+    subnet = parse_subnet(space, subnet_json, random_seed)
+    from supernet.trainer import load_variables, subnet_val_accuracy
+
+    enable_compile_cache()
+    config = TrainConfig.from_dict({k: v for k, v in run.config.items() if k != "checkpoint"})
+    data = load_dataset(run.dataset, run.data_dir, seed=config.seed)
+    variables = load_variables(space, run.config["checkpoint"])
+    cost = space.cost(subnet)
+    return {
+        "subnet": subnet.to_dict(),
+        "key": subnet.key,
+        "params": cost.params,
+        "macs": cost.macs,
+        "flops": 2 * cost.macs,
+        "val_acc": subnet_val_accuracy(space, variables, data, subnet, config),
+    }
