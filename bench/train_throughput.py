@@ -234,11 +234,20 @@ def print_table(result: dict) -> None:
     )
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--batch", type=int, default=64, help="images per step (default 64)")
-    p.add_argument("--steps", type=int, default=10, help="steps per timed round (default 10)")
-    p.add_argument("--repeats", type=int, default=5, help="timed rounds of each (default 5)")
+    p.add_argument("--batch", type=_positive, default=64, help="images per step (default 64)")
+    p.add_argument(
+        "--steps", type=_positive, default=10, help="steps per timed round (default 10)"
+    )
+    p.add_argument("--repeats", type=_positive, default=5, help="timed rounds of each (default 5)")
     p.add_argument(
         "--space", type=Path, default=None, help="space .json/.toml (default: packaged)"
     )
