@@ -74,7 +74,7 @@ def train(
         str | None, typer.Option(help="Data directory (cifar10, folder) or .npz file.")
     ] = None,
     space: SpaceOpt = None,
-    epochs: Annotated[int | None, typer.Option(help="Epochs (default 24).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Epochs (default 20).")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Batch size (default 64).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the split, init, data order, subnets.")] = 0,
     name: Annotated[str | None, typer.Option(help="Run name (default: the dataset).")] = None,

@@ -33,7 +33,7 @@ MEAN, STD = 0.5, 0.25  # input normalisation of [0, 1] pixels (part of the expor
 class TrainConfig:
     """Training settings; the defaults train the default space on digits in a few minutes."""
 
-    epochs: int = 24
+    epochs: int = 20
     batch_size: int = 64
     learning_rate: float = 4e-3
     weight_decay: float = 5e-5
