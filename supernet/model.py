@@ -92,8 +92,13 @@ class ElasticBlock(nn.Module):
             "dw": self.param("dw", dw_init, (k, k, m)),
             "project": self.param("project", init, (m, o)),
         }
+        residual = self.stride == 1 and self.c_in == self.c_out
         for name, n in (("bn1", m), ("bn2", m), ("bn3", o)):
-            p[f"{name}_scale"] = self.param(f"{name}_scale", nn.initializers.ones, (n,))
+            # BigNAS: a residual block's last BN scale starts at zero, so every block starts as
+            # the identity and each depth trains from a working shallower net.
+            zero = name == "bn3" and residual
+            init_scale = nn.initializers.zeros if zero else nn.initializers.ones
+            p[f"{name}_scale"] = self.param(f"{name}_scale", init_scale, (n,))
             p[f"{name}_bias"] = self.param(f"{name}_bias", nn.initializers.zeros, (n,))
         if self.se:
             s = se_width(m)
