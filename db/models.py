@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 from sqlalchemy import JSON, ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 def utcnow() -> datetime:
@@ -97,7 +97,8 @@ class Target(Base):
 
 
 class Measurement(Base):
-    """One latency measurement of one subnet on one target."""
+    """One latency measurement of one subnet (or, for lookup tables, one layer alone) on one
+    target, with the protocol's spread and the fingerprint of the machine that measured it."""
 
     __tablename__ = "hwnas_measurements"
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -105,10 +106,13 @@ class Measurement(Base):
     run_id: Mapped[int | None] = mapped_column(ForeignKey("hwnas_runs.id"))
     subnet_key: Mapped[str] = mapped_column(String(400), index=True)
     subnet: Mapped[dict[str, Any]]
+    kind: Mapped[str] = mapped_column(String(16), default="subnet")
     median_ms: Mapped[float]
     cv: Mapped[float]
     iqr_ms: Mapped[float]
     n_reps: Mapped[int]
+    remeasured: Mapped[bool] = mapped_column(default=False)
+    fingerprint: Mapped[dict[str, Any]]
     source: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 

@@ -14,7 +14,7 @@ import typer
 from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
 
 from db.session import DbError
-from search import services, train_service
+from search import latency_service, predictor_service, services, train_service
 from search.output import EXIT_USER_ERROR, UserError, emit, fail
 from supernet.checkpoint import CheckpointError
 from supernet.data import DataError
@@ -31,6 +31,8 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Create and inspect the hwnas database.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+predictor_app = typer.Typer(help="Fit and evaluate latency predictors.", no_args_is_help=True)
+app.add_typer(predictor_app, name="predictor")
 
 DbOpt = Annotated[
     str | None,
@@ -119,6 +121,88 @@ def subnet(
     """Evaluate one subnet with the supernet's weights: val_acc, params, flops."""
     result = train_service.subnet_info(db, run, subnet, seed if random else None)
     emit(result, json)
+
+
+TargetOpt = Annotated[
+    str,
+    typer.Option(
+        "--target",
+        help="cpu, gpu or tflite (or a full key such as tflite-int8-t4 or tflite-fp32-t1@pixel).",
+    ),
+]
+ThreadsOpt = Annotated[int, typer.Option(help="tflite: interpreter threads (part of the target).")]
+PrecisionOpt = Annotated[str, typer.Option(help="tflite: fp32 or int8 (part of the target).")]
+DeviceOpt = Annotated[
+    str, typer.Option(help="Label of the measured device when it is not this machine.")
+]
+
+
+@app.command()
+def measure(
+    run: Annotated[
+        str | None, typer.Option(help="Training run whose subnets are measured.")
+    ] = None,
+    target: TargetOpt = "cpu",
+    threads: ThreadsOpt = 1,
+    precision: PrecisionOpt = "fp32",
+    device: DeviceOpt = "",
+    n: Annotated[int, typer.Option("--n", help="Random subnets to measure.")] = 50,
+    seed: Annotated[int, typer.Option(help="Seed of the subnet sample.")] = 0,
+    blocks: Annotated[
+        bool, typer.Option(help="Also measure every layer alone (lookup-table baseline).")
+    ] = False,
+    jobs_out: Annotated[
+        Path | None,
+        typer.Option(metavar="FILE", help="Write a job file for `python -m latency.worker`."),
+    ] = None,
+    import_: Annotated[
+        Path | None,
+        typer.Option("--import", metavar="FILE", help="Import a worker's results file."),
+    ] = None,
+    db: DbOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Measure subnet latency on a target (warm-up, interleaved, median with its spread)."""
+    if import_ is not None:
+        emit(latency_service.import_results(db, import_), json)
+        return
+    if run is None:
+        raise UserError("give --run NAME (the supernet run to measure), or --import FILE")
+    t = latency_service.parse_target(target, threads, precision, device)
+    emit(latency_service.measure(db, run, t, n, seed, jobs_out, blocks), json)
+
+
+@predictor_app.command("fit")
+def predictor_fit(
+    target: TargetOpt = "cpu",
+    threads: ThreadsOpt = 1,
+    precision: PrecisionOpt = "fp32",
+    device: DeviceOpt = "",
+    kind: Annotated[str, typer.Option(help="main, macs or lut: the one reported.")] = "main",
+    holdout: Annotated[float, typer.Option(help="Share of subnets held out.")] = 0.2,
+    seed: Annotated[int, typer.Option(help="Seed of the held-out split.")] = 0,
+    db: DbOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Fit the latency predictors of a target; evaluate them on held-out subnets."""
+    t = latency_service.parse_target(target, threads, precision, device)
+    emit(predictor_service.fit(db, t, kind, holdout, seed), json)
+
+
+@app.command()
+def predict(
+    subnet: Annotated[str, typer.Option("--subnet", metavar="JSON", help="The subnet as JSON.")],
+    target: TargetOpt = "cpu",
+    threads: ThreadsOpt = 1,
+    precision: PrecisionOpt = "fp32",
+    device: DeviceOpt = "",
+    kind: Annotated[str, typer.Option(help="main, macs or lut.")] = "main",
+    db: DbOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Predict one subnet's latency on a target with its fitted predictor."""
+    t = latency_service.parse_target(target, threads, precision, device)
+    emit(predictor_service.predict(db, t, subnet, kind), json)
 
 
 @db_app.command("init")

@@ -1,0 +1,156 @@
+"""Latency predictors: the main model and two baselines, all linear in vectorised features,
+stored as JSON (never pickled), predicting ~10^6 subnets per second in numpy.
+
+- `main`: a lookup table of in-context layer latencies (one weight per layer kind, resolution,
+  kernel and expand) on top of a physical model (MACs per operation kind, layer count, activation
+  volume, per-resolution overhead). It is fitted on whole-subnet measurements by least squares on
+  the *relative* error; the table is ridge-regularised towards the physical model, with the
+  strength chosen by cross-validation on the training split.
+- `macs`: latency = a + b * MACs (the FLOPs proxy), fitted the same way.
+- `lut`: Once-for-All/FBNet style, the sum of each layer's latency measured alone (block
+  measurements), plus a per-resolution offset (stem, head, fixed costs) fitted on the training
+  split.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.stats import kendalltau
+
+from latency.features import Encoded, SpaceTables, macs, physical, table, table_index, table_size
+from supernet.space import SearchSpace, Subnet
+
+PREDICTOR_KINDS = ("main", "macs", "lut")
+RIDGE_GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
+
+
+class PredictorError(ValueError):
+    """Not enough data, or a stored predictor that does not fit the space."""
+
+
+@dataclass(frozen=True)
+class Predictor:
+    kind: str
+    space: SearchSpace
+    coef: dict[str, list[float]] = field(default_factory=dict)
+
+    def predict_encoded(self, t: SpaceTables, enc: Encoded) -> np.ndarray:
+        c = {k: np.asarray(v) for k, v in self.coef.items()}
+        if self.kind == "macs":
+            return c["ab"][0] + c["ab"][1] * macs(t, enc)
+        idx, active = table_index(t, enc)
+        per_layer = (c["table"][idx] * active).sum(1)
+        if self.kind == "lut":
+            return per_layer + c["offset"][enc.r]
+        return physical(t, enc) @ c["physical"] + per_layer
+
+    def predict(self, subnets: Sequence[Subnet], tables: SpaceTables | None = None) -> np.ndarray:
+        t = tables or SpaceTables(self.space)
+        return self.predict_encoded(t, t.encode(subnets))
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "space": self.space.to_dict(), "coef": self.coef}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Predictor:
+        try:
+            kind, space = d["kind"], SearchSpace.from_dict(d["space"])
+            coef = {k: [float(x) for x in v] for k, v in d["coef"].items()}
+        except (KeyError, TypeError, ValueError) as e:
+            raise PredictorError(f"stored predictor is malformed: {e}") from None
+        if kind not in PREDICTOR_KINDS:
+            raise PredictorError(f"stored predictor has unknown kind {kind!r}")
+        return cls(kind, space, coef)
+
+
+def _weighted_lstsq(x: np.ndarray, y: np.ndarray, penalty: np.ndarray) -> np.ndarray:
+    """argmin_w sum(((x w - y) / y)^2) + sum(penalty * w^2)."""
+    xw = x / y[:, None]
+    a = xw.T @ xw + np.diag(penalty)
+    return np.linalg.solve(a + 1e-9 * np.eye(len(a)), xw.T @ np.ones_like(y))
+
+
+def fit_macs(space: SearchSpace, t: SpaceTables, enc: Encoded, y: np.ndarray) -> Predictor:
+    x = np.stack([np.ones(len(y)), macs(t, enc)], 1)
+    ab = _weighted_lstsq(x, y, np.zeros(2))
+    return Predictor("macs", space, {"ab": ab.tolist()})
+
+
+def fit_lut(
+    space: SearchSpace, t: SpaceTables, enc: Encoded, y: np.ndarray, lut: np.ndarray
+) -> Predictor:
+    """`lut`: per table column, the latency of that layer measured alone (NaN where missing)."""
+    if np.isnan(lut).any():
+        raise PredictorError(f"the lookup table lacks {int(np.isnan(lut).sum())} layer entries")
+    idx, active = table_index(t, enc)
+    residual = y - (lut[idx] * active).sum(1)
+    offset = [
+        float(np.median(residual[enc.r == i])) if (enc.r == i).any() else 0.0
+        for i in range(len(space.resolutions))
+    ]
+    return Predictor("lut", space, {"table": lut.tolist(), "offset": offset})
+
+
+def _main_design(t: SpaceTables, enc: Encoded) -> tuple[np.ndarray, int]:
+    p = physical(t, enc)
+    return np.concatenate([p, table(t, enc)], 1), p.shape[1]
+
+
+def _fit_main_coef(x: np.ndarray, n_phys: int, y: np.ndarray, lam: float) -> np.ndarray:
+    penalty = np.concatenate([np.zeros(n_phys), np.full(x.shape[1] - n_phys, lam)])
+    return _weighted_lstsq(x, y, penalty)
+
+
+def choose_ridge(x: np.ndarray, n_phys: int, y: np.ndarray, folds: int = 5, seed: int = 0):
+    """The ridge strength with the lowest cross-validated mean relative error."""
+    order = np.random.default_rng(seed).permutation(len(y))
+    parts = np.array_split(order, folds)
+    best, best_err = RIDGE_GRID[0], np.inf
+    for lam in RIDGE_GRID:
+        errs = []
+        for i, test in enumerate(parts):
+            train = np.concatenate([p for j, p in enumerate(parts) if j != i])
+            w = _fit_main_coef(x[train], n_phys, y[train], lam)
+            errs.append(np.abs(x[test] @ w / y[test] - 1))
+        err = float(np.mean(np.concatenate(errs)))
+        if err < best_err:
+            best, best_err = lam, err
+    return best
+
+
+def fit_main(space: SearchSpace, t: SpaceTables, enc: Encoded, y: np.ndarray) -> Predictor:
+    if len(y) < 10:
+        raise PredictorError(f"{len(y)} measurements are too few to fit; measure at least 10")
+    x, n_phys = _main_design(t, enc)
+    lam = choose_ridge(x, n_phys, y) if len(y) >= 25 else RIDGE_GRID[-1]
+    w = _fit_main_coef(x, n_phys, y, lam)
+    return Predictor(
+        "main",
+        space,
+        {"physical": w[:n_phys].tolist(), "table": w[n_phys:].tolist(), "ridge": [lam]},
+    )
+
+
+def metrics(pred: np.ndarray, y: np.ndarray) -> dict:
+    """Share within +-5% and +-10%, MAPE (%), Kendall tau, on measured `y`."""
+    rel = np.abs(pred / y - 1)
+    tau = kendalltau(pred, y).statistic if len(y) > 1 else float("nan")
+    return {
+        "n": len(y),
+        "within5": float(np.mean(rel <= 0.05)),
+        "within10": float(np.mean(rel <= 0.10)),
+        "mape": float(100 * np.mean(rel)),
+        "kendall": float(tau),
+    }
+
+
+def holdout_split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    order = np.random.default_rng((seed, 5)).permutation(n)
+    k = round(n * fraction)
+    return np.sort(order[k:]), np.sort(order[:k])
+
+
+__all__ = ["PREDICTOR_KINDS", "Predictor", "PredictorError", "SpaceTables", "table_size"]

@@ -1,0 +1,118 @@
+"""Jobs from subnets: what each target runs, built on the machine that holds the supernet.
+
+For `cpu`/`gpu` a job carries the standalone subnet as a serialized `jax.export` module lowered
+for both CPU and CUDA, its weights as arguments (a few tens of KB per job); for `tflite` the
+subnet is converted with its real weights (fp32, or int8 calibrated on training images) and
+the job points to the `.tflite` file. Block jobs hold a single inverted-residual layer, for the
+per-layer lookup-table baseline.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import flax.linen as nn
+import jax
+import numpy as np
+
+from latency.jobs import Job
+from latency.targets import Target
+from supernet.convert import to_tflite
+from supernet.extract import StandaloneBlock, standalone
+from supernet.space import LayerShape, SearchSpace, Subnet
+
+REPRESENTATIVE = 32
+
+
+def export_blob(module: nn.Module, variables: dict, input_shape: tuple[int, ...]) -> str:
+    """base64 of a serialized `jax.export` of `module.apply(variables, x)`, weights as args."""
+    leaves, tree = jax.tree.flatten(jax.eval_shape(lambda: variables))
+
+    def forward(flat, x):
+        return module.apply(jax.tree.unflatten(tree, flat), x)
+
+    specs = [jax.ShapeDtypeStruct(a.shape, a.dtype) for a in leaves]
+    x = jax.ShapeDtypeStruct(input_shape, np.float32)
+    exported = jax.export.export(jax.jit(forward), platforms=("cpu", "cuda"))(specs, x)
+    return base64.b64encode(exported.serialize()).decode("ascii")
+
+
+def block_key(layer: LayerShape) -> str:
+    """Identity of one layer's shape (the lookup-table key)."""
+    se = "se" if layer.se else "nose"
+    return (
+        f"block:h{layer.h_in}:c{layer.c_in}-{layer.c_out}:m{layer.mid}:k{layer.kernel}"
+        f":s{layer.stride}:{se}:{layer.act}"
+    )
+
+
+class JobBuilder:
+    """Builds jobs for one target from a supernet's weights; tflite files go to `model_dir`
+    (jobs name them relative to its parent, the folder of the job file)."""
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        variables: dict,
+        target: Target,
+        model_dir: Path,
+        representative: Callable[[int], np.ndarray] | None = None,
+        run: str = "",
+    ) -> None:
+        self.run = run
+        self.space, self.variables, self.target = space, variables, target
+        self.model_dir, self.representative = model_dir, representative
+
+    def _payload(self, module, variables, shape, sub_for_tflite) -> dict:
+        if self.target.kind != "tflite":
+            return {"type": "jax-export", "blob": export_blob(module, variables, shape)}
+        data = self._tflite(sub_for_tflite, module, variables, shape)
+        digest = hashlib.sha256(data).hexdigest()
+        name = f"{digest[:32]}.tflite"
+        (self.model_dir / name).write_bytes(data)
+        return {"type": "tflite", "path": f"{self.model_dir.name}/{name}", "sha256": digest}
+
+    def _tflite(self, subnet, module, variables, shape) -> bytes:
+        precision = self.target.precision
+        rep = None
+        if precision == "int8" and subnet is None:  # a lone block: random activations
+            rep = list(np.random.default_rng(0).normal(size=(REPRESENTATIVE, *shape[1:])))
+        elif precision == "int8":
+            rep = list(self.representative(shape[1])[:REPRESENTATIVE])
+        return to_tflite(self.space, subnet, variables, precision, rep, module=module).flatbuffer
+
+    def subnet_job(self, subnet: Subnet) -> Job:
+        module, variables = standalone(self.space, subnet, self.variables)
+        r = subnet.resolution
+        shape = (1, r, r, self.space.in_channels)
+        payload = self._payload(module, variables, shape, subnet)
+        return Job(
+            uuid.uuid4().hex,
+            self.target,
+            subnet.key,
+            subnet.to_dict(),
+            "subnet",
+            payload,
+            self.run,
+        )
+
+    def block_job(self, layer: LayerShape) -> Job:
+        module = StandaloneBlock(layer)
+        shape = (1, layer.h_in, layer.h_in, layer.c_in)
+        variables = module.init(jax.random.key(0), np.zeros(shape, np.float32))
+        payload = self._payload(module, variables, shape, None)
+        key = block_key(layer)
+        return Job(uuid.uuid4().hex, self.target, key, {"block": key}, "block", payload, self.run)
+
+
+def build_jobs(builder: JobBuilder, subnets: Sequence[Subnet], on_done=None) -> list[Job]:
+    jobs = []
+    for i, s in enumerate(subnets):
+        jobs.append(builder.subnet_job(s))
+        if on_done:
+            on_done(i + 1, len(subnets))
+    return jobs

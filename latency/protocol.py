@@ -1,0 +1,127 @@
+"""The measurement protocol: warm-up, interleaved rounds, a stopping rule on the median's
+confidence interval, the spread kept with every median, and noisy results measured again.
+
+- Warm-up: every runner is called `warmup` times before any timing (caches, lazy init, JIT).
+- Interleaving: each round visits the runners in a fresh random order and times `per_round`
+  calls of each, so slow drift of the machine (other jobs, frequency) spreads over all of them
+  instead of biasing whichever ran during a slow spell.
+- Stopping: a runner stops once it has `min_reps` samples and the distribution-free 95%
+  confidence interval of its median (order statistics, binomial) is within `rel_ci` of the
+  median, or at `max_reps`.
+- Spread: every median carries its coefficient of variation and inter-quartile range.
+- Outliers: a runner whose IQR exceeds `remeasure_iqr` of its median was measured during
+  interference; it is measured again from scratch and the quieter of the two results is kept.
+numpy only (the worker runs where nothing else is installed).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Protocol:
+    warmup: int = 5
+    per_round: int = 5
+    min_reps: int = 20
+    max_reps: int = 200
+    rel_ci: float = 0.01
+    remeasure_iqr: float = 0.10
+
+
+@dataclass(frozen=True)
+class Stats:
+    median_ms: float
+    cv: float
+    iqr_ms: float
+    n_reps: int
+    remeasured: bool = False
+
+    def to_dict(self) -> dict:
+        return {
+            "median_ms": self.median_ms,
+            "cv": self.cv,
+            "iqr_ms": self.iqr_ms,
+            "n_reps": self.n_reps,
+            "remeasured": self.remeasured,
+        }
+
+
+def median_ci(samples: np.ndarray, z: float = 1.96) -> tuple[float, float]:
+    """Distribution-free confidence interval of the median from order statistics."""
+    s = np.sort(samples)
+    n = len(s)
+    half = z * math.sqrt(n) / 2
+    lo = max(math.floor(n / 2 - half), 0)
+    hi = min(math.ceil(n / 2 + half), n - 1)
+    return float(s[lo]), float(s[hi])
+
+
+def summarise(samples_ms: np.ndarray, remeasured: bool = False) -> Stats:
+    q1, med, q3 = np.percentile(samples_ms, [25, 50, 75])
+    cv = float(np.std(samples_ms) / np.mean(samples_ms))
+    return Stats(float(med), cv, float(q3 - q1), len(samples_ms), remeasured)
+
+
+def converged(samples_ms: np.ndarray, p: Protocol) -> bool:
+    n = len(samples_ms)
+    if n >= p.max_reps:
+        return True
+    if n < p.min_reps:
+        return False
+    lo, hi = median_ci(samples_ms)
+    return (hi - lo) / 2 <= p.rel_ci * float(np.median(samples_ms))
+
+
+def time_calls(fn: Callable[[], object], n: int) -> list[float]:
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter_ns()
+        fn()
+        out.append((time.perf_counter_ns() - t0) / 1e6)
+    return out
+
+
+def _rounds(runners: dict, p: Protocol, rng: np.random.Generator, on_round) -> dict:
+    samples: dict[Hashable, list[float]] = {k: [] for k in runners}
+    pending = list(runners)
+    while pending:
+        for k in rng.permutation(len(pending)):
+            key = pending[int(k)]
+            samples[key] += time_calls(runners[key], p.per_round)
+        pending = [k for k in pending if not converged(np.asarray(samples[k]), p)]
+        if on_round:
+            on_round(len(runners) - len(pending), len(runners))
+    return {k: np.asarray(v) for k, v in samples.items()}
+
+
+def measure(
+    runners: dict[Hashable, Callable[[], object]],
+    protocol: Protocol = Protocol(),
+    seed: int = 0,
+    on_round: Callable[[int, int], None] | None = None,
+) -> dict[Hashable, Stats]:
+    """Median latency (ms) of every runner under the protocol; runners are called with no
+    arguments and must block until their result is ready."""
+    rng = np.random.default_rng(seed)
+    for fn in runners.values():
+        for _ in range(protocol.warmup):
+            fn()
+    stats = {k: summarise(v) for k, v in _rounds(runners, protocol, rng, on_round).items()}
+    noisy = {
+        k: runners[k] for k, s in stats.items() if s.iqr_ms > protocol.remeasure_iqr * s.median_ms
+    }
+    if noisy:
+        again = _rounds(noisy, protocol, rng, None)
+        for k, v in again.items():
+            second = summarise(v, remeasured=True)
+            if second.iqr_ms / second.median_ms < stats[k].iqr_ms / stats[k].median_ms:
+                stats[k] = second
+            else:
+                stats[k] = Stats(*list(stats[k].to_dict().values())[:4], remeasured=True)
+    return stats

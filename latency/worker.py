@@ -1,0 +1,94 @@
+"""The measurement worker: `python -m latency.worker jobs.jsonl results.jsonl`.
+
+Runs on the machine being measured with only numpy plus the target's runtime installed (jax for
+cpu/gpu, ai-edge-litert for tflite). Jobs are measured in chunks under the protocol of
+`latency.protocol` (warm-up, interleaved rounds, median with its spread, noisy ones again);
+results are written atomically when all are done. Exit status 2 on a bad job file or a missing
+runtime, with one line saying what is wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from latency.fingerprint import fingerprint
+from latency.jobs import Job, JobFileError, Result, parse_job, read_lines
+from latency.protocol import Protocol, measure
+from latency.runners import RuntimeUnavailable, gpu_name, make_runner
+
+CHUNK = 32
+
+
+def measure_jobs(
+    jobs: Sequence[Job],
+    base: Path,
+    protocol: Protocol = Protocol(),
+    chunk: int = CHUNK,
+    seed: int = 0,
+    on_done: Callable[[int, int], None] | None = None,
+) -> list[Result]:
+    """Measure `jobs` (any mix of targets) and return one result per job, in job order."""
+    results: dict[str, Result] = {}
+    for start in range(0, len(jobs), chunk):
+        part = jobs[start : start + chunk]
+        runners = {j.id: make_runner(j, base) for j in part}
+        stats = measure(runners, protocol, seed=seed + start)
+        gpu = gpu_name() if any(j.target.kind == "gpu" for j in part) else None
+        fp = fingerprint(gpu)
+        for j in part:
+            st = stats[j.id].to_dict()
+            results[j.id] = Result(j.id, j.target, j.subnet_key, j.subnet, j.kind, st, fp, j.run)
+        del runners
+        if on_done:
+            on_done(min(start + chunk, len(jobs)), len(jobs))
+    return [results[j.id] for j in jobs]
+
+
+def write_results(results: Sequence[Result], path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for r in results:
+            f.write(r.to_json() + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m latency.worker",
+        description="Measure the latency jobs of JOBS (written by `hwnas measure --jobs-out`) "
+        "on this machine and write RESULTS for `hwnas measure --import`.",
+    )
+    parser.add_argument("jobs", type=Path)
+    parser.add_argument("results", type=Path)
+    parser.add_argument("--chunk", type=int, default=CHUNK, help="jobs measured interleaved")
+    parser.add_argument("--max-reps", type=int, default=Protocol.max_reps)
+    args = parser.parse_args(argv)
+    try:
+        jobs = read_lines(args.jobs, parse_job)
+        if not jobs:
+            raise JobFileError(f"{args.jobs} holds no jobs")
+
+        def progress(done: int, total: int) -> None:
+            print(f"measured {done}/{total}", file=sys.stderr, flush=True)
+
+        protocol = Protocol(max_reps=args.max_reps)
+        results = measure_jobs(jobs, args.jobs.parent, protocol, args.chunk, on_done=progress)
+    except OSError as e:
+        print(f"error: cannot read {e.filename}: {e.strerror}", file=sys.stderr)
+        return 2
+    except (JobFileError, RuntimeUnavailable) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    write_results(results, args.results)
+    print(f"wrote {len(results)} results to {args.results}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,253 @@
+"""Service functions for latency: measure subnets (here or through a job file), import worker
+results, fit and evaluate predictors, predict one subnet.
+
+Inputs are validated before anything is written; measurements and predictors are recorded
+through `db/`, and the work itself runs in `latency/`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import select
+from tqdm import tqdm
+
+from db.models import Measurement, Run
+from db.models import Target as TargetRow
+from db.session import Database, open_db
+from latency.jobs import JobFileError, Result, parse_result, read_lines
+from latency.targets import Target, TargetError
+from search.output import UserError, log
+from search.train_service import enable_compile_cache, load_run
+from supernet.space import SearchSpace, Subnet
+
+
+def parse_target(kind: str, threads: int = 1, precision: str = "fp32", device: str = "") -> Target:
+    try:
+        if "-" in kind or "@" in kind:
+            return Target.parse(kind)
+        return Target(kind, threads, precision, device)
+    except TargetError as e:
+        raise UserError(str(e)) from None
+
+
+def sample_subnets(space: SearchSpace, n: int, seed: int) -> list[Subnet]:
+    """`n` distinct random subnets (the same for the same seed)."""
+    if n < 1:
+        raise UserError(f"--n must be at least 1, got {n}")
+    rng, seen, out = np.random.default_rng((seed, 31)), set(), []
+    for _ in range(50 * n):
+        s = space.sample(rng)
+        if s.key not in seen:
+            seen.add(s.key)
+            out.append(s)
+        if len(out) == n:
+            break
+    return out
+
+
+class RunContext:
+    """A finished run's space and weights, and its training images for int8 calibration."""
+
+    def __init__(self, run: Run) -> None:
+        from supernet.trainer import load_variables
+
+        self.run = run
+        self.space = SearchSpace.from_dict(run.space)
+        self.variables = load_variables(self.space, run.config["checkpoint"])
+        self._data = None
+
+    def representative(self, resolution: int) -> np.ndarray:
+        from supernet.data import load_dataset
+        from supernet.train import resize_images
+
+        if self._data is None:
+            self._data = load_dataset(
+                self.run.dataset, self.run.data_dir, seed=self.run.config.get("seed", 0)
+            )
+        rng = np.random.default_rng(7)
+        idx = rng.permutation(len(self._data.x_train))[:64]
+        return resize_images(self._data.x_train[idx], resolution)
+
+
+def _check_local(target: Target) -> None:
+    if target.kind == "gpu":
+        from latency.runners import gpu_name
+
+        if gpu_name() is None:
+            raise UserError(
+                "target gpu: this machine has no CUDA device visible to JAX; write a job file "
+                "with --jobs-out and run `python -m latency.worker` on a GPU machine"
+            )
+
+
+def build_jobs_for(ctx: RunContext, target: Target, subnets, blocks: bool, model_dir: Path):
+    from latency.features import SpaceTables, table_layers
+    from latency.prepare import JobBuilder, block_key
+
+    builder = JobBuilder(
+        ctx.space, ctx.variables, target, model_dir, ctx.representative, ctx.run.name
+    )
+    layers = []
+    if blocks:
+        unique = {block_key(ly): ly for ly in table_layers(SpaceTables(ctx.space))}
+        layers = list(unique.values())
+    jobs = []
+    with tqdm(total=len(subnets) + len(layers), desc="preparing", unit="model") as bar:
+        for s in subnets:
+            jobs.append(builder.subnet_job(s))
+            bar.update()
+        for ly in layers:
+            jobs.append(builder.block_job(ly))
+            bar.update()
+    return jobs
+
+
+def measure(
+    db_url: str | None,
+    run_name: str,
+    target: Target,
+    n: int = 50,
+    seed: int = 0,
+    jobs_out: str | Path | None = None,
+    blocks: bool = False,
+) -> dict:
+    """Measure `n` random subnets (and with `blocks` every lookup-table layer) on `target`
+    here and record them; with `jobs_out`, write a job file for a worker instead."""
+    subnets = None
+    db = open_db(db_url, create=False)
+    try:
+        run = load_run(db, run_name)
+        ctx = RunContext(run)
+        subnets = sample_subnets(ctx.space, n, seed)
+        if jobs_out is not None:
+            return _write_jobs(ctx, target, subnets, blocks, Path(jobs_out))
+        _check_local(target)
+        enable_compile_cache()
+        with tempfile.TemporaryDirectory(prefix="hwnas-measure-") as tmp:
+            model_dir = Path(tmp) / "models"
+            model_dir.mkdir()
+            jobs = build_jobs_for(ctx, target, subnets, blocks, model_dir)
+            results = _measure_local(jobs, Path(tmp))
+        stored = record_results(db, results)
+        return summary(target, results, stored)
+    finally:
+        db.dispose()
+
+
+def _measure_local(jobs, base: Path) -> list[Result]:
+    from latency.worker import measure_jobs
+
+    with tqdm(total=len(jobs), desc="measuring", unit="model") as bar:
+
+        def done(k: int, total: int) -> None:
+            bar.update(k - bar.n)
+
+        return measure_jobs(jobs, base, on_done=done)
+
+
+def _write_jobs(ctx: RunContext, target: Target, subnets, blocks: bool, path: Path) -> dict:
+    if path.exists():
+        raise UserError(f"{path} exists; choose another --jobs-out file")
+    if not path.parent.is_dir():
+        raise UserError(f"--jobs-out: folder {path.parent} does not exist")
+    model_dir = path.with_name(path.stem + ".models")
+    model_dir.mkdir(exist_ok=True)
+    jobs = build_jobs_for(ctx, target, subnets, blocks, model_dir)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("".join(j.to_json() + "\n" for j in jobs), encoding="utf-8")
+    tmp.replace(path)
+    log(f"wrote {len(jobs)} jobs to {path}; run: python -m latency.worker {path} RESULTS.jsonl")
+    return {"target": target.key, "jobs": len(jobs), "path": str(path)}
+
+
+def summary(target: Target, results: list[Result], stored: int) -> dict:
+    cvs = [r.stats["cv"] for r in results if r.kind == "subnet"]
+    return {
+        "target": target.key,
+        "measured": len(results),
+        "stored": stored,
+        "median_cv": float(np.median(cvs)) if cvs else None,
+        "median_ms": float(np.median([r.stats["median_ms"] for r in results])),
+    }
+
+
+def _target_row(s, target: Target, fingerprint: dict) -> TargetRow:
+    row = s.scalars(select(TargetRow).where(TargetRow.key == target.key)).one_or_none()
+    if row is None:
+        row = TargetRow(
+            key=target.key, name=target.kind, settings=target.settings(), fingerprint=fingerprint
+        )
+        s.add(row)
+        s.flush()
+    return row
+
+
+def record_results(db: Database, results: list[Result]) -> int:
+    """Insert results not yet stored (a result's source is its job id); returns how many."""
+    sources = [f"job:{r.job}"[:64] for r in results]
+    with db.write() as s:
+        runs = dict(s.execute(select(Run.name, Run.id)).tuples().all())
+        have = set()
+        for i in range(0, len(sources), 500):
+            chunk = sources[i : i + 500]
+            have |= set(s.scalars(select(Measurement.source).where(Measurement.source.in_(chunk))))
+        added = 0
+        for r, src in zip(results, sources, strict=True):
+            if src in have:
+                continue
+            have.add(src)
+            t = _target_row(s, r.target, r.fingerprint)
+            st = r.stats
+            s.add(
+                Measurement(
+                    target_id=t.id,
+                    run_id=runs.get(r.run),
+                    subnet_key=r.subnet_key,
+                    subnet=r.subnet,
+                    kind=r.kind,
+                    median_ms=float(st["median_ms"]),
+                    cv=float(st["cv"]),
+                    iqr_ms=float(st["iqr_ms"]),
+                    n_reps=int(st["n_reps"]),
+                    remeasured=bool(st.get("remeasured", False)),
+                    fingerprint=r.fingerprint,
+                    source=src,
+                )
+            )
+            added += 1
+    return added
+
+
+def import_results(db_url: str | None, path: str | Path) -> dict:
+    """Import a worker's results file: all lines or none; lines already imported are skipped."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"--import: no such file {path}")
+    try:
+        results = read_lines(path, parse_result)
+    except JobFileError as e:
+        raise UserError(f"{e}; nothing was imported") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path} is not a UTF-8 text results file; nothing was imported") from None
+    if not results:
+        raise UserError(f"{path} holds no results")
+    db = open_db(db_url)
+    try:
+        added = record_results(db, results)
+    finally:
+        db.dispose()
+    return {"imported": added, "skipped": len(results) - added, "path": str(path)}
+
+
+@contextlib.contextmanager
+def _db(url: str | None) -> Iterator[Database]:
+    db = open_db(url, create=False)
+    try:
+        yield db
+    finally:
+        db.dispose()

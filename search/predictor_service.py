@@ -1,0 +1,198 @@
+"""Service functions for latency predictors: fit (with held-out evaluation and baselines side
+by side) and predict."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+from sqlalchemy import select
+
+from db.models import Measurement, Run
+from db.models import Predictor as PredictorRow
+from db.models import Target as TargetRow
+from db.session import Database, open_db
+from latency.features import SpaceTables, table_layers
+from latency.predictor import (
+    PREDICTOR_KINDS,
+    Predictor,
+    PredictorError,
+    fit_lut,
+    fit_macs,
+    fit_main,
+    holdout_split,
+    metrics,
+)
+from latency.prepare import block_key
+from latency.targets import Target
+from search.output import UserError
+from supernet.space import SearchSpace, SpaceError, Subnet
+
+
+@dataclass(frozen=True)
+class TargetData:
+    """A target's measurements: one median latency per distinct subnet, and per block."""
+
+    space: SearchSpace
+    subnets: list[Subnet]
+    latency_ms: np.ndarray
+    blocks: dict[str, float]
+
+
+def _target_row(s, target: Target) -> TargetRow:
+    row = s.scalars(select(TargetRow).where(TargetRow.key == target.key)).one_or_none()
+    if row is None:
+        known = s.scalars(select(TargetRow.key).order_by(TargetRow.id)).all()
+        hint = f"; measured targets: {', '.join(known)}" if known else ""
+        raise UserError(
+            f"no measurements for target {target.key}; run `hwnas measure --target "
+            f"{target.kind}` first{hint}"
+        )
+    return row
+
+
+def _space_of(s, rows: list[Measurement]) -> SearchSpace:
+    run_ids = {m.run_id for m in rows if m.run_id is not None}
+    if not run_ids:
+        run_ids = set(s.scalars(select(Run.id)).all())
+    spaces = {str(sp) for sp in s.scalars(select(Run.space).where(Run.id.in_(run_ids)))}
+    if len(spaces) != 1:
+        raise UserError(
+            "the measurements of this target come from runs with different search spaces "
+            "(or from no known run); measure one run's subnets per target"
+        )
+    return SearchSpace.from_dict(s.scalars(select(Run.space).where(Run.id.in_(run_ids))).first())
+
+
+def load_target_data(db: Database, target: Target) -> TargetData:
+    with db.read() as s:
+        t = _target_row(s, target)
+        rows = list(s.scalars(select(Measurement).where(Measurement.target_id == t.id)))
+        space = _space_of(s, rows)
+    per_subnet, blocks = defaultdict(list), defaultdict(list)
+    subnet_of = {}
+    for m in rows:
+        if m.kind == "block":
+            blocks[m.subnet_key].append(m.median_ms)
+            continue
+        try:
+            subnet_of[m.subnet_key] = space.subnet_from_dict(m.subnet)
+        except SpaceError:
+            continue
+        per_subnet[m.subnet_key].append(m.median_ms)
+    keys = sorted(per_subnet)
+    return TargetData(
+        space,
+        [subnet_of[k] for k in keys],
+        np.asarray([np.median(per_subnet[k]) for k in keys]),
+        {k: float(np.median(v)) for k, v in blocks.items()},
+    )
+
+
+def lut_vector(t: SpaceTables, blocks: dict[str, float]) -> np.ndarray:
+    return np.asarray([blocks.get(block_key(ly), np.nan) for ly in table_layers(t)])
+
+
+def _fit_all(data: TargetData, train: np.ndarray, test: np.ndarray):
+    t = SpaceTables(data.space)
+    enc_all = t.encode(data.subnets)
+    y = data.latency_ms
+
+    def sub(idx):
+        return type(enc_all)(enc_all.r[idx], enc_all.k[idx], enc_all.e[idx])
+
+    fitted = {
+        "main": fit_main(data.space, t, sub(train), y[train]),
+        "macs": fit_macs(data.space, t, sub(train), y[train]),
+    }
+    lut = lut_vector(t, data.blocks)
+    if not np.isnan(lut).any():
+        fitted["lut"] = fit_lut(data.space, t, sub(train), y[train], lut)
+    scores = {k: metrics(p.predict_encoded(t, sub(test)), y[test]) for k, p in fitted.items()}
+    return fitted, scores
+
+
+def fit(
+    db_url: str | None, target: Target, kind: str = "main", holdout: float = 0.2, seed: int = 0
+) -> dict:
+    """Fit every predictor kind on the training split, evaluate on the held-out split, store
+    them; report `kind` with the others as baselines."""
+    if kind not in PREDICTOR_KINDS:
+        raise UserError(f"unknown --kind {kind!r}; choose one of {', '.join(PREDICTOR_KINDS)}")
+    if not 0.05 <= holdout <= 0.5:
+        raise UserError(f"--holdout must be between 0.05 and 0.5, got {holdout}")
+    db = open_db(db_url, create=False)
+    try:
+        data = load_target_data(db, target)
+        n = len(data.subnets)
+        if n < 20:
+            raise UserError(
+                f"target {target.key} has {n} measured subnets; measure at least 20 "
+                "(`hwnas measure --n 100`)"
+            )
+        train, test = holdout_split(n, holdout, seed)
+        try:
+            fitted, scores = _fit_all(data, train, test)
+        except PredictorError as e:
+            raise UserError(str(e)) from None
+        if kind not in fitted:
+            raise UserError(
+                f"--kind {kind} needs every lookup-table layer measured; run `hwnas measure "
+                f"--target {target.key} --blocks`"
+            )
+        _store(db, target, fitted, scores, len(train))
+    finally:
+        db.dispose()
+    baselines = {k: v for k, v in scores.items() if k != kind}
+    if "lut" not in fitted:
+        baselines["lut"] = None
+    return {
+        "target": target.key,
+        "kind": kind,
+        "n_train": len(train),
+        "holdout": scores[kind],
+        "baselines": baselines,
+    }
+
+
+def _store(db: Database, target: Target, fitted: dict, scores: dict, n_train: int) -> None:
+    with db.write() as s:
+        t = _target_row(s, target)
+        for k, p in fitted.items():
+            s.add(
+                PredictorRow(
+                    target_id=t.id, kind=k, n_train=n_train, metrics=scores[k], model=p.to_dict()
+                )
+            )
+
+
+def load_predictor(db: Database, target: Target, kind: str = "main") -> Predictor:
+    with db.read() as s:
+        t = _target_row(s, target)
+        row = s.scalars(
+            select(PredictorRow)
+            .where(PredictorRow.target_id == t.id, PredictorRow.kind == kind)
+            .order_by(PredictorRow.id.desc())
+        ).first()
+        if row is None:
+            raise UserError(
+                f"no {kind} predictor for target {target.key}; run `hwnas predictor fit "
+                f"--target {target.key}`"
+            )
+        model = row.model
+    try:
+        return Predictor.from_dict(model)
+    except PredictorError as e:
+        raise UserError(str(e)) from None
+
+
+def predict(db_url: str | None, target: Target, subnet_json: str, kind: str = "main") -> dict:
+    db = open_db(db_url, create=False)
+    try:
+        predictor = load_predictor(db, target, kind)
+    finally:
+        db.dispose()
+    subnet = predictor.space.subnet_from_json(subnet_json)
+    ms = float(predictor.predict([subnet])[0])
+    return {"target": target.key, "kind": kind, "latency_ms": ms, "key": subnet.key}

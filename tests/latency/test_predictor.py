@@ -1,0 +1,121 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from latency.features import SpaceTables, macs, physical, table, table_layers, table_size
+from latency.predictor import (
+    Predictor,
+    PredictorError,
+    fit_lut,
+    fit_macs,
+    fit_main,
+    metrics,
+)
+from supernet.space import SearchSpace
+
+
+@pytest.fixture(scope="module")
+def space():
+    return SearchSpace.from_file(None)
+
+
+@pytest.fixture(scope="module")
+def sample(space):
+    rng = np.random.default_rng(0)
+    return [space.sample(rng) for _ in range(400)] + [space.largest(), space.smallest()]
+
+
+def test_macs_features_equal_the_analytic_cost(space, sample):
+    t = SpaceTables(space)
+    got = macs(t, t.encode(sample))
+    want = np.array([space.cost(s).macs for s in sample]) / 1e6
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+def test_table_counts_every_active_layer_once(space, sample):
+    t = SpaceTables(space)
+    counts = table(t, t.encode(sample))
+    assert counts.shape == (len(sample), table_size(t))
+    np.testing.assert_array_equal(counts.sum(1), [len(space.layers(s)) for s in sample])
+    assert len(table_layers(t)) == table_size(t)
+
+
+def test_table_layers_match_the_space_layers(space, sample):
+    t = SpaceTables(space)
+    layers = table_layers(t)
+    enc = t.encode(sample[:20])
+    counts = table(t, enc)
+    for i, s in enumerate(sample[:20]):
+        got = sorted(
+            (ly.h_in, ly.c_in, ly.c_out, ly.mid, ly.kernel, ly.stride)
+            for col in np.flatnonzero(counts[i])
+            for ly in [layers[col]] * int(counts[i, col])
+        )
+        want = sorted(
+            (ly.h_in, ly.c_in, ly.c_out, ly.mid, ly.kernel, ly.stride) for ly in space.layers(s)
+        )
+        assert got == want
+
+
+def synthetic_latency(space, subnets, noise=0.0, seed=1):
+    """An additive 'device': a cost per layer configuration plus an overhead per resolution."""
+    t = SpaceTables(space)
+    rng = np.random.default_rng(seed)
+    per_col = rng.uniform(0.01, 0.2, table_size(t))
+    enc = t.encode(subnets)
+    y = table(t, enc) @ per_col + np.array([0.3, 0.4, 0.5])[enc.r]
+    return y * (1 + noise * rng.normal(size=len(y))), per_col
+
+
+def test_main_predictor_learns_an_additive_device(space, sample):
+    y, _ = synthetic_latency(space, sample, noise=0.01)
+    t = SpaceTables(space)
+    enc = t.encode(sample[:300])
+    p = fit_main(space, t, enc, y[:300])
+    m = metrics(p.predict(sample[300:]), y[300:])
+    assert m["within10"] >= 0.99 and m["within5"] >= 0.9 and m["kendall"] > 0.85
+    base = metrics(fit_macs(space, t, enc, y[:300]).predict(sample[300:]), y[300:])
+    assert base["mape"] > m["mape"]
+
+
+def test_lut_baseline_with_exact_table(space, sample):
+    y, per_col = synthetic_latency(space, sample)
+    t = SpaceTables(space)
+    p = fit_lut(space, t, t.encode(sample), y, per_col)
+    np.testing.assert_allclose(p.predict(sample), y, rtol=1e-9)
+    with pytest.raises(PredictorError, match="lacks 1 layer"):
+        fit_lut(space, t, t.encode(sample), y, np.where(np.arange(len(per_col)) == 3, np.nan, 1))
+
+
+def test_macs_baseline_recovers_a_linear_device(space, sample):
+    t = SpaceTables(space)
+    enc = t.encode(sample)
+    y = 0.2 + 0.5 * macs(t, enc)
+    p = fit_macs(space, t, enc, y)
+    np.testing.assert_allclose(p.coef["ab"], [0.2, 0.5], rtol=1e-6)
+
+
+def test_predictors_round_trip_through_json(space, sample):
+    y, _ = synthetic_latency(space, sample)
+    t = SpaceTables(space)
+    p = fit_main(space, t, t.encode(sample), y)
+    q = Predictor.from_dict(json.loads(json.dumps(p.to_dict())))
+    np.testing.assert_array_equal(p.predict(sample), q.predict(sample))
+    with pytest.raises(PredictorError):
+        Predictor.from_dict({"kind": "forest", "space": space.to_dict(), "coef": {}})
+    with pytest.raises(PredictorError):
+        Predictor.from_dict({"kind": "main"})
+
+
+def test_too_few_measurements(space, sample):
+    t = SpaceTables(space)
+    with pytest.raises(PredictorError, match="too few"):
+        fit_main(space, t, t.encode(sample[:5]), np.ones(5))
+
+
+def test_physical_features_are_finite(space, sample):
+    t = SpaceTables(space)
+    assert np.isfinite(physical(t, t.encode(sample))).all()
