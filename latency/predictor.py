@@ -1,11 +1,15 @@
 """Latency predictors: the main model and two baselines, all linear in vectorised features,
 stored as JSON (never pickled), predicting ~10^6 subnets per second in numpy.
 
-- `main`: a lookup table of in-context layer latencies (one weight per layer kind, resolution,
-  kernel and expand) on top of a physical model (MACs per operation kind, layer count, activation
-  volume, per-resolution overhead). It is fitted on whole-subnet measurements by least squares on
-  the *relative* error; the table is ridge-regularised towards the physical model, with the
-  strength chosen by cross-validation on the training split.
+- `main`: a physical model (MACs per operation kind, layer count, activation volume,
+  per-resolution overhead) plus, where the layers were measured alone, the lookup-table sum as
+  one more feature, plus a table of in-context corrections (one weight per layer kind,
+  resolution, kernel and expand). It is fitted on whole-subnet measurements by least squares on
+  the *relative* error; the correction table is ridge-regularised, with the strength chosen by
+  cross-validation on the training split (a strong ridge leaves the physical + LUT model, a weak
+  one learns interactions the layers alone do not show). Stored folded: per table column one
+  weight (LUT coefficient x measured layer latency + correction), so prediction is a gather and
+  a sum.
 - `macs`: latency = a + b * MACs (the FLOPs proxy), fitted the same way.
 - `lut`: Once-for-All/FBNet style, the sum of each layer's latency measured alone (block
   measurements), plus a per-resolution offset (stem, head, fixed costs) fitted on the training
@@ -24,7 +28,7 @@ from latency.features import Encoded, SpaceTables, macs, physical, table, table_
 from supernet.space import SearchSpace, Subnet
 
 PREDICTOR_KINDS = ("main", "macs", "lut")
-RIDGE_GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
+RIDGE_GRID = (1e-2, 1e-1, 1.0, 10.0, 100.0, 1e3, 1e4)
 
 
 class PredictorError(ValueError):
@@ -94,8 +98,12 @@ def fit_lut(
     return Predictor("lut", space, {"table": lut.tolist(), "offset": offset})
 
 
-def _main_design(t: SpaceTables, enc: Encoded) -> tuple[np.ndarray, int]:
+def _main_design(t: SpaceTables, enc: Encoded, lut: np.ndarray | None):
+    """Design matrix [physical, (LUT sum), table] and the number of unpenalised columns."""
     p = physical(t, enc)
+    if lut is not None:
+        idx, active = table_index(t, enc)
+        p = np.concatenate([p, (lut[idx] * active).sum(1, keepdims=True)], 1)
     return np.concatenate([p, table(t, enc)], 1), p.shape[1]
 
 
@@ -121,16 +129,32 @@ def choose_ridge(x: np.ndarray, n_phys: int, y: np.ndarray, folds: int = 5, seed
     return best
 
 
-def fit_main(space: SearchSpace, t: SpaceTables, enc: Encoded, y: np.ndarray) -> Predictor:
+def fit_main(
+    space: SearchSpace,
+    t: SpaceTables,
+    enc: Encoded,
+    y: np.ndarray,
+    lut: np.ndarray | None = None,
+) -> Predictor:
+    """Fit `main`; `lut` (per table column, the layer measured alone) is used when complete."""
     if len(y) < 10:
         raise PredictorError(f"{len(y)} measurements are too few to fit; measure at least 10")
-    x, n_phys = _main_design(t, enc)
-    lam = choose_ridge(x, n_phys, y) if len(y) >= 25 else RIDGE_GRID[-1]
-    w = _fit_main_coef(x, n_phys, y, lam)
+    if lut is not None and np.isnan(lut).any():
+        lut = None
+    x, n_unpen = _main_design(t, enc, lut)
+    lam = choose_ridge(x, n_unpen, y) if len(y) >= 25 else RIDGE_GRID[-1]
+    w = _fit_main_coef(x, n_unpen, y, lam)
+    n_phys = physical(t, type(enc)(enc.r[:1], enc.k[:1], enc.e[:1])).shape[1]
+    folded = w[n_unpen:] + (w[n_phys] * lut if lut is not None else 0.0)
     return Predictor(
         "main",
         space,
-        {"physical": w[:n_phys].tolist(), "table": w[n_phys:].tolist(), "ridge": [lam]},
+        {
+            "physical": w[:n_phys].tolist(),
+            "table": np.asarray(folded).tolist(),
+            "ridge": [lam],
+            "uses_lut": [float(lut is not None)],
+        },
     )
 
 

@@ -4,7 +4,9 @@ confidence interval, the spread kept with every median, and noisy results measur
 - Warm-up: every runner is called `warmup` times before any timing (caches, lazy init, JIT).
 - Interleaving: each round visits the runners in a fresh random order and times `per_round`
   calls of each, so slow drift of the machine (other jobs, frequency) spreads over all of them
-  instead of biasing whichever ran during a slow spell.
+  instead of biasing whichever ran during a slow spell. Each visit starts with one untimed
+  call: switching models leaves the caches cold, and the first call after a switch measures
+  the switch (how cold depends on how many models are interleaved), not the model.
 - Stopping: a runner stops once it has `min_reps` samples and the distribution-free 95%
   confidence interval of its median (order statistics, binomial) is within `rel_ci` of the
   median, or at `max_reps`.
@@ -93,6 +95,7 @@ def _rounds(runners: dict, p: Protocol, rng: np.random.Generator, on_round) -> d
     while pending:
         for k in rng.permutation(len(pending)):
             key = pending[int(k)]
+            runners[key]()  # re-warm after the switch
             samples[key] += time_calls(runners[key], p.per_round)
         pending = [k for k in pending if not converged(np.asarray(samples[k]), p)]
         if on_round:

@@ -20,19 +20,24 @@ from latency.jobs import Job, JobFileError, Result, parse_job, read_lines
 from latency.protocol import Protocol, measure
 from latency.runners import RuntimeUnavailable, gpu_name, make_runner
 
-CHUNK = 32
+# Jobs interleaved at once, so drift spreads over all of them. XLA's CPU executables each map
+# many memory regions (LLVM JIT), and several hundred in one process exhaust the kernel's map
+# limit, so JAX targets go in smaller chunks.
+CHUNK = {"tflite": 1000, "cpu": 128, "gpu": 128}
 
 
 def measure_jobs(
     jobs: Sequence[Job],
     base: Path,
     protocol: Protocol = Protocol(),
-    chunk: int = CHUNK,
+    chunk: int | None = None,
     seed: int = 0,
     on_done: Callable[[int, int], None] | None = None,
 ) -> list[Result]:
     """Measure `jobs` (any mix of targets) and return one result per job, in job order."""
     results: dict[str, Result] = {}
+    if chunk is None:
+        chunk = min(CHUNK[j.target.kind] for j in jobs) if jobs else 1
     for start in range(0, len(jobs), chunk):
         part = jobs[start : start + chunk]
         runners = {j.id: make_runner(j, base) for j in part}
@@ -43,6 +48,8 @@ def measure_jobs(
             st = stats[j.id].to_dict()
             results[j.id] = Result(j.id, j.target, j.subnet_key, j.subnet, j.kind, st, fp, j.run)
         del runners
+        if "jax" in sys.modules:  # free the chunk's executables (and their memory maps)
+            sys.modules["jax"].clear_caches()
         if on_done:
             on_done(min(start + chunk, len(jobs)), len(jobs))
     return [results[j.id] for j in jobs]
@@ -66,7 +73,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("jobs", type=Path)
     parser.add_argument("results", type=Path)
-    parser.add_argument("--chunk", type=int, default=CHUNK, help="jobs measured interleaved")
+    parser.add_argument(
+        "--chunk", type=int, default=None, help="jobs measured interleaved (default by target)"
+    )
     parser.add_argument("--max-reps", type=int, default=Protocol.max_reps)
     args = parser.parse_args(argv)
     try:

@@ -7,9 +7,7 @@ through `db/`, and the work itself runs in `latency/`.
 
 from __future__ import annotations
 
-import contextlib
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -133,8 +131,9 @@ def measure(
             model_dir.mkdir()
             jobs = build_jobs_for(ctx, target, subnets, blocks, model_dir)
             results = _measure_local(jobs, Path(tmp))
+            noise = measure_noise(jobs, results, Path(tmp))
         stored = record_results(db, results)
-        return summary(target, results, stored)
+        return summary(target, results, stored) | {"noise": noise}
     finally:
         db.dispose()
 
@@ -148,6 +147,26 @@ def _measure_local(jobs, base: Path) -> list[Result]:
             bar.update(k - bar.n)
 
         return measure_jobs(jobs, base, on_done=done)
+
+
+NOISE_JOBS = 10
+
+
+def measure_noise(jobs, results: list[Result], base: Path) -> dict:
+    """Measure the first few subnets again, after all the others: how often do two
+    measurements of the same subnet agree within 5% and 10%?"""
+    from latency.worker import measure_jobs
+
+    again = [j for j in jobs if j.kind == "subnet"][:NOISE_JOBS]
+    first = {r.job: r.stats["median_ms"] for r in results}
+    second = measure_jobs(again, base, seed=1)
+    rel = np.asarray([abs(r.stats["median_ms"] / first[r.job] - 1) for r in second])
+    return {
+        "n": len(rel),
+        "within5": float(np.mean(rel <= 0.05)),
+        "within10": float(np.mean(rel <= 0.10)),
+        "median_rel_diff": float(np.median(rel)),
+    }
 
 
 def _write_jobs(ctx: RunContext, target: Target, subnets, blocks: bool, path: Path) -> dict:
@@ -242,12 +261,3 @@ def import_results(db_url: str | None, path: str | Path) -> dict:
     finally:
         db.dispose()
     return {"imported": added, "skipped": len(results) - added, "path": str(path)}
-
-
-@contextlib.contextmanager
-def _db(url: str | None) -> Iterator[Database]:
-    db = open_db(url, create=False)
-    try:
-        yield db
-    finally:
-        db.dispose()

@@ -102,11 +102,11 @@ def _fit_all(data: TargetData, train: np.ndarray, test: np.ndarray):
     def sub(idx):
         return type(enc_all)(enc_all.r[idx], enc_all.k[idx], enc_all.e[idx])
 
+    lut = lut_vector(t, data.blocks)
     fitted = {
-        "main": fit_main(data.space, t, sub(train), y[train]),
+        "main": fit_main(data.space, t, sub(train), y[train], lut),
         "macs": fit_macs(data.space, t, sub(train), y[train]),
     }
-    lut = lut_vector(t, data.blocks)
     if not np.isnan(lut).any():
         fitted["lut"] = fit_lut(data.space, t, sub(train), y[train], lut)
     scores = {k: metrics(p.predict_encoded(t, sub(test)), y[test]) for k, p in fitted.items()}

@@ -119,3 +119,16 @@ def test_too_few_measurements(space, sample):
 def test_physical_features_are_finite(space, sample):
     t = SpaceTables(space)
     assert np.isfinite(physical(t, t.encode(sample))).all()
+
+
+def test_main_uses_measured_layers_when_given(space, sample):
+    """A device that runs each layer 20% slower in context than alone, plus overheads: with
+    the lookup table as a feature, 50 measurements suffice."""
+    y, per_col = synthetic_latency(space, sample)
+    y = 1.2 * (y - 0.4) + 0.5
+    t = SpaceTables(space)
+    p = fit_main(space, t, t.encode(sample[:50]), y[:50], per_col)
+    m = metrics(p.predict(sample[300:]), y[300:])
+    assert m["within5"] == 1.0 and p.coef["uses_lut"] == [1.0]
+    partial = np.where(np.arange(len(per_col)) == 0, np.nan, per_col)
+    assert fit_main(space, t, t.encode(sample), y, partial).coef["uses_lut"] == [0.0]

@@ -63,6 +63,7 @@ def test_measure_tflite_here(trained):
     )
     assert out["target"] == "tflite-fp32-t1" and out["measured"] == 3 and out["stored"] == 3
     assert out["median_cv"] >= 0 and out["median_ms"] > 0
+    assert out["noise"]["n"] == 3 and 0 <= out["noise"]["within10"] <= 1
 
 
 @pytest.mark.parametrize("target, blocked", [("cpu", BLOCKED), ("tflite", [*BLOCKED, "jax"])])

@@ -1,0 +1,193 @@
+"""Latency predictor accuracy on real measurements of this machine, main model vs baselines.
+
+    python bench/predictor_accuracy.py [--db URL] [--run NAME] [--targets cpu,tflite]
+                                       [--n-train 300] [--n-test 300] [--n-noise 100]
+
+For each target: random subnets of the run's space are measured with the protocol of
+`hwnas measure` (training and held-out sets disjoint), every lookup-table layer is measured
+alone (the LUT baseline), and a subset of the held-out subnets is measured again at the end
+(the noise floor: how often two measurements of the same subnet agree within 5% / 10%). The
+main predictor and both baselines are fitted on the training set and scored on the held-out
+set (share within +-5% / +-10%, MAPE, Kendall tau). A learning curve gives the number of
+training measurements the main predictor needs to reach tau >= 0.85, and the wall time spent
+measuring them. Also: batched prediction throughput (subnets/s). The last stdout line is JSON.
+Measurements are not stored in the database (the bench is self-contained).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from db.session import open_db
+from latency.features import SpaceTables
+from latency.jobs import parse_job, read_lines
+from latency.predictor import fit_lut, fit_macs, fit_main, metrics
+from latency.targets import Target
+from latency.worker import measure_jobs
+from search.latency_service import RunContext, build_jobs_for, sample_subnets
+from search.predictor_service import lut_vector
+from search.train_service import enable_compile_cache, load_run
+
+CURVE = (10, 20, 40, 80, 160, 300)
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def measure_target(ctx: RunContext, target: Target, subnets, n_noise: int, tmp: Path):
+    """Latency of `subnets` (ms), block LUT, noise re-measurements, and the wall time per
+    subnet (prepare + measure)."""
+    model_dir = tmp / f"models-{target.key}"
+    saved = tmp / f"jobs-{target.key}.jsonl"
+    t0 = time.perf_counter()
+    if saved.exists():  # --work: reuse the models prepared by an earlier run
+        jobs = read_lines(saved, parse_job)
+    else:
+        model_dir.mkdir()
+        jobs = build_jobs_for(ctx, target, subnets, blocks=True, model_dir=model_dir)
+        saved.write_text("".join(j.to_json() + "\n" for j in jobs))
+    results = measure_jobs(jobs, tmp, on_done=lambda k, n: log(f"  {target.key}: {k}/{n}"))
+    wall = time.perf_counter() - t0
+    by_job = {r.job: r for r in results}
+    subnet_jobs = [j for j in jobs if j.kind == "subnet"]
+    y = np.asarray([by_job[j.id].stats["median_ms"] for j in subnet_jobs])
+    blocks = {r.subnet_key: r.stats["median_ms"] for r in results if r.kind == "block"}
+    cvs = np.asarray([by_job[j.id].stats["cv"] for j in subnet_jobs])
+    again_jobs = subnet_jobs[-n_noise:]  # the last held-out subnets, measured again later
+    again = measure_jobs(again_jobs, tmp, seed=99)
+    y_again = np.asarray([r.stats["median_ms"] for r in again])
+    raw = {
+        "keys": [j.subnet_key for j in subnet_jobs],
+        "latency_ms": y.tolist(),
+        "again_ms": y_again.tolist(),
+        "blocks": blocks,
+    }
+    return y, blocks, cvs, y_again, wall / len(jobs), raw
+
+
+def noise_floor(first: np.ndarray, second: np.ndarray) -> dict:
+    rel = np.abs(second / first - 1)
+    return {
+        "n": len(rel),
+        "within5": float(np.mean(rel <= 0.05)),
+        "within10": float(np.mean(rel <= 0.10)),
+        "median_rel_diff": float(np.median(rel)),
+    }
+
+
+def learning_curve(space, t, enc_train, y_train, enc_test, y_test, lut) -> list[dict]:
+    out = []
+    for n in CURVE:
+        if n > len(y_train):
+            break
+        sub = type(enc_train)(enc_train.r[:n], enc_train.k[:n], enc_train.e[:n])
+        p = fit_main(space, t, sub, y_train[:n], lut)
+        out.append({"n_train": n, **metrics(p.predict_encoded(t, enc_test), y_test)})
+    return out
+
+
+def throughput(predictor, space, t, n: int = 200_000) -> float:
+    rng = np.random.default_rng(3)
+    enc = t.encode([space.sample(rng) for _ in range(2000)])
+    reps = n // 2000
+    big = type(enc)(np.tile(enc.r, reps), np.tile(enc.k, (reps, 1)), np.tile(enc.e, (reps, 1)))
+    times = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        predictor.predict_encoded(t, big)
+        times.append(time.perf_counter() - t0)
+    return len(big.r) / float(np.median(times))
+
+
+def bench_target(ctx, target, args, tmp) -> dict:
+    space = ctx.space
+    subnets = sample_subnets(space, args.n_train + args.n_test, args.seed)
+    log(f"{target.key}: measuring {len(subnets)} subnets and the lookup-table layers")
+    y, blocks, cvs, y_again, per_job_s, raw = measure_target(
+        ctx, target, subnets, args.n_noise, tmp
+    )
+    t = SpaceTables(space)
+    enc = t.encode(subnets)
+    tr, te = np.arange(args.n_train), np.arange(args.n_train, len(subnets))
+
+    def sub(idx):
+        return type(enc)(enc.r[idx], enc.k[idx], enc.e[idx])
+
+    lut = lut_vector(t, blocks)
+    models = {
+        "main": fit_main(space, t, sub(tr), y[tr], lut),
+        "macs": fit_macs(space, t, sub(tr), y[tr]),
+        "lut": fit_lut(space, t, sub(tr), y[tr], lut),
+    }
+    scores = {k: metrics(m.predict_encoded(t, sub(te)), y[te]) for k, m in models.items()}
+    curve = learning_curve(space, t, sub(tr), y[tr], sub(te), y[te], lut)
+    need = next((c["n_train"] for c in curve if c["kendall"] >= 0.85), None)
+    return {
+        "target": target.key,
+        "n_train": len(tr),
+        "n_test": len(te),
+        "n_blocks": len(blocks),
+        "latency_ms": {
+            "min": float(y.min()),
+            "median": float(np.median(y)),
+            "max": float(y.max()),
+        },
+        "median_cv": float(np.median(cvs)),
+        "noise_floor": noise_floor(y[-args.n_noise :], y_again),
+        "scores": scores,
+        "learning_curve": curve,
+        "n_for_tau_085": need,
+        "seconds_per_measurement": per_job_s,
+        "seconds_for_tau_085": None if need is None else need * per_job_s,
+        "predictions_per_s": throughput(models["main"], space, t),
+        "raw": raw,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--db", default=None)
+    parser.add_argument("--run", default="digits")
+    parser.add_argument("--targets", default="tflite-fp32-t1,cpu")
+    parser.add_argument("--n-train", type=int, default=300)
+    parser.add_argument("--n-test", type=int, default=300)
+    parser.add_argument("--n-noise", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=None)
+    parser.add_argument(
+        "--work", default=None, help="keep prepared models here and reuse them next time"
+    )
+    args = parser.parse_args()
+    enable_compile_cache()
+    db = open_db(args.db, create=False)
+    ctx = RunContext(load_run(db, args.run))
+    db.dispose()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="hwnas-bench-") as tmp:
+        work = Path(args.work) if args.work else Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        for key in args.targets.split(","):
+            rows.append(bench_target(ctx, Target.parse(key), args, work))
+            s = rows[-1]["scores"]
+            for k, v in s.items():
+                log(
+                    f"{key:16s} {k:5s} within5 {v['within5']:.3f} within10 {v['within10']:.3f} "
+                    f"MAPE {v['mape']:.2f}% tau {v['kendall']:.3f}"
+                )
+            log(f"{key:16s} noise floor {rows[-1]['noise_floor']}")
+            text = json.dumps({"run": args.run, "targets": rows})
+            if args.out:  # after every target, so a later failure keeps the earlier figures
+                Path(args.out).write_text(text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
