@@ -48,8 +48,9 @@ def measure_jobs(
             st = stats[j.id].to_dict()
             results[j.id] = Result(j.id, j.target, j.subnet_key, j.subnet, j.kind, st, fp, j.run)
         del runners
-        if "jax" in sys.modules:  # free the chunk's executables (and their memory maps)
-            sys.modules["jax"].clear_caches()
+        jax = sys.modules.get("jax")  # only where a job already imported it
+        if jax is not None:  # free the chunk's executables (and their memory maps)
+            jax.clear_caches()
         if on_done:
             on_done(min(start + chunk, len(jobs)), len(jobs))
     return [results[j.id] for j in jobs]

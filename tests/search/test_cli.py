@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from db.models import SCHEMA_VERSION
 from search.cli import main
 
 
@@ -33,7 +34,7 @@ def test_db_init_then_status(capsys, db_url):
     assert code == 0, err
     code, result, err = run(capsys, "db", "status", "--db", db_url, "--json")
     assert code == 0, err
-    assert result["schema_version"] == 1 and result["tables"]["hwnas_meta"] == 1
+    assert result["schema_version"] == SCHEMA_VERSION and result["tables"]["hwnas_meta"] == 1
 
 
 def test_db_url_from_the_environment(capsys, tmp_path, monkeypatch):
