@@ -144,7 +144,7 @@ def fit_main(
     x, n_unpen = _main_design(t, enc, lut)
     lam = choose_ridge(x, n_unpen, y) if len(y) >= 25 else RIDGE_GRID[-1]
     w = _fit_main_coef(x, n_unpen, y, lam)
-    n_phys = physical(t, type(enc)(enc.r[:1], enc.k[:1], enc.e[:1])).shape[1]
+    n_phys = n_unpen - (lut is not None)  # the LUT sum, if any, is the last unpenalised column
     folded = w[n_unpen:] + (w[n_phys] * lut if lut is not None else 0.0)
     return Predictor(
         "main",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 import flax.linen as nn
@@ -107,12 +107,3 @@ class JobBuilder:
         payload = self._payload(module, variables, shape, None)
         key = block_key(layer)
         return Job(uuid.uuid4().hex, self.target, key, {"block": key}, "block", payload, self.run)
-
-
-def build_jobs(builder: JobBuilder, subnets: Sequence[Subnet], on_done=None) -> list[Job]:
-    jobs = []
-    for i, s in enumerate(subnets):
-        jobs.append(builder.subnet_job(s))
-        if on_done:
-            on_done(i + 1, len(subnets))
-    return jobs

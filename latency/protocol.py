@@ -18,6 +18,7 @@ numpy only (the worker runs where nothing else is installed).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Hashable
@@ -126,5 +127,5 @@ def measure(
             if second.iqr_ms / second.median_ms < stats[k].iqr_ms / stats[k].median_ms:
                 stats[k] = second
             else:
-                stats[k] = Stats(*list(stats[k].to_dict().values())[:4], remeasured=True)
+                stats[k] = dataclasses.replace(stats[k], remeasured=True)
     return stats

@@ -56,13 +56,13 @@ def _space_of(s, rows: list[Measurement]) -> SearchSpace:
     run_ids = {m.run_id for m in rows if m.run_id is not None}
     if not run_ids:
         run_ids = set(s.scalars(select(Run.id)).all())
-    spaces = {str(sp) for sp in s.scalars(select(Run.space).where(Run.id.in_(run_ids)))}
-    if len(spaces) != 1:
+    spaces = list(s.scalars(select(Run.space).where(Run.id.in_(run_ids))))
+    if len({str(sp) for sp in spaces}) != 1:
         raise UserError(
             "the measurements of this target come from runs with different search spaces "
             "(or from no known run); measure one run's subnets per target"
         )
-    return SearchSpace.from_dict(s.scalars(select(Run.space).where(Run.id.in_(run_ids))).first())
+    return SearchSpace.from_dict(spaces[0])
 
 
 def load_target_data(db: Database, target: Target) -> TargetData:
