@@ -6,7 +6,8 @@
 For each target: random subnets of the run's space are measured with the protocol of
 `hwnas measure` (training and held-out sets disjoint), every lookup-table layer is measured
 alone (the LUT baseline), and a subset of the held-out subnets is measured again at the end
-(the noise floor: how often two measurements of the same subnet agree within 5% / 10%). The
+(the noise floor: how often two measurements of the same subnet agree within 5% / 10%,
+corrected for the machine's drift in between by reference subnets measured again, and raw). The
 main predictor and both baselines are fitted on the training set and scored on the held-out
 set (share within +-5% / +-10%, MAPE, Kendall tau). A learning curve gives the number of
 training measurements the main predictor needs to reach tau >= 0.85, and the wall time spent
@@ -30,8 +31,8 @@ from latency.features import SpaceTables
 from latency.jobs import parse_job, read_lines
 from latency.predictor import fit_lut, fit_macs, fit_main, metrics
 from latency.targets import Target
-from latency.worker import measure_jobs
-from search.latency_service import RunContext, build_jobs_for, sample_subnets
+from latency.worker import N_REFS, measure_jobs
+from search.latency_service import RunContext, build_jobs_for, noise_floor, sample_subnets
 from search.predictor_service import lut_vector
 from search.train_service import enable_compile_cache, load_run
 
@@ -61,26 +62,16 @@ def measure_target(ctx: RunContext, target: Target, subnets, n_noise: int, tmp: 
     y = np.asarray([by_job[j.id].stats["median_ms"] for j in subnet_jobs])
     blocks = {r.subnet_key: r.stats["median_ms"] for r in results if r.kind == "block"}
     cvs = np.asarray([by_job[j.id].stats["cv"] for j in subnet_jobs])
-    again_jobs = subnet_jobs[-n_noise:]  # the last held-out subnets, measured again later
-    again = measure_jobs(again_jobs, tmp, seed=99)
-    y_again = np.asarray([r.stats["median_ms"] for r in again])
+    # the last held-out subnets, measured again after everything else
+    noise = noise_floor(subnet_jobs[-n_noise:], subnet_jobs[:N_REFS], results, tmp)
     raw = {
         "keys": [j.subnet_key for j in subnet_jobs],
         "latency_ms": y.tolist(),
-        "again_ms": y_again.tolist(),
+        "drift": [by_job[j.id].stats["drift"] for j in subnet_jobs],
+        "again_ms": noise.pop("again_ms"),
         "blocks": blocks,
     }
-    return y, blocks, cvs, y_again, wall / len(jobs), raw
-
-
-def noise_floor(first: np.ndarray, second: np.ndarray) -> dict:
-    rel = np.abs(second / first - 1)
-    return {
-        "n": len(rel),
-        "within5": float(np.mean(rel <= 0.05)),
-        "within10": float(np.mean(rel <= 0.10)),
-        "median_rel_diff": float(np.median(rel)),
-    }
+    return y, blocks, cvs, noise, wall / len(jobs), raw
 
 
 def learning_curve(space, t, enc_train, y_train, enc_test, y_test, lut) -> list[dict]:
@@ -111,9 +102,7 @@ def bench_target(ctx, target, args, tmp) -> dict:
     space = ctx.space
     subnets = sample_subnets(space, args.n_train + args.n_test, args.seed)
     log(f"{target.key}: measuring {len(subnets)} subnets and the lookup-table layers")
-    y, blocks, cvs, y_again, per_job_s, raw = measure_target(
-        ctx, target, subnets, args.n_noise, tmp
-    )
+    y, blocks, cvs, noise, per_job_s, raw = measure_target(ctx, target, subnets, args.n_noise, tmp)
     t = SpaceTables(space)
     enc = t.encode(subnets)
     tr, te = np.arange(args.n_train), np.arange(args.n_train, len(subnets))
@@ -141,7 +130,7 @@ def bench_target(ctx, target, args, tmp) -> dict:
             "max": float(y.max()),
         },
         "median_cv": float(np.median(cvs)),
-        "noise_floor": noise_floor(y[-args.n_noise :], y_again),
+        "noise_floor": noise,
         "scores": scores,
         "learning_curve": curve,
         "n_for_tau_085": need,

@@ -44,15 +44,17 @@ class Stats:
     iqr_ms: float
     n_reps: int
     remeasured: bool = False
+    drift: float = 1.0
+
+    def rescaled(self, factor: float) -> Stats:
+        """The same measurement in the baseline's units, taken while the machine ran `factor`
+        times slower than at the baseline (drift)."""
+        return dataclasses.replace(
+            self, median_ms=self.median_ms / factor, iqr_ms=self.iqr_ms / factor, drift=factor
+        )
 
     def to_dict(self) -> dict:
-        return {
-            "median_ms": self.median_ms,
-            "cv": self.cv,
-            "iqr_ms": self.iqr_ms,
-            "n_reps": self.n_reps,
-            "remeasured": self.remeasured,
-        }
+        return dataclasses.asdict(self)
 
 
 def median_ci(samples: np.ndarray, z: float = 1.96) -> tuple[float, float]:

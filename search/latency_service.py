@@ -19,6 +19,7 @@ from db.models import Target as TargetRow
 from db.session import Database, open_db
 from latency.jobs import JobFileError, Result, parse_result, read_lines
 from latency.targets import Target, TargetError
+from latency.worker import N_REFS, measure_jobs
 from search.output import UserError, log
 from search.train_service import enable_compile_cache, load_run
 from supernet.space import SearchSpace, Subnet
@@ -131,7 +132,9 @@ def measure(
             model_dir.mkdir()
             jobs = build_jobs_for(ctx, target, subnets, blocks, model_dir)
             results = _measure_local(jobs, Path(tmp))
-            noise = measure_noise(jobs, results, Path(tmp))
+            sub = [j for j in jobs if j.kind == "subnet"]
+            noise = noise_floor(sub[:NOISE_JOBS], sub[:N_REFS], results, Path(tmp))
+            noise.pop("again_ms")
         stored = record_results(db, results)
         return summary(target, results, stored) | {"noise": noise}
     finally:
@@ -139,8 +142,6 @@ def measure(
 
 
 def _measure_local(jobs, base: Path) -> list[Result]:
-    from latency.worker import measure_jobs
-
     with tqdm(total=len(jobs), desc="measuring", unit="model") as bar:
 
         def done(k: int, total: int) -> None:
@@ -152,15 +153,22 @@ def _measure_local(jobs, base: Path) -> list[Result]:
 NOISE_JOBS = 10
 
 
-def measure_noise(jobs, results: list[Result], base: Path) -> dict:
-    """Measure the first few subnets again, after all the others: how often do two
-    measurements of the same subnet agree within 5% and 10%?"""
-    from latency.worker import measure_jobs
+def noise_floor(again, refs, results: list[Result], base: Path) -> dict:
+    """Measure the `again` jobs a second time, after all the others, and say how often the two
+    measurements of a subnet agree within 5% and 10%: drift-corrected (the `refs` measured
+    again give the machine's drift since their first measurement), and raw (`raw`)."""
+    first = {r.job: r.stats for r in results}
+    baseline = {j.id: first[j.id]["median_ms"] for j in refs}
+    second = measure_jobs(again, base, seed=1, refs=refs, baseline=baseline)
+    a = np.asarray([first[r.job]["median_ms"] for r in second])
+    b = np.asarray([r.stats["median_ms"] for r in second])
+    a_raw = a * np.asarray([first[r.job].get("drift", 1.0) for r in second])
+    b_raw = b * np.asarray([r.stats["drift"] for r in second])
+    return agreement(a, b) | {"raw": agreement(a_raw, b_raw), "again_ms": b.tolist()}
 
-    again = [j for j in jobs if j.kind == "subnet"][:NOISE_JOBS]
-    first = {r.job: r.stats["median_ms"] for r in results}
-    second = measure_jobs(again, base, seed=1)
-    rel = np.asarray([abs(r.stats["median_ms"] / first[r.job] - 1) for r in second])
+
+def agreement(first: np.ndarray, second: np.ndarray) -> dict:
+    rel = np.abs(second / first - 1)
     return {
         "n": len(rel),
         "within5": float(np.mean(rel <= 0.05)),

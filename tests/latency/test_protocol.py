@@ -60,3 +60,9 @@ def test_noisy_runner_is_measured_again():
     stats = measure({"j": jittery}, Protocol(warmup=1, min_reps=10, max_reps=20), seed=0)
     assert stats["j"].remeasured
     assert calls["n"] > 21  # warm-up + a full second measurement
+
+
+def test_rescaled_divides_times_by_the_drift():
+    st = summarise(np.asarray([2.0, 4.0, 6.0, 8.0])).rescaled(2.0)
+    assert st.median_ms == 2.5 and st.iqr_ms == 1.5 and st.drift == 2.0
+    assert st.to_dict()["drift"] == 2.0

@@ -34,12 +34,15 @@ def run_json(*args, cwd) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def worker(jobs: Path, results: Path, blocked: list[str]) -> subprocess.CompletedProcess:
+def worker(
+    jobs: Path, results: Path, blocked: list[str], *extra: str
+) -> subprocess.CompletedProcess:
+    argv = [str(jobs), str(results), "--max-reps", "30", *extra]
     prelude = (
         "import sys\n"
         f"for m in {blocked!r}: sys.modules[m] = None\n"
         "from latency.worker import main\n"
-        f"sys.exit(main([{str(jobs)!r}, {str(results)!r}, '--max-reps', '30']))\n"
+        f"sys.exit(main({argv!r}))\n"
     )
     env = os.environ | {"PYTHONPATH": str(ROOT)}
     return subprocess.run(
@@ -75,10 +78,12 @@ def test_jobs_worker_import_round_trip(trained, tmp_path, target, blocked):
         "--jobs-out", str(jobs), "--db", url, cwd=cwd,
     )  # fmt: skip
     assert out["jobs"] == 3 and len(jobs.read_text().splitlines()) == 3
-    done = worker(jobs, results, blocked)
+    done = worker(jobs, results, blocked, "--chunk", "2")  # two chunks: drift is corrected
     assert done.returncode == 0, done.stderr[-2000:]
     lines = [json.loads(x) for x in results.read_text().splitlines()]
     assert len(lines) == 3 and all(x["fingerprint"]["cores"] for x in lines)
+    drifts = [x["stats"]["drift"] for x in lines]
+    assert drifts[:2] == [1.0, 1.0] and 0.2 < drifts[2] < 5  # the first chunk is the baseline
     before = count(url)
     assert run_json("measure", "--import", str(results), "--db", url, cwd=cwd)["imported"] == 3
     again = run_json("measure", "--import", str(results), "--db", url, cwd=cwd)
