@@ -88,12 +88,20 @@ def make_engine(url: str) -> Engine:
 
 def _sqlite_engine(url) -> Engine:
     engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
+    configure_sqlite(engine, url.database)
+    return engine
+
+
+def configure_sqlite(engine: Engine, database: str | None, begin: str = "DEFERRED") -> None:
+    """WAL, busy timeout and foreign keys on every new connection of a SQLite `engine`, and
+    transactions begun by us: `begin` mode unless the `sqlite_begin` execution option says
+    otherwise (see the module docstring). Also used on Optuna's own engine."""
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn, _record) -> None:
         dbapi_conn.isolation_level = None  # we emit BEGIN ourselves (see module docstring)
         cur = dbapi_conn.cursor()
-        if url.database not in (None, "", ":memory:"):
+        if database not in (None, "", ":memory:"):
             cur.execute("PRAGMA journal_mode=WAL")
         cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         cur.execute("PRAGMA foreign_keys=ON")
@@ -102,10 +110,8 @@ def _sqlite_engine(url) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn) -> None:
-        mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
+        mode = conn.get_execution_options().get("sqlite_begin", begin)
         conn.exec_driver_sql(f"BEGIN {mode}")
-
-    return engine
 
 
 def open_db(url: str | None = None, *, create: bool = True) -> Database:

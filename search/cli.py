@@ -14,7 +14,7 @@ import typer
 from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
 
 from db.session import DbError
-from search import latency_service, predictor_service, services, train_service
+from search import latency_service, predictor_service, search_service, services, train_service
 from search.output import EXIT_USER_ERROR, UserError, emit, fail
 from supernet.checkpoint import CheckpointError
 from supernet.data import DataError
@@ -203,6 +203,67 @@ def predict(
     """Predict one subnet's latency on a target with its fitted predictor."""
     t = latency_service.parse_target(target, threads, precision, device)
     emit(predictor_service.predict(db, t, subnet, kind), json)
+
+
+@app.command()
+def search(
+    run: Annotated[str, typer.Option(help="Name of a finished training run.")],
+    target: Annotated[
+        list[str],
+        typer.Option(
+            "--target",
+            help="Target whose predicted latency is minimised (repeat for several): cpu, gpu, "
+            "tflite or a full key such as tflite-int8-t4. Each needs a fitted predictor.",
+        ),
+    ],
+    budget: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--budget",
+            metavar="TARGET=MS",
+            help="Hard latency budget on a target, e.g. tflite=0.3 (repeatable).",
+        ),
+    ] = None,
+    trials: Annotated[
+        int,
+        typer.Option(
+            help="Finished trials the study should have (running it again "
+            "with a larger number continues it)."
+        ),
+    ] = 100,
+    sampler: Annotated[str, typer.Option(help="tpe (default), nsga2, gp or random.")] = "tpe",
+    workers: Annotated[int, typer.Option(help="Local worker processes.")] = 1,
+    name: Annotated[
+        str | None, typer.Option(help="Search (and Optuna study) name; default RUN-search.")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Sampler seed (worker i uses seed+i).")] = None,
+    objective: Annotated[
+        list[str] | None,
+        typer.Option("--objective", help="Also minimise params or macs (repeatable)."),
+    ] = None,
+    measure: Annotated[
+        bool, typer.Option(help="Measure the Pareto front on this machine's targets at the end.")
+    ] = True,
+    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+    db: DbOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Search the accuracy/latency Pareto front with Optuna under hard latency budgets."""
+    result = search_service.search(
+        db, run, target, budget or [], trials, sampler, workers, name, seed, objective or [],
+        measure=measure, progress=not quiet,
+    )  # fmt: skip
+    emit(result, json)
+
+
+@app.command()
+def pareto(
+    search: Annotated[str, typer.Argument(help="Name of a search.")],
+    db: DbOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """List the Pareto front of a search (with measured_ms where it was measured)."""
+    emit(search_service.pareto(db, search), json)
 
 
 @db_app.command("init")

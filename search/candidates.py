@@ -1,0 +1,110 @@
+"""A search's candidates in the hwnas tables: one row per finished trial, the front marked.
+
+Workers insert a row as each trial finishes (so a dashboard sees the search live); `sync`
+fills in any finished trial whose row is missing (a worker killed between Optuna's `tell` and
+its callback), so the table always matches the study. The Pareto front is over feasible
+candidates, one per distinct subnet.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from db.models import Candidate
+from db.session import Database
+from search.objective import Problem
+from search.pareto import pareto_mask
+
+
+def candidate_row(search_id: int, trial: FrozenTrial, problem: Problem) -> Candidate:
+    c = trial.user_attrs["candidate"]
+    return Candidate(
+        search_id=search_id,
+        trial_number=trial.number,
+        subnet_key=c["key"],
+        subnet=c["subnet"],
+        accuracy=float(c["accuracy"]),
+        params=int(c["params"]),
+        macs=int(c["macs"]),
+        predicted_ms=dict(c["latency_ms"]),
+        measured_ms=None,
+        feasible=problem.feasible(c["latency_ms"]),
+    )
+
+
+def finished(trials: list[FrozenTrial]) -> list[FrozenTrial]:
+    return [t for t in trials if t.state == TrialState.COMPLETE and "candidate" in t.user_attrs]
+
+
+class Recorder:
+    """Optuna callback: record each finished trial of this worker as a candidate."""
+
+    def __init__(self, db: Database, search_id: int, problem: Problem) -> None:
+        self.db, self.search_id, self.problem = db, search_id, problem
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        if trial.state != TrialState.COMPLETE or "candidate" not in trial.user_attrs:
+            return
+        # another machine's sync may have recorded it first
+        with contextlib.suppress(IntegrityError), self.db.write() as s:
+            s.add(candidate_row(self.search_id, trial, self.problem))
+
+
+def sync(db: Database, search_id: int, trials: list[FrozenTrial], problem: Problem) -> int:
+    """Insert the rows of finished trials that have none; returns how many were added."""
+    try:
+        return _sync(db, search_id, trials, problem)
+    except IntegrityError:  # a worker elsewhere recorded one meanwhile: read again
+        return _sync(db, search_id, trials, problem)
+
+
+def _sync(db: Database, search_id: int, trials: list[FrozenTrial], problem: Problem) -> int:
+    with db.write() as s:
+        have = set(
+            s.scalars(select(Candidate.trial_number).where(Candidate.search_id == search_id))
+        )
+        new = [t for t in finished(trials) if t.number not in have]
+        for t in new:
+            s.add(candidate_row(search_id, t, problem))
+    return len(new)
+
+
+def objective_matrix(rows: list[Candidate], problem: Problem) -> np.ndarray:
+    """Every objective in minimise form (accuracy negated)."""
+    out = []
+    for r in rows:
+        values = problem.values(
+            {"accuracy": r.accuracy, "latency_ms": r.predicted_ms, "params": r.params,
+             "macs": r.macs}
+        )  # fmt: skip
+        out.append([-values[0], *values[1:]])
+    return np.asarray(out, float).reshape(len(rows), len(problem.directions))
+
+
+def mark_pareto(db: Database, search_id: int, problem: Problem) -> int:
+    """Set `pareto` on the front of feasible candidates (the earliest trial of each subnet);
+    returns the front's size."""
+    with db.write() as s:
+        rows = list(
+            s.scalars(
+                select(Candidate)
+                .where(Candidate.search_id == search_id)
+                .order_by(Candidate.trial_number)
+            )
+        )
+        seen: set[str] = set()
+        first = []
+        for r in rows:
+            first.append(r.subnet_key not in seen)
+            seen.add(r.subnet_key)
+        ok = np.asarray([r.feasible for r in rows], bool) & np.asarray(first, bool)
+        mask = pareto_mask(objective_matrix(rows, problem), ok) if rows else np.zeros(0, bool)
+        for r, m in zip(rows, mask, strict=True):
+            r.pareto = bool(m)
+        return int(mask.sum())

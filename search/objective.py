@@ -1,0 +1,107 @@
+"""One search trial: the subnet Optuna suggests, its objectives, its budget constraints.
+
+Every decision of the space is a fixed categorical parameter (resolution, a depth per stage, a
+kernel and an expand ratio per layer slot), so all samplers see the same fixed search space;
+slots beyond a stage's depth are then ignored by the subnet itself. A trial's evaluation is
+kept whole in one user attribute (`candidate`), which the constraints and the candidates table
+read back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import optuna
+
+from latency.predictor import Predictor
+from supernet.space import SearchSpace, Subnet
+
+EXTRAS = ("params", "macs")
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    subnet: Subnet
+    accuracy: float
+    latency_ms: Mapping[str, float]
+    params: int
+    macs: int
+
+    def to_dict(self) -> dict:
+        return {
+            "subnet": self.subnet.to_dict(),
+            "key": self.subnet.key,
+            "accuracy": self.accuracy,
+            "latency_ms": dict(self.latency_ms),
+            "params": self.params,
+            "macs": self.macs,
+        }
+
+
+@dataclass(frozen=True)
+class Problem:
+    """What a search optimises: accuracy up, latency on every target down (plus optional
+    params/MACs), subject to hard latency budgets (ms) on some targets."""
+
+    targets: tuple[str, ...]
+    budgets: tuple[tuple[str, float], ...] = ()
+    extras: tuple[str, ...] = ()
+
+    @property
+    def directions(self) -> list[str]:
+        return ["maximize"] + ["minimize"] * (len(self.targets) + len(self.extras))
+
+    def values(self, ev: Mapping) -> list[float]:
+        """Objective values of a candidate dict (`Evaluation.to_dict()`)."""
+        lat = [float(ev["latency_ms"][t]) for t in self.targets]
+        return [float(ev["accuracy"]), *lat, *(float(ev[x]) for x in self.extras)]
+
+    def violations(self, latency_ms: Mapping[str, float]) -> list[float]:
+        """Relative overshoot of each budget (> 0 violated), as Optuna's constraints want."""
+        return [latency_ms[t] / ms - 1.0 for t, ms in self.budgets]
+
+    def feasible(self, latency_ms: Mapping[str, float]) -> bool:
+        return all(v <= 0 for v in self.violations(latency_ms))
+
+    def constraints(self, trial: optuna.trial.FrozenTrial) -> list[float]:
+        cand = trial.user_attrs.get("candidate")
+        if cand is None:  # never evaluated (failed): treat as violating every budget
+            return [1.0] * len(self.budgets)
+        return self.violations(cand["latency_ms"])
+
+
+def suggest_subnet(trial: optuna.Trial, space: SearchSpace) -> Subnet:
+    depths = [trial.suggest_categorical(f"d{s}", space.depths) for s in range(space.n_stages)]
+    kernels = [trial.suggest_categorical(f"k{i}", space.kernels) for i in range(space.n_slots)]
+    expands = [trial.suggest_categorical(f"e{i}", space.expands) for i in range(space.n_slots)]
+    resolution = trial.suggest_categorical("resolution", space.resolutions)
+    return space.subnet(resolution, depths, kernels, expands)
+
+
+class TrialEvaluator:
+    """Accuracy (supernet weights, BN recalibrated) and predicted latency per target."""
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        accuracy: Callable[[Subnet], float],
+        predictors: Mapping[str, Predictor],
+    ) -> None:
+        self.space = space
+        self._accuracy = accuracy
+        self._predictors = dict(predictors)
+
+    def __call__(self, subnet: Subnet) -> Evaluation:
+        cost = self.space.cost(subnet)
+        lat = {k: float(p.predict([subnet])[0]) for k, p in self._predictors.items()}
+        return Evaluation(subnet, self._accuracy(subnet), lat, cost.params, cost.macs)
+
+
+def make_objective(space: SearchSpace, problem: Problem, evaluate: TrialEvaluator) -> Callable:
+    def objective(trial: optuna.Trial) -> list[float]:
+        cand = evaluate(suggest_subnet(trial, space)).to_dict()
+        trial.set_user_attr("candidate", cand)
+        return problem.values(cand)
+
+    return objective

@@ -1,0 +1,161 @@
+"""Optuna's RDB storage in the hwnas database, safe for several writers on SQLite.
+
+The study lives in Optuna's own tables beside hwnas's, so `optuna studies --storage URL` and
+optuna-dashboard read it as a normal study. SQLite answers "database is locked" at once (not
+after the busy timeout) when a deferred transaction that has read tries to write while another
+connection holds the write lock (optuna #820, #4994). Optuna's transactions read, then write;
+so on SQLite every one of them begins IMMEDIATE and queues behind the busy timeout instead.
+
+Optuna writes every `suggest_*` in a transaction of its own; a trial here suggests 46
+parameters, which made the storage, not the search, the bottleneck (about 0.15 s a trial on
+SQLite). `BatchedRDBStorage` keeps a trial's parameters until the next read or write of any
+trial and writes them in one transaction.
+
+Heartbeats: a worker that dies mid-trial (`kill -9`) stops beating; the next worker to start a
+trial marks it FAIL and enqueues a retry with the same parameters, so no trial stays RUNNING.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import optuna
+from optuna import distributions
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages._rdb import models
+from optuna.storages._rdb.storage import _create_scoped_session
+from sqlalchemy import insert
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError, ProgrammingError
+
+from db.session import BUSY_TIMEOUT_MS, configure_sqlite
+
+HEARTBEAT_S = 2
+GRACE_S = 10
+MAX_RETRY = 3
+
+
+class BatchedRDBStorage(RDBStorage):
+    """Optuna's RDB storage, writing the parameters of a trial in one transaction."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._pending: list[tuple] = []
+        self._pending_lock = threading.Lock()
+
+    def _set_trial_param(self, trial_id, param_name, value, distribution, previous) -> None:
+        with self._pending_lock:
+            self._pending.append((trial_id, param_name, value, distribution, previous))
+
+    def flush(self) -> None:
+        with self._pending_lock:
+            pending, self._pending = self._pending, []
+        if not pending:
+            return
+        by_trial: dict[int, list[tuple]] = {}
+        for p in pending:
+            by_trial.setdefault(p[0], []).append(p)
+        with _create_scoped_session(self.scoped_session, True) as session:
+            for trial_id, params in by_trial.items():
+                self._insert_params(session, trial_id, params)
+
+    def _insert_params(self, session, trial_id: int, params: list[tuple]) -> None:
+        """What `_set_trial_param_without_commit` does per parameter, once per trial, and
+        one bulk insert."""
+        trial = models.TrialModel.find_or_raise_by_id(trial_id, session)
+        self.check_trial_is_updatable(trial_id, trial.state)
+        rows = []
+        for _, name, value, dist, previous in params:
+            if previous is None:
+                previous = _previous_distribution(session, trial.study_id, name)
+            if previous is not None:
+                distributions.check_distribution_compatibility(previous, dist)
+            rows.append(
+                {
+                    "trial_id": trial_id,
+                    "param_name": name,
+                    "param_value": value,
+                    "distribution_json": distributions.distribution_to_json(dist),
+                }
+            )
+        session.execute(insert(models.TrialParamModel), rows)
+
+    def set_trial_param(self, *args, **kwargs):
+        self.flush()
+        return super().set_trial_param(*args, **kwargs)
+
+    def set_trial_state_values(self, *args, **kwargs):
+        self.flush()
+        return super().set_trial_state_values(*args, **kwargs)
+
+    def set_trial_intermediate_value(self, *args, **kwargs):
+        self.flush()
+        return super().set_trial_intermediate_value(*args, **kwargs)
+
+    def set_trial_user_attr(self, *args, **kwargs):
+        self.flush()
+        return super().set_trial_user_attr(*args, **kwargs)
+
+    def set_trial_system_attr(self, *args, **kwargs):
+        self.flush()
+        return super().set_trial_system_attr(*args, **kwargs)
+
+    def get_trial(self, *args, **kwargs):
+        self.flush()
+        return super().get_trial(*args, **kwargs)
+
+    def _get_trials(self, *args, **kwargs):
+        self.flush()
+        return super()._get_trials(*args, **kwargs)
+
+    def _create_new_trial(self, *args, **kwargs):
+        self.flush()
+        return super()._create_new_trial(*args, **kwargs)
+
+
+def _previous_distribution(session, study_id: int, name: str):
+    row = (
+        session.query(models.TrialParamModel)
+        .join(models.TrialModel)
+        .filter(models.TrialModel.study_id == study_id)
+        .filter(models.TrialParamModel.param_name == name)
+        .first()
+    )
+    return None if row is None else distributions.json_to_distribution(row.distribution_json)
+
+
+def _create(url: str, engine_kwargs: dict, beat: dict, tries: int = 5) -> BatchedRDBStorage:
+    """The storage; Optuna creates its tables on first use, and two machines doing so at the
+    same moment collide on PostgreSQL (duplicate table or type): the loser tries again."""
+    for i in range(tries):
+        try:
+            return BatchedRDBStorage(url, engine_kwargs=dict(engine_kwargs), **beat)
+        except (IntegrityError, ProgrammingError):
+            if i == tries - 1:
+                raise
+            time.sleep(0.5 * (i + 1))
+    raise AssertionError("unreachable")
+
+
+def optuna_storage(url: str, heartbeat: bool = True) -> RDBStorage:
+    u = make_url(url)
+    sqlite = u.get_backend_name() == "sqlite"
+    kwargs = {"connect_args": {"timeout": BUSY_TIMEOUT_MS / 1000}} if sqlite else {}
+    if not sqlite:
+        kwargs["pool_pre_ping"] = True
+    beat = (
+        {
+            "heartbeat_interval": HEARTBEAT_S,
+            "grace_period": GRACE_S,
+            "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(MAX_RETRY),
+        }
+        if heartbeat
+        else {}
+    )
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = _create(url, kwargs, beat)
+    if sqlite:
+        configure_sqlite(storage.engine, u.database, begin="IMMEDIATE")
+        storage.engine.dispose()  # connections opened while creating tables lack the settings
+    return storage

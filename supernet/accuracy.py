@@ -1,0 +1,82 @@
+"""Validation accuracy of many subnets with the supernet's weights, fast enough for a search.
+
+`hwnas subnet` recalibrates BatchNorm batch by batch and then predicts batch by batch (about ten
+XLA calls). A search evaluates hundreds of subnets, so here one jitted function per resolution
+does all of a trial's work in a single call: the subnet's BatchNorm moments on the same fixed
+calibration batches (`lax.map` over them, averaged, exactly as `Evaluator.recalibrate`), then
+its accuracy on the whole validation split (never the test split). The subnet arrives as `Arch`
+arrays, so no subnet recompiles anything; results are cached by subnet key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from supernet.data import Dataset
+from supernet.evaluate import calibration_batches
+from supernet.model import SuperNet, arch_arrays
+from supernet.space import SearchSpace, Subnet
+from supernet.train import TrainConfig, resize_images
+
+
+def make_accuracy_fn(net: SuperNet) -> Callable:
+    """`(variables, arch, calib[n, B, ...], x, y) -> correct count`, jitted."""
+
+    def moments(variables, x, arch):
+        _, state = net.apply(variables, x, arch, train=True, mutable=["moments"])
+        return jax.tree.map(lambda t: t[0], state["moments"], is_leaf=_is_tuple)
+
+    def correct(variables, arch, calib, x, y):
+        per_batch = jax.lax.map(lambda b: moments(variables, b, arch), calib)
+        stats = jax.tree.map(lambda t: jnp.mean(t, axis=0), per_batch)
+        recalibrated = {"params": variables["params"], "batch_stats": stats}
+        logits = net.apply(recalibrated, x, arch, train=False)
+        return jnp.sum(jnp.argmax(logits, -1) == y)
+
+    return jax.jit(correct)
+
+
+class AccuracyOracle:
+    """Validation accuracy of any subnet of `space`, BatchNorm recalibrated as in training."""
+
+    def __init__(
+        self, space: SearchSpace, variables: dict, data: Dataset, config: TrainConfig
+    ) -> None:
+        self.space = space
+        self._variables = jax.device_put(variables)
+        self._data = data
+        self._config = config
+        self._fn = make_accuracy_fn(SuperNet(space))
+        self._inputs: dict[int, tuple] = {}
+        self._cache: dict[str, float] = {}
+
+    def _inputs_for(self, r: int) -> tuple:
+        if r not in self._inputs:
+            c = self._config
+            train = resize_images(self._data.x_train, r)
+            calib = np.stack(calibration_batches(train, c.recalib_batches, c.batch_size, c.seed))
+            val = resize_images(self._data.x_val, r)
+            self._inputs[r] = tuple(jax.device_put((calib, val, self._data.y_val)))
+        return self._inputs[r]
+
+    def __call__(self, subnet: Subnet) -> float:
+        key = subnet.key
+        if key not in self._cache:
+            calib, x, y = self._inputs_for(subnet.resolution)
+            arch = arch_arrays(self.space, subnet)
+            self._cache[key] = int(self._fn(self._variables, arch, calib, x, y)) / len(y)
+        return self._cache[key]
+
+    def warm_up(self) -> None:
+        """Compile for every resolution now (a progress bar then counts real trials)."""
+        for r in self.space.resolutions:
+            s = self.space.smallest()
+            self(self.space.subnet(r, s.depths, s.kernels, s.expands))
+
+
+def _is_tuple(node) -> bool:
+    return isinstance(node, tuple)

@@ -1,0 +1,48 @@
+"""The search's accuracy oracle: the same figure as `hwnas subnet`, one compile per resolution."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from supernet.accuracy import AccuracyOracle
+from supernet.data import load_dataset
+from supernet.model import SuperNet
+from supernet.space import SearchSpace
+from supernet.train import TrainConfig, create_train_state, make_optimizer
+from supernet.trainer import subnet_val_accuracy
+
+TINY = Path(__file__).parent.parent / "data" / "tiny_space.json"
+
+
+@pytest.fixture(scope="module")
+def oracle_setup():
+    data = load_dataset("digits", seed=0)
+    space = dataclasses.replace(SearchSpace.from_file(TINY), num_classes=data.num_classes)
+    config = TrainConfig(epochs=1, batch_size=32, recalib_batches=3)
+    state = create_train_state(SuperNet(space), make_optimizer(config, 10), 0)
+    variables = {"params": state.params, "batch_stats": state.batch_stats}
+    return space, config, variables, data
+
+
+def test_oracle_matches_the_batchwise_evaluation(oracle_setup):
+    space, config, variables, data = oracle_setup
+    oracle = AccuracyOracle(space, variables, data, config)
+    rng = np.random.default_rng(1)
+    for subnet in [space.largest(), space.smallest(), space.sample(rng), space.sample(rng)]:
+        slow = subnet_val_accuracy(space, variables, data, subnet, config)
+        assert oracle(subnet) == pytest.approx(slow, abs=1.5 / len(data.y_val))
+
+
+def test_one_compile_per_resolution_and_a_cache_per_subnet(oracle_setup):
+    space, config, variables, data = oracle_setup
+    oracle = AccuracyOracle(space, variables, data, config)
+    rng = np.random.default_rng(2)
+    subnets = [space.sample(rng) for _ in range(12)]
+    values = [oracle(s) for s in subnets]
+    assert oracle._fn._cache_size() == len({s.resolution for s in subnets})
+    assert [oracle(s) for s in subnets] == values
+    assert len(oracle._cache) == len({s.key for s in subnets})
