@@ -159,7 +159,9 @@ def fit_main(
 
 
 def metrics(pred: np.ndarray, y: np.ndarray) -> dict:
-    """Share within +-5% and +-10%, MAPE (%), Kendall tau, on measured `y`."""
+    """Share within +-5% and +-10%, MAPE (%), Kendall tau, on measured `y`; and `under_p95`,
+    the 95th percentile of how far a measurement exceeds its prediction (relative), the margin
+    a hard latency budget needs."""
     rel = np.abs(pred / y - 1)
     tau = kendalltau(pred, y).statistic if len(y) > 1 else float("nan")
     return {
@@ -168,6 +170,7 @@ def metrics(pred: np.ndarray, y: np.ndarray) -> dict:
         "within10": float(np.mean(rel <= 0.10)),
         "mape": float(100 * np.mean(rel)),
         "kendall": float(tau),
+        "under_p95": float(np.percentile(y / pred - 1, 95)) if len(y) else float("nan"),
     }
 
 

@@ -241,6 +241,13 @@ def search(
         list[str] | None,
         typer.Option("--objective", help="Also minimise params or macs (repeatable)."),
     ] = None,
+    margin: Annotated[
+        str,
+        typer.Option(
+            help="Safety margin on budgets: predicted x (1 + margin) must fit. auto = the "
+            "predictor's held-out 95th percentile of measured/predicted - 1."
+        ),
+    ] = "auto",
     measure: Annotated[
         bool, typer.Option(help="Measure the Pareto front on this machine's targets at the end.")
     ] = True,
@@ -251,7 +258,7 @@ def search(
     """Search the accuracy/latency Pareto front with Optuna under hard latency budgets."""
     result = search_service.search(
         db, run, target, budget or [], trials, sampler, workers, name, seed, objective or [],
-        measure=measure, progress=not quiet,
+        measure=measure, progress=not quiet, margin=margin,
     )  # fmt: skip
     emit(result, json)
 

@@ -42,11 +42,13 @@ class Evaluation:
 @dataclass(frozen=True)
 class Problem:
     """What a search optimises: accuracy up, latency on every target down (plus optional
-    params/MACs), subject to hard latency budgets (ms) on some targets."""
+    params/MACs), subject to hard latency budgets (ms) on some targets. A budget holds when
+    the predicted latency times (1 + the target's safety margin) is within it."""
 
     targets: tuple[str, ...]
     budgets: tuple[tuple[str, float], ...] = ()
     extras: tuple[str, ...] = ()
+    margins: tuple[tuple[str, float], ...] = ()
 
     @property
     def directions(self) -> list[str]:
@@ -59,7 +61,8 @@ class Problem:
 
     def violations(self, latency_ms: Mapping[str, float]) -> list[float]:
         """Relative overshoot of each budget (> 0 violated), as Optuna's constraints want."""
-        return [latency_ms[t] / ms - 1.0 for t, ms in self.budgets]
+        m = dict(self.margins)
+        return [latency_ms[t] * (1 + m.get(t, 0.0)) / ms - 1.0 for t, ms in self.budgets]
 
     def feasible(self, latency_ms: Mapping[str, float]) -> bool:
         return all(v <= 0 for v in self.violations(latency_ms))

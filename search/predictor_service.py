@@ -168,6 +168,11 @@ def _store(db: Database, target: Target, fitted: dict, scores: dict, n_train: in
 
 
 def load_predictor(db: Database, target: Target, kind: str = "main") -> Predictor:
+    return load_predictor_row(db, target, kind)[0]
+
+
+def load_predictor_row(db: Database, target: Target, kind: str = "main") -> tuple[Predictor, dict]:
+    """The newest predictor of `kind` for `target`, and its held-out metrics."""
     with db.read() as s:
         t = _target_row(s, target)
         row = s.scalars(
@@ -180,9 +185,9 @@ def load_predictor(db: Database, target: Target, kind: str = "main") -> Predicto
                 f"no {kind} predictor for target {target.key}; run `hwnas predictor fit "
                 f"--target {target.key}`"
             )
-        model = row.model
+        model, scores = row.model, dict(row.metrics)
     try:
-        return Predictor.from_dict(model)
+        return Predictor.from_dict(model), scores
     except PredictorError as e:
         raise UserError(str(e)) from None
 

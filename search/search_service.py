@@ -11,6 +11,7 @@ front marked, and its subnets measured for real on every target of this machine.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import multiprocessing
 import time
 import warnings
@@ -32,7 +33,7 @@ from search import candidates
 from search.objective import EXTRAS, Problem, TrialEvaluator, make_objective
 from search.output import UserError
 from search.pareto import pareto_mask
-from search.predictor_service import load_predictor
+from search.predictor_service import load_predictor_row
 from search.samplers import SAMPLERS, make_sampler
 from search.storage import GRACE_S, HEARTBEAT_S, optuna_storage
 from search.train_service import enable_compile_cache, load_run
@@ -56,6 +57,7 @@ class SearchSpec:
             "run": self.run,
             "targets": list(self.problem.targets),
             "budgets": dict(self.problem.budgets),
+            "margins": dict(self.problem.margins),
             "objectives": ["accuracy", *self.problem.targets, *self.problem.extras],
             "sampler": self.sampler,
             "seed": self.seed,
@@ -117,6 +119,10 @@ def _check_args(trials: int, sampler: str, workers: int) -> None:
 def load_predictors(
     db: Database, space: SearchSpace, problem: Problem, run_name: str
 ) -> dict[str, Predictor]:
+    return {k: p for k, (p, _) in _load_predictor_rows(db, space, problem, run_name).items()}
+
+
+def _load_predictor_rows(db, space: SearchSpace, problem: Problem, run_name: str) -> dict:
     out = {}
     for key in problem.targets:
         how = (
@@ -124,13 +130,34 @@ def load_predictors(
             f"fit one (`hwnas predictor fit --target {key}`)"
         )
         try:
-            p = load_predictor(db, Target.parse(key))
+            p, scores = load_predictor_row(db, Target.parse(key))
         except UserError:
             raise UserError(f"no latency predictor for target {key}; {how}") from None
         if p.space.to_dict() != space.to_dict():
             raise UserError(f"the {key} predictor was fitted on another search space; {how}")
-        out[key] = p
+        out[key] = (p, scores)
     return out
+
+
+def margins_for(problem: Problem, rows: dict, margin: str) -> tuple[tuple[str, float], ...]:
+    """Safety margin per budgeted target: `auto` takes the predictor's held-out `under_p95`
+    (how far 95% of measurements stay below prediction x (1 + margin)), else a number."""
+    if margin != "auto":
+        try:
+            m = float(margin)
+        except ValueError:
+            m = -1.0
+        if not 0 <= m < 1:
+            raise UserError(f"--margin {margin!r}: use auto or a number in [0, 1), e.g. 0.03")
+        return tuple((t, m) for t, _ in problem.budgets)
+    out = []
+    for t, _ in problem.budgets:
+        v = rows[t][1].get("under_p95", 0.0)
+        out.append((t, float(min(max(v, 0.0), MAX_AUTO_MARGIN)) if v == v else 0.0))
+    return tuple(out)
+
+
+MAX_AUTO_MARGIN = 0.25
 
 
 def fastest(space: SearchSpace, predictor: Predictor, n: int = 20_000, seed: int = 0):
@@ -143,12 +170,15 @@ def fastest(space: SearchSpace, predictor: Predictor, n: int = 20_000, seed: int
 
 
 def check_budgets(space: SearchSpace, problem: Problem, predictors: dict) -> None:
+    margins = dict(problem.margins)
     for key, budget in problem.budgets:
         ms, subnet = fastest(space, predictors[key])
-        if ms > budget:
+        m = margins.get(key, 0.0)
+        if ms * (1 + m) > budget:
+            with_margin = f" (with the {m:.1%} safety margin, {ms * (1 + m):.4g} ms)" if m else ""
             raise UserError(
                 f"no subnet meets the budget {key} <= {budget:g} ms: the fastest is predicted "
-                f"at {ms:.4g} ms ({subnet.key}); raise the budget"
+                f"at {ms:.4g} ms{with_margin} ({subnet.key}); raise the budget"
             )
 
 
@@ -354,6 +384,7 @@ def search(
     extras: list[str] = (),
     measure: bool = True,
     progress: bool = True,
+    margin: str = "auto",
 ) -> dict:
     _check_args(trials, sampler, workers)
     problem = parse_problem(list(targets), list(budgets), list(extras))
@@ -361,7 +392,9 @@ def search(
     try:
         run = load_run(db, run_name)
         space = SearchSpace.from_dict(run.space)
-        predictors = load_predictors(db, space, problem, run_name)
+        rows = _load_predictor_rows(db, space, problem, run_name)
+        problem = dataclasses.replace(problem, margins=margins_for(problem, rows, margin))
+        predictors = {k: p for k, (p, _) in rows.items()}
         check_budgets(space, problem, predictors)
         spec = SearchSpec(db.url, name or f"{run_name}-search", run_name, problem, trials,
                           sampler, seed)  # fmt: skip
@@ -376,7 +409,11 @@ def search(
         _run_workers(spec, workers, progress)
     done = _n_complete(study) - before
     result = finish(spec, search_id, measure)
-    return result | {"new_trials": done, "trials_per_s": done / wall if done else None}
+    return result | {
+        "margins": dict(problem.margins),
+        "new_trials": done,
+        "trials_per_s": done / wall if done else None,
+    }
 
 
 def _create_study(spec: SearchSpec) -> optuna.Study:
@@ -386,10 +423,9 @@ def _create_study(spec: SearchSpec) -> optuna.Study:
         directions=spec.problem.directions,
         load_if_exists=True,
     )
-    if "hwnas" not in study.user_attrs:  # describe the study to optuna-dashboard users
-        # another machine may set it at the same moment
-        with contextlib.suppress(IntegrityError, optuna.exceptions.StorageInternalError):
-            study.set_user_attr("hwnas", spec.settings())
+    # describes the study to optuna-dashboard users; another machine may set it meanwhile
+    with contextlib.suppress(IntegrityError, optuna.exceptions.StorageInternalError):
+        study.set_user_attr("hwnas", spec.settings())
     return study
 
 
@@ -464,8 +500,9 @@ def pareto(db_url: str | None, name: str) -> dict:
         with db.read() as s:
             row = s.scalars(select(Search).where(Search.name == name)).one()
             search_id, objectives, budgets = row.id, row.targets, row.budgets
-        problem = _problem_of(objectives, budgets)
         study = optuna.load_study(study_name=name, storage=optuna_storage(db.url))
+        margins = study.user_attrs.get("hwnas", {}).get("margins", {})
+        problem = _problem_of(objectives, budgets, margins)
         if candidates.sync(db, search_id, study.get_trials(deepcopy=False), problem):
             candidates.mark_pareto(db, search_id, problem)
             base = report(db, name)
@@ -474,7 +511,7 @@ def pareto(db_url: str | None, name: str) -> dict:
         db.dispose()
 
 
-def _problem_of(objectives: list[str], budgets: dict) -> Problem:
+def _problem_of(objectives: list[str], budgets: dict, margins: dict) -> Problem:
     targets = tuple(o for o in objectives if o not in EXTRAS)
     extras = tuple(o for o in objectives if o in EXTRAS)
-    return Problem(targets, tuple(budgets.items()), extras)
+    return Problem(targets, tuple(budgets.items()), extras, tuple(margins.items()))

@@ -162,6 +162,7 @@ def test_two_machines_join_one_study_on_postgresql(pg_url, tmp_path):
         (["--budget", "cpu=3"], "not a --target"),
         (["--sampler", "annealing"], "unknown sampler"),
         (["--objective", "flops"], "unknown --objective"),
+        (["--budget", "tflite=1", "--margin", "lots"], "--margin 'lots'"),
     ],
 )
 def test_bad_input_exits_2_and_writes_nothing(ready, extra, message):
