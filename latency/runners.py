@@ -1,9 +1,11 @@
 """Turn a job's payload into a zero-argument callable that runs one inference and blocks.
 
 Only the target's runtime is imported, and only when a job needs it: `jax` for cpu/gpu (a
-serialized `jax.export` module; weights are arguments filled with seeded random values, which
-time exactly like the real ones for these dense float ops), `ai_edge_litert` for tflite (the
-flatbuffer carries its real weights).
+serialized `jax.export` module whose weights are arguments, filled with seeded random values,
+which time exactly like the real ones for these dense float ops), `ai_edge_litert` for tflite
+(the flatbuffer carries its real weights). The jitted cpu/gpu call closes over the weights, as a
+deployed model's parameters are: passing the 250-300 weight arrays as arguments of every call
+instead adds about 2 ms of dispatch (and its jitter) to a 3 ms model on these machines.
 """
 
 from __future__ import annotations
@@ -49,10 +51,10 @@ def jax_runner(job: Job) -> Callable[[], object]:
         for a in exported.in_avals
     ]
     *weights, x = args
-    fn = jax.jit(exported.call)
+    fn = jax.jit(lambda inp: exported.call(weights, inp))
 
     def run():
-        return fn(weights, x).block_until_ready()
+        return fn(x).block_until_ready()
 
     return run
 
