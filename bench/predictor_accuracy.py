@@ -2,6 +2,7 @@
 
     python bench/predictor_accuracy.py [--db URL] [--run NAME] [--targets cpu,tflite]
                                        [--n-train 300] [--n-test 300] [--n-noise 100]
+    python bench/predictor_accuracy.py --results R.jsonl [--noise-results N.jsonl]
 
 For each target: random subnets of the run's space are measured with the protocol of
 `hwnas measure` (training and held-out sets disjoint), every lookup-table layer is measured
@@ -28,11 +29,17 @@ import numpy as np
 
 from db.session import open_db
 from latency.features import SpaceTables
-from latency.jobs import parse_job, read_lines
-from latency.predictor import fit_lut, fit_macs, fit_main, metrics
+from latency.jobs import parse_job, parse_result, read_lines
+from latency.predictor import fit_lut, fit_macs, fit_main, holdout_split, metrics
 from latency.targets import Target
 from latency.worker import N_REFS, measure_jobs
-from search.latency_service import RunContext, build_jobs_for, noise_floor, sample_subnets
+from search.latency_service import (
+    RunContext,
+    agreement,
+    build_jobs_for,
+    noise_floor,
+    sample_subnets,
+)
 from search.predictor_service import lut_vector
 from search.train_service import enable_compile_cache, load_run
 
@@ -72,6 +79,10 @@ def measure_target(ctx: RunContext, target: Target, subnets, n_noise: int, tmp: 
         "blocks": blocks,
     }
     return y, blocks, cvs, noise, wall / len(jobs), raw
+
+
+def spread(y: np.ndarray) -> dict:
+    return {"min": float(y.min()), "median": float(np.median(y)), "max": float(y.max())}
 
 
 def learning_curve(space, t, enc_train, y_train, enc_test, y_test, lut) -> list[dict]:
@@ -124,11 +135,7 @@ def bench_target(ctx, target, args, tmp) -> dict:
         "n_train": len(tr),
         "n_test": len(te),
         "n_blocks": len(blocks),
-        "latency_ms": {
-            "min": float(y.min()),
-            "median": float(np.median(y)),
-            "max": float(y.max()),
-        },
+        "latency_ms": spread(y),
         "median_cv": float(np.median(cvs)),
         "noise_floor": noise,
         "scores": scores,
@@ -139,6 +146,50 @@ def bench_target(ctx, target, args, tmp) -> dict:
         "predictions_per_s": throughput(models["main"], space, t),
         "raw": raw,
     }
+
+
+def bench_results(ctx, path: str, noise_path: str | None) -> dict:
+    """Score the predictors on a worker's results file measured elsewhere (`--results`): the
+    subnets split in halves at random, the layers (if any) as the lookup table, and the
+    re-measured subnets of `noise_path` (if given) against their first medians, raw."""
+    results = read_lines(Path(path), parse_result)
+    subs = [r for r in results if r.kind == "subnet"]
+    blocks = {r.subnet_key: r.stats["median_ms"] for r in results if r.kind == "block"}
+    space = ctx.space
+    t = SpaceTables(space)
+    enc = t.encode([space.subnet_from_dict(r.subnet) for r in subs])
+    y = np.asarray([r.stats["median_ms"] for r in subs])
+    tr, te = holdout_split(len(subs), 0.5, 0)
+
+    def sub(idx):
+        return type(enc)(enc.r[idx], enc.k[idx], enc.e[idx])
+
+    lut = lut_vector(t, blocks)
+    models = {
+        "main": fit_main(space, t, sub(tr), y[tr], None if np.isnan(lut).any() else lut),
+        "macs": fit_macs(space, t, sub(tr), y[tr]),
+    }
+    if not np.isnan(lut).any():
+        models["lut"] = fit_lut(space, t, sub(tr), y[tr], lut)
+    out = {
+        "target": subs[0].target.key,
+        "fingerprint": subs[0].fingerprint,
+        "n_train": len(tr),
+        "n_test": len(te),
+        "n_blocks": len(blocks),
+        "latency_ms": spread(y),
+        "median_cv": float(np.median([r.stats["cv"] for r in subs])),
+        "scores": {k: metrics(m.predict_encoded(t, sub(te)), y[te]) for k, m in models.items()},
+        "learning_curve": learning_curve(space, t, sub(tr), y[tr], sub(te), y[te], None),
+    }
+    if noise_path:
+        first = {r.subnet_key: r.stats["median_ms"] for r in subs}
+        again = read_lines(Path(noise_path), parse_result)
+        out["noise_floor_raw"] = agreement(
+            np.asarray([first[r.subnet_key] for r in again]),
+            np.asarray([r.stats["median_ms"] for r in again]),
+        )
+    return out
 
 
 def main() -> None:
@@ -154,11 +205,23 @@ def main() -> None:
     parser.add_argument(
         "--work", default=None, help="keep prepared models here and reuse them next time"
     )
+    parser.add_argument(
+        "--results", default=None, help="score a worker's results file (measured elsewhere)"
+    )
+    parser.add_argument("--noise-results", default=None, help="its re-measured subnets")
     args = parser.parse_args()
     enable_compile_cache()
     db = open_db(args.db, create=False)
     ctx = RunContext(load_run(db, args.run))
     db.dispose()
+    if args.results:
+        text = json.dumps(
+            {"run": args.run, "targets": [bench_results(ctx, args.results, args.noise_results)]}
+        )
+        if args.out:
+            Path(args.out).write_text(text + "\n")
+        print(text)
+        return
     rows = []
     with tempfile.TemporaryDirectory(prefix="hwnas-bench-") as tmp:
         work = Path(args.work) if args.work else Path(tmp)

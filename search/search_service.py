@@ -294,7 +294,7 @@ def _load_study(spec: SearchSpec, index: int) -> optuna.Study:
 
 
 def _n_complete(study: optuna.Study) -> int:
-    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    return len(_complete(study))
 
 
 class _Bar:
@@ -402,18 +402,27 @@ def search(
     finally:
         db.dispose()
     study = _create_study(spec)
-    before, t0 = _n_complete(study), time.perf_counter()
+    before, t0 = {t.number for t in _complete(study)}, time.perf_counter()
     _run_workers(spec, workers, progress)
-    wall = time.perf_counter() - t0
-    if settle_stale(spec) and _n_complete(study) < trials:
+    if settle_stale(spec) and len(_complete(study)) < trials:
         _run_workers(spec, workers, progress)
-    done = _n_complete(study) - before
+    wall = time.perf_counter() - t0
+    new = [t for t in _complete(study) if t.number not in before]
     result = finish(spec, search_id, measure)
-    return result | {
-        "margins": dict(problem.margins),
-        "new_trials": done,
-        "trials_per_s": done / wall if done else None,
-    }
+    return result | {"margins": dict(problem.margins), "seconds": wall} | rate(new)
+
+
+def _complete(study: optuna.Study) -> list:
+    return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+
+
+def rate(new: list) -> dict:
+    """Trials per second while trials ran (from the first start to the last finish of this
+    invocation's trials: the workers' start-up and compiles are not counted)."""
+    if not new:
+        return {"new_trials": 0, "trials_per_s": None}
+    span = max(t.datetime_complete for t in new) - min(t.datetime_start for t in new)
+    return {"new_trials": len(new), "trials_per_s": len(new) / max(span.total_seconds(), 1e-9)}
 
 
 def _create_study(spec: SearchSpec) -> optuna.Study:
