@@ -28,16 +28,12 @@ import optuna
 
 from db.session import open_db
 from latency.targets import Target
-from search.objective import Problem, TrialEvaluator, make_objective
+from search.objective import Problem, make_objective
 from search.pareto import hypervolume_2d
 from search.samplers import make_sampler
-from search.search_service import load_predictors
-from search.train_service import enable_compile_cache, load_run
-from supernet.accuracy import AccuracyOracle
-from supernet.data import load_dataset
+from search.search_service import build_evaluator, load_predictors
+from search.train_service import load_run
 from supernet.space import SearchSpace
-from supernet.train import TrainConfig
-from supernet.trainer import load_variables
 
 CHECKPOINTS = (50, 100, 200, 500)
 
@@ -47,20 +43,15 @@ def log(msg: str) -> None:
 
 
 def load(db_url: str | None, run_name: str, target: str):
-    enable_compile_cache()
     db = open_db(db_url, create=False)
     try:
         run = load_run(db, run_name)
-        space = SearchSpace.from_dict(run.space)
         problem = Problem((Target.parse(target).key,))
-        predictors = load_predictors(db, space, problem, run_name)
+        predictors = load_predictors(db, SearchSpace.from_dict(run.space), problem, run_name)
     finally:
         db.dispose()
-    config = TrainConfig.from_dict({k: v for k, v in run.config.items() if k != "checkpoint"})
-    data = load_dataset(run.dataset, run.data_dir, seed=config.seed)
-    oracle = AccuracyOracle(space, load_variables(space, run.config["checkpoint"]), data, config)
-    oracle.warm_up()
-    return space, problem, TrialEvaluator(space, oracle, predictors)
+    evaluate = build_evaluator(run, predictors)
+    return evaluate.space, problem, evaluate
 
 
 def run_one(space, problem, evaluate, sampler: str, seed: int, trials: int) -> dict:

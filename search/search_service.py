@@ -237,25 +237,32 @@ def _differs(old: dict, new: dict) -> str:
 # ---- the workers ------------------------------------------------------------------------------
 
 
+def build_evaluator(run: Run, predictors: dict[str, Predictor]) -> TrialEvaluator:
+    """Accuracy oracle (compiled for every resolution) and predictors of a finished run."""
+    from supernet.accuracy import AccuracyOracle
+    from supernet.data import load_dataset
+    from supernet.train import TrainConfig
+    from supernet.trainer import load_variables
+
+    enable_compile_cache()
+    space = SearchSpace.from_dict(run.space)
+    config = TrainConfig.from_dict({k: v for k, v in run.config.items() if k != "checkpoint"})
+    data = load_dataset(run.dataset, run.data_dir, seed=config.seed)
+    oracle = AccuracyOracle(space, load_variables(space, run.config["checkpoint"]), data, config)
+    oracle.warm_up()
+    return TrialEvaluator(space, oracle, predictors)
+
+
 class WorkerContext:
-    """What one worker process needs: the space, accuracy oracle and predictors."""
+    """What one worker process needs: the evaluator and the search's row."""
 
     def __init__(self, spec: SearchSpec) -> None:
-        from supernet.accuracy import AccuracyOracle
-        from supernet.data import load_dataset
-        from supernet.train import TrainConfig
-        from supernet.trainer import load_variables
-
-        enable_compile_cache()
         self.db = open_db(spec.db_url, create=False)
         run = load_run(self.db, spec.run)
-        self.space = SearchSpace.from_dict(run.space)
-        config = TrainConfig.from_dict({k: v for k, v in run.config.items() if k != "checkpoint"})
-        data = load_dataset(run.dataset, run.data_dir, seed=config.seed)
-        variables = load_variables(self.space, run.config["checkpoint"])
-        self.oracle = AccuracyOracle(self.space, variables, data, config)
-        predictors = load_predictors(self.db, self.space, spec.problem, spec.run)
-        self.evaluate = TrialEvaluator(self.space, self.oracle, predictors)
+        space = SearchSpace.from_dict(run.space)
+        predictors = load_predictors(self.db, space, spec.problem, spec.run)
+        self.evaluate = build_evaluator(run, predictors)
+        self.space = self.evaluate.space
         with self.db.read() as s:
             self.search_id = s.scalar(select(Search.id).where(Search.name == spec.name))
 
@@ -263,7 +270,6 @@ class WorkerContext:
 def run_worker(spec: SearchSpec, index: int, progress: bool) -> None:
     """Run trials until the study has `spec.trials` finished ones (module-level: picklable)."""
     ctx = WorkerContext(spec)
-    ctx.oracle.warm_up()
     try:
         study = _load_study(spec, index)
         remaining = spec.trials - _n_complete(study)
@@ -338,13 +344,12 @@ class _Bar:
         self.bar.close()
 
 
-def run_pool(spec: SearchSpec, workers: int, progress: bool) -> None:
+def run_pool(spec: SearchSpec, workers: int, progress: bool, study: optuna.Study) -> None:
     """`workers` local processes on the same study; the parent shows progress."""
     mp = multiprocessing.get_context("spawn")
     procs = [mp.Process(target=run_worker, args=(spec, i, False)) for i in range(workers)]
     for p in procs:
         p.start()
-    study = optuna.load_study(study_name=spec.name, storage=optuna_storage(spec.db_url))
     bar = _Bar(study, spec, enabled=progress)
     while any(p.is_alive() for p in procs):
         time.sleep(1.0)
@@ -356,11 +361,9 @@ def run_pool(spec: SearchSpec, workers: int, progress: bool) -> None:
         raise RuntimeError(f"{len(bad)} of {workers} search workers failed (exit codes {bad})")
 
 
-def settle_stale(spec: SearchSpec) -> bool:
+def settle_stale(study: optuna.Study) -> bool:
     """Fail trials left RUNNING by a dead worker (after the heartbeat grace period) so that
     their retries run; True when retries are waiting."""
-    storage = optuna_storage(spec.db_url)
-    study = optuna.load_study(study_name=spec.name, storage=storage)
     if not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         return False
     time.sleep(GRACE_S + HEARTBEAT_S)  # a live worker elsewhere beats meanwhile
@@ -403,12 +406,12 @@ def search(
         db.dispose()
     study = _create_study(spec)
     before, t0 = {t.number for t in _complete(study)}, time.perf_counter()
-    _run_workers(spec, workers, progress)
-    if settle_stale(spec) and len(_complete(study)) < trials:
-        _run_workers(spec, workers, progress)
+    _run_workers(spec, workers, progress, study)
+    if settle_stale(study) and len(_complete(study)) < trials:
+        _run_workers(spec, workers, progress, study)
     wall = time.perf_counter() - t0
     new = [t for t in _complete(study) if t.number not in before]
-    result = finish(spec, search_id, measure)
+    result = finish(spec, study, search_id, measure)
     return result | {"margins": dict(problem.margins), "seconds": wall} | rate(new)
 
 
@@ -438,16 +441,15 @@ def _create_study(spec: SearchSpec) -> optuna.Study:
     return study
 
 
-def _run_workers(spec: SearchSpec, workers: int, progress: bool) -> None:
+def _run_workers(spec: SearchSpec, workers: int, progress: bool, study: optuna.Study) -> None:
     if workers == 1:
         run_worker(spec, 0, progress)
     else:
-        run_pool(spec, workers, progress)
+        run_pool(spec, workers, progress, study)
 
 
-def finish(spec: SearchSpec, search_id: int, measure: bool) -> dict:
+def finish(spec: SearchSpec, study: optuna.Study, search_id: int, measure: bool) -> dict:
     """Sync the candidates, mark the front, measure it here, and report."""
-    study = optuna.load_study(study_name=spec.name, storage=optuna_storage(spec.db_url))
     db = open_db(spec.db_url, create=False)
     try:
         candidates.sync(db, search_id, study.get_trials(deepcopy=False), spec.problem)
@@ -464,13 +466,18 @@ def finish(spec: SearchSpec, search_id: int, measure: bool) -> dict:
         db.dispose()
 
 
+def find_search(s, name: str) -> Search:
+    row = s.scalars(select(Search).where(Search.name == name)).one_or_none()
+    if row is None:
+        names = s.scalars(select(Search.name).order_by(Search.id)).all()
+        known = f"; searches here: {', '.join(names)}" if names else ""
+        raise UserError(f"no search named {name!r} in this database{known}")
+    return row
+
+
 def report(db: Database, name: str) -> dict:
     with db.read() as s:
-        row = s.scalars(select(Search).where(Search.name == name)).one_or_none()
-        if row is None:
-            names = s.scalars(select(Search.name).order_by(Search.id)).all()
-            known = f"; searches here: {', '.join(names)}" if names else ""
-            raise UserError(f"no search named {name!r} in this database{known}")
+        row = find_search(s, name)
         rows = s.scalars(
             select(Candidate).where(Candidate.search_id == row.id).order_by(Candidate.trial_number)
         ).all()
@@ -505,17 +512,15 @@ def pareto(db_url: str | None, name: str) -> dict:
     """`hwnas pareto SEARCH`: the front (synced with the study first)."""
     db = open_db(db_url, create=False)
     try:
-        base = report(db, name)  # raises for an unknown name
         with db.read() as s:
-            row = s.scalars(select(Search).where(Search.name == name)).one()
+            row = find_search(s, name)
             search_id, objectives, budgets = row.id, row.targets, row.budgets
         study = optuna.load_study(study_name=name, storage=optuna_storage(db.url))
         margins = study.user_attrs.get("hwnas", {}).get("margins", {})
         problem = _problem_of(objectives, budgets, margins)
         if candidates.sync(db, search_id, study.get_trials(deepcopy=False), problem):
             candidates.mark_pareto(db, search_id, problem)
-            base = report(db, name)
-        return base
+        return report(db, name)
     finally:
         db.dispose()
 

@@ -81,37 +81,30 @@ class BatchedRDBStorage(RDBStorage):
             )
         session.execute(insert(models.TrialParamModel), rows)
 
-    def set_trial_param(self, *args, **kwargs):
-        self.flush()
-        return super().set_trial_param(*args, **kwargs)
 
-    def set_trial_state_values(self, *args, **kwargs):
-        self.flush()
-        return super().set_trial_state_values(*args, **kwargs)
+def _flushing(name: str):
+    """`name` of RDBStorage, writing the pending parameters first."""
 
-    def set_trial_intermediate_value(self, *args, **kwargs):
+    def method(self, *args, **kwargs):
         self.flush()
-        return super().set_trial_intermediate_value(*args, **kwargs)
+        return getattr(RDBStorage, name)(self, *args, **kwargs)
 
-    def set_trial_user_attr(self, *args, **kwargs):
-        self.flush()
-        return super().set_trial_user_attr(*args, **kwargs)
+    method.__name__ = name
+    return method
 
-    def set_trial_system_attr(self, *args, **kwargs):
-        self.flush()
-        return super().set_trial_system_attr(*args, **kwargs)
 
-    def get_trial(self, *args, **kwargs):
-        self.flush()
-        return super().get_trial(*args, **kwargs)
-
-    def _get_trials(self, *args, **kwargs):
-        self.flush()
-        return super()._get_trials(*args, **kwargs)
-
-    def _create_new_trial(self, *args, **kwargs):
-        self.flush()
-        return super()._create_new_trial(*args, **kwargs)
+# Every other read or write of a trial sees the parameters written before it.
+for _name in (
+    "set_trial_param",
+    "set_trial_state_values",
+    "set_trial_intermediate_value",
+    "set_trial_user_attr",
+    "set_trial_system_attr",
+    "get_trial",
+    "_get_trials",
+    "_create_new_trial",
+):
+    setattr(BatchedRDBStorage, _name, _flushing(_name))
 
 
 def _previous_distribution(session, study_id: int, name: str):

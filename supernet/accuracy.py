@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from supernet.data import Dataset
-from supernet.evaluate import calibration_batches
+from supernet.evaluate import batch_moments, calibration_batches
 from supernet.model import SuperNet, arch_arrays
 from supernet.space import SearchSpace, Subnet
 from supernet.train import TrainConfig, resize_images
@@ -26,12 +26,8 @@ from supernet.train import TrainConfig, resize_images
 def make_accuracy_fn(net: SuperNet) -> Callable:
     """`(variables, arch, calib[n, B, ...], x, y) -> correct count`, jitted."""
 
-    def moments(variables, x, arch):
-        _, state = net.apply(variables, x, arch, train=True, mutable=["moments"])
-        return jax.tree.map(lambda t: t[0], state["moments"], is_leaf=_is_tuple)
-
     def correct(variables, arch, calib, x, y):
-        per_batch = jax.lax.map(lambda b: moments(variables, b, arch), calib)
+        per_batch = jax.lax.map(lambda b: batch_moments(net, variables, b, arch), calib)
         stats = jax.tree.map(lambda t: jnp.mean(t, axis=0), per_batch)
         recalibrated = {"params": variables["params"], "batch_stats": stats}
         logits = net.apply(recalibrated, x, arch, train=False)
@@ -76,7 +72,3 @@ class AccuracyOracle:
         for r in self.space.resolutions:
             s = self.space.smallest()
             self(self.space.subnet(r, s.depths, s.kernels, s.expands))
-
-
-def _is_tuple(node) -> bool:
-    return isinstance(node, tuple)

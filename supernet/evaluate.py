@@ -31,17 +31,13 @@ class Evaluator:
         def logits(variables, x, arch):
             return net.apply(variables, x, arch, train=False)
 
-        def moments(variables, x, arch):
-            _, state = net.apply(variables, x, arch, train=True, mutable=["moments"])
-            return state["moments"]
-
-        return cls(jax.jit(logits), jax.jit(moments))
+        return cls(jax.jit(logits), jax.jit(lambda v, x, arch: batch_moments(net, v, x, arch)))
 
     def recalibrate(self, variables: dict, arch: Arch, batches: Sequence[np.ndarray]) -> dict:
         """BatchNorm statistics for `arch`: the mean of its batch moments over `batches`."""
         total = None
         for x in batches:
-            m = jax.tree.map(lambda t: t[0], self.moments(variables, x, arch), is_leaf=_is_tuple)
+            m = self.moments(variables, x, arch)
             total = m if total is None else jax.tree.map(jnp.add, total, m)
         return jax.tree.map(lambda t: t / len(batches), total)
 
@@ -66,6 +62,12 @@ class Evaluator:
         variables = {"params": params, "batch_stats": batch_stats}
         stats = self.recalibrate(variables, arch, calib)
         return self.accuracy({"params": params, "batch_stats": stats}, arch, x, y)
+
+
+def batch_moments(net: SuperNet, variables: dict, x, arch: Arch) -> dict:
+    """BatchNorm moments of `arch` on the batch `x` (the tree of `batch_stats`)."""
+    _, state = net.apply(variables, x, arch, train=True, mutable=["moments"])
+    return jax.tree.map(lambda t: t[0], state["moments"], is_leaf=_is_tuple)
 
 
 def calibration_batches(images: np.ndarray, n_batches: int, batch: int, seed: int) -> list:
