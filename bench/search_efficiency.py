@@ -81,7 +81,7 @@ def summarise(runs: list[dict], samplers: list[str], trials: int) -> dict:
     box = float(np.prod(ref - lo))
     for r in runs:
         r["curve"] = hv_curve(np.asarray(r["points"]), ref, box)
-    marks = [c for c in CHECKPOINTS if c <= trials]
+    marks = sorted({c for c in CHECKPOINTS if c <= trials} | {trials})
     table = {}
     for s in samplers:
         mine = [r for r in runs if r["sampler"] == s]
