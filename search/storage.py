@@ -13,18 +13,23 @@ trial and writes them in one transaction.
 
 Heartbeats: a worker that dies mid-trial (`kill -9`) stops beating; the next worker to start a
 trial marks it FAIL and enqueues a retry with the same parameters, so no trial stays RUNNING.
+A worker killed between creating a trial and its first beat leaves a trial with no heartbeat,
+which Optuna never calls stale; here it is stale once it started more than the grace period ago
+(by this machine's clock in UTC, the clock Optuna stamps `datetime_start` with).
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 
 import optuna
 from optuna import distributions
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages._rdb import models
 from optuna.storages._rdb.storage import _create_scoped_session
+from optuna.trial import TrialState
 from sqlalchemy import insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, ProgrammingError
@@ -47,6 +52,23 @@ class BatchedRDBStorage(RDBStorage):
     def _set_trial_param(self, trial_id, param_name, value, distribution, previous) -> None:
         with self._pending_lock:
             self._pending.append((trial_id, param_name, value, distribution, previous))
+
+    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+        """Optuna's stale trials, and also RUNNING trials that never beat: a worker killed
+        between creating a trial and its first heartbeat left them, and Optuna skips them."""
+        stale = set(super()._get_stale_trial_ids(study_id))
+        cutoff = _utc_now() - timedelta(seconds=self.grace_period or 2 * HEARTBEAT_S)
+        with _create_scoped_session(self.scoped_session, True) as session:
+            silent = (
+                session.query(models.TrialModel.trial_id)
+                .outerjoin(models.TrialHeartbeatModel)
+                .filter(models.TrialModel.study_id == study_id)
+                .filter(models.TrialModel.state == TrialState.RUNNING)
+                .filter(models.TrialHeartbeatModel.trial_heartbeat_id.is_(None))
+                .filter(models.TrialModel._datetime_start_utc < cutoff)
+            )
+            stale.update(row.trial_id for row in silent)
+        return sorted(stale)
 
     def flush(self) -> None:
         with self._pending_lock:
@@ -105,6 +127,11 @@ for _name in (
     "_create_new_trial",
 ):
     setattr(BatchedRDBStorage, _name, _flushing(_name))
+
+
+def _utc_now() -> datetime:
+    """Naive UTC, as Optuna stores `datetime_start`."""
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def _previous_distribution(session, study_id: int, name: str):
