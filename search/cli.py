@@ -14,7 +14,14 @@ import typer
 from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
 
 from db.session import DbError
-from search import latency_service, predictor_service, search_service, services, train_service
+from search import (
+    export_service,
+    latency_service,
+    predictor_service,
+    search_service,
+    services,
+    train_service,
+)
 from search.output import EXIT_USER_ERROR, UserError, emit, fail
 from supernet.checkpoint import CheckpointError
 from supernet.data import DataError
@@ -271,6 +278,44 @@ def pareto(
 ) -> None:
     """List the Pareto front of a search (with measured_ms where it was measured)."""
     emit(search_service.pareto(db, search), json)
+
+
+@app.command()
+def export(
+    out: Annotated[
+        str, typer.Option("--out", metavar="FILE.tflite", help="The .tflite file to write.")
+    ],
+    candidate: Annotated[
+        int | None,
+        typer.Option(metavar="ID", help="A search candidate (ids: `hwnas pareto SEARCH`)."),
+    ] = None,
+    run: Annotated[
+        str | None, typer.Option(help="A finished run, with --subnet (instead of --candidate).")
+    ] = None,
+    subnet: Annotated[
+        str | None, typer.Option("--subnet", metavar="JSON", help="The subnet, with --run.")
+    ] = None,
+    precision: Annotated[
+        str, typer.Option(help="fp32, fp16 (half-size weights) or int8 (full integer).")
+    ] = "fp32",
+    int8_io: Annotated[
+        bool, typer.Option("--int8-io", help="int8: int8 input and output tensors too.")
+    ] = False,
+    threads: Annotated[int, typer.Option(help="LiteRT threads for the latency check.")] = 1,
+    measure: Annotated[
+        bool, typer.Option(help="Measure the exported model's latency here.")
+    ] = True,
+    force: Annotated[bool, typer.Option(help="Overwrite FILE.tflite and FILE.json.")] = False,
+    db: DbOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Export a subnet to TFLite with proof: op list, JAX-vs-LiteRT logits, accuracy of both
+    on the validation split, measured vs predicted latency; writes FILE.json (the input
+    contract) beside it."""
+    req = export_service.ExportRequest(
+        out, candidate, run, subnet, precision, int8_io, threads, force, measure
+    )
+    emit(export_service.export(db, req), json)
 
 
 @db_app.command("init")

@@ -14,25 +14,11 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 from sqlalchemy import func, select
-from test_train_cli import hwnas, train_args
+from test_train_cli import hwnas
+from tiny_run import prepare
 
 from db.models import Candidate, Search
 from db.session import open_db
-
-
-def prepare(cwd, url: str) -> None:
-    """A trained tiny run with a tflite predictor: what a search needs."""
-    hwnas(*train_args("tiny", url, epochs=1), cwd=cwd)
-    hwnas("measure", "--run", "tiny", "--target", "tflite", "--n", "20", "--db", url, cwd=cwd)
-    hwnas("predictor", "fit", "--target", "tflite", "--db", url, cwd=cwd)
-
-
-@pytest.fixture(scope="module")
-def ready(tmp_path_factory):
-    cwd = tmp_path_factory.mktemp("search")
-    url = f"sqlite:///{cwd / 'hwnas.db'}"
-    prepare(cwd, url)
-    return cwd, url
 
 
 def search_args(url: str, name: str, trials: int, *extra: str) -> list[str]:
