@@ -15,6 +15,7 @@ from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageErro
 
 from db.session import DbError
 from search import (
+    dashboard_service,
     export_service,
     latency_service,
     predictor_service,
@@ -316,6 +317,19 @@ def export(
         out, candidate, run, subnet, precision, int8_io, threads, force, measure
     )
     emit(export_service.export(db, req), json)
+
+
+@app.command()
+def dashboard(
+    port: Annotated[int, typer.Option(help="Port to serve on.")] = 8501,
+    host: Annotated[
+        str, typer.Option(help="Address to listen on; 0.0.0.0 exposes it to the network.")
+    ] = "127.0.0.1",
+    db: DbOpt = None,
+) -> None:
+    """Browse searches, Pareto fronts, latency and runs in a Streamlit dashboard, and export
+    the chosen subnet (serves on 127.0.0.1 until Ctrl-C)."""
+    raise typer.Exit(dashboard_service.dashboard(db, port, host))
 
 
 @db_app.command("init")

@@ -6,6 +6,7 @@ import os
 import uuid
 
 import pytest
+from cli_helpers import prepare
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -53,3 +54,13 @@ def db_url(request, tmp_path):
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'hwnas.db'}"
     return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture(scope="session")
+def ready(tmp_path_factory):
+    """A trained tiny run with a tflite predictor, shared by the search, export and dashboard
+    tests (each uses its own search names)."""
+    cwd = tmp_path_factory.mktemp("ready")
+    url = f"sqlite:///{cwd / 'hwnas.db'}"
+    prepare(cwd, url)
+    return cwd, url

@@ -11,9 +11,8 @@ import sys
 
 import numpy as np
 import pytest
+from cli_helpers import hwnas, run_json, search_args
 from sqlalchemy import select
-from test_search_cli import run_json, search_args
-from test_train_cli import hwnas
 
 from db.models import Candidate, Export, Search
 from db.session import open_db

@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_helpers import hwnas, run_json, train_args
 from sqlalchemy import func, select
-from test_train_cli import hwnas, train_args
 
 from db.models import Measurement, Predictor
 from db.session import open_db
@@ -27,11 +27,6 @@ def trained(tmp_path_factory):
     url = f"sqlite:///{cwd / 'hwnas.db'}"
     hwnas(*train_args("tiny", url, epochs=1), cwd=cwd)
     return cwd, url
-
-
-def run_json(*args, cwd) -> dict:
-    done = hwnas(*args, "--json", cwd=cwd)
-    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def worker(

@@ -12,25 +12,12 @@ import time
 
 import optuna
 import pytest
+from cli_helpers import hwnas, prepare, run_json, search_args
 from optuna.trial import TrialState
 from sqlalchemy import func, select
-from test_train_cli import hwnas
-from tiny_run import prepare
 
 from db.models import Candidate, Search
 from db.session import open_db
-
-
-def search_args(url: str, name: str, trials: int, *extra: str) -> list[str]:
-    return [
-        "search", "--run", "tiny", "--target", "tflite", "--trials", str(trials),
-        "--name", name, "--seed", "0", "--no-measure", "--quiet", "--db", url, *extra,
-    ]  # fmt: skip
-
-
-def run_json(*args, cwd) -> dict:
-    done = hwnas(*args, "--json", cwd=cwd)
-    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def trials_of(url: str, name: str) -> list:

@@ -12,40 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_helpers import hwnas, train_args
 from sqlalchemy import select
 
 from db.models import Checkpoint, EpochMetric, Run
 from db.session import open_db
 from supernet import checkpoint
-
-TINY = str(Path(__file__).parent.parent / "data" / "tiny_space.json")
-
-
-def hwnas(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    env = os.environ | {"HWNAS_JAX_CACHE": str(cwd / "jaxcache")}
-    cmd = [sys.executable, "-m", "search.cli", *args]
-    done = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env, timeout=600)
-    if check:
-        assert done.returncode == 0, done.stderr[-3000:]
-    return done
-
-
-def train_args(name: str, url: str, epochs: int = 3) -> list[str]:
-    return [
-        "train",
-        "--space",
-        TINY,
-        "--epochs",
-        str(epochs),
-        "--batch-size",
-        "128",
-        "--name",
-        name,
-        "--db",
-        url,
-        "--quiet",
-        "--json",
-    ]
 
 
 def params_of(path: str) -> dict:

@@ -1,0 +1,79 @@
+"""Latency: per target, measured against predicted latency (with the +-10% band), the error
+histogram, the predictor's held-out figures beside the baselines, and the measurement noise."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from app import charts, data
+from app.common import database, first_steps
+from latency.targets import Target
+from search.output import UserError
+from search.predictor_service import load_predictor
+from supernet.space import SpaceError
+
+st.title("Latency")
+db = database()
+
+
+def with_predictions(meas: pd.DataFrame, target: str) -> pd.DataFrame | None:
+    try:
+        p = load_predictor(db, Target.parse(target))
+    except UserError:
+        return None
+    subnets, keep = [], []
+    for i, d in enumerate(meas["subnet"]):
+        try:
+            subnets.append(p.space.subnet_from_dict(d))
+            keep.append(i)
+        except SpaceError:  # measured on another run's space
+            continue
+    out = meas.iloc[keep].copy()
+    out["predicted"] = p.predict(subnets) if subnets else []
+    return out
+
+
+def noise(meas: pd.DataFrame) -> dict | None:
+    """Subnets measured more than once: how often two measurements agree within 5% / 10%."""
+    groups = [g["median_ms"].to_numpy() for _, g in meas.groupby("key") if len(g) > 1]
+    if not groups:
+        return None
+    diff = np.asarray([abs(g[-1] / g[0] - 1) for g in groups])
+    return {
+        "subnets measured twice": len(groups),
+        "within 5%": float(np.mean(diff <= 0.05)),
+        "within 10%": float(np.mean(diff <= 0.10)),
+        "median difference": float(np.median(diff)),
+    }
+
+
+def page() -> None:
+    keys = data.targets(db)
+    if not keys:
+        first_steps("latency measurements")
+        return
+    target = st.selectbox("Target", keys)
+    meas = data.measurements(db, target)
+    if meas.empty:
+        st.info(f"no subnet measured on {target} yet: `hwnas measure --target {target} ...`")
+        return
+    st.caption(f"{len(meas)} measurements; median per-call CV {meas['cv'].median():.1%}")
+    figures = data.predictors(db, target)
+    if figures:
+        st.subheader("Predictors on held-out subnets")
+        st.dataframe(pd.DataFrame(figures).T)
+    both = with_predictions(meas, target)
+    if both is None:
+        st.info(f"no predictor for {target}: `hwnas predictor fit --target {target}`")
+    else:
+        st.plotly_chart(charts.predicted_vs_measured(both, target))
+        st.plotly_chart(charts.error_histogram(both))
+    n = noise(meas)
+    st.subheader("Measurement noise")
+    st.write(n if n else "no subnet was measured twice on this target")
+
+
+if db is not None:
+    page()

@@ -1,0 +1,86 @@
+"""Pareto explorer: accuracy against latency for a chosen target, searches overlaid; a selected
+point shows its architecture, costs and latencies, and exports to TFLite as the CLI does."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from app import charts, data
+from app.arch import arch_figure, layers_table
+from app.common import database, first_steps
+from app.exporting import export_panel
+
+st.title("Pareto explorer")
+db = database()
+
+
+def choose(searches: pd.DataFrame) -> tuple[list[str], pd.DataFrame, str] | None:
+    names = list(searches["search"])
+    chosen = st.multiselect("Searches", names, default=names[-1:])
+    if not chosen:
+        st.info("choose at least one search")
+        return None
+    cands = data.candidates(db, chosen)
+    if cands.empty:
+        st.info("these searches have no finished trial yet")
+        return None
+    tcols = sorted(c.split(":", 1)[1] for c in cands.columns if c.startswith("predicted:"))
+    target = st.selectbox("Target", tcols)
+    return chosen, cands, target
+
+
+def selected_candidate(event, cands: pd.DataFrame) -> int | None:
+    points = event.selection.points if event else []
+    if points:
+        return int(points[0]["customdata"][0])
+    front = cands[cands["pareto"]]
+    options = list((front if len(front) else cands)["candidate"])
+    pick = st.selectbox("…or pick a candidate", options, index=None,
+                        placeholder="click a point or pick a candidate id")  # fmt: skip
+    return None if pick is None else int(pick)
+
+
+def details(row: pd.Series) -> None:
+    st.subheader(f"Candidate {row['candidate']} ({row['search']}, trial {row['trial']})")
+    a, b, c = st.columns(3)
+    a.metric("validation accuracy", f"{row['accuracy']:.4f}")
+    b.metric("params", f"{row['params']:,}")
+    c.metric("MACs", f"{row['macs']:,}")
+    lat = {k.split(":", 1)[1]: {} for k in row.index if ":" in k}
+    for k, v in row.items():
+        if ":" in k and pd.notna(v):
+            kind, target = k.split(":", 1)
+            lat[target][f"{kind}_ms"] = v
+    st.dataframe(pd.DataFrame(lat).T, width="content")
+    st.plotly_chart(arch_figure(row["subnet"]))
+    st.dataframe(layers_table(row["subnet"]), hide_index=True, width="content")
+    st.code(row["key"], language=None)
+
+
+def page() -> None:
+    searches = data.searches(db)
+    if searches.empty:
+        first_steps("searches")
+        return
+    picked = choose(searches)
+    if picked is None:
+        return
+    chosen, cands, target = picked
+    budgets = {}
+    for b in data.search_budgets(db, chosen).values():
+        budgets.update(b)
+    fig = charts.pareto_figure(cands, target, budgets)
+    event = st.plotly_chart(fig, key="pareto", on_select="rerun", selection_mode="points")
+    shown = cands[cands[f"predicted:{target}"].notna()]
+    st.caption(f"{len(shown)} candidates, {int(shown['pareto'].sum())} on the Pareto fronts")
+    cid = selected_candidate(event, cands)
+    if cid is None:
+        return
+    row = cands[cands["candidate"] == cid].iloc[0]
+    details(row)
+    export_panel(db, cid)
+
+
+if db is not None:
+    page()

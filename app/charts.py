@@ -1,0 +1,107 @@
+"""Plotly figures as pure functions of frames (no Streamlit here, so tests can build them)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+KIND_STYLE = {  # point kind -> (label, marker)
+    "pareto": ("Pareto", {"size": 11, "symbol": "diamond", "line": {"width": 1}}),
+    "feasible": ("feasible", {"size": 6, "opacity": 0.6}),
+    "infeasible": ("infeasible (over budget)", {"size": 6, "symbol": "x", "opacity": 0.5}),
+}
+
+
+def point_kind(row) -> str:
+    if row["pareto"]:
+        return "pareto"
+    return "feasible" if row["feasible"] else "infeasible"
+
+
+def pareto_figure(df: pd.DataFrame, target: str, budgets: dict[str, float]) -> go.Figure:
+    """Accuracy against predicted latency on `target`: one trace per search and point kind
+    (Pareto, feasible, infeasible), the budget as a vertical line; hover shows the subnet."""
+    col = f"predicted:{target}"
+    fig = go.Figure()
+    data = df[df[col].notna()] if col in df else df.iloc[0:0]
+    kinds = data.apply(point_kind, axis=1) if len(data) else pd.Series(dtype=str)
+    for search in sorted(data["search"].unique()) if len(data) else []:
+        for kind, (label, marker) in KIND_STYLE.items():
+            part = data[(data["search"] == search) & (kinds == kind)]
+            if part.empty:
+                continue
+            if kind == "pareto":
+                part = part.sort_values(col)
+            fig.add_trace(_points(part, col, f"{search}: {label}", marker, kind == "pareto"))
+    if target in budgets:
+        fig.add_vline(x=budgets[target], line_dash="dash", line_color="red",
+                      annotation_text=f"budget {budgets[target]:g} ms")  # fmt: skip
+    fig.update_layout(xaxis_title=f"predicted latency on {target} (ms)",
+                      yaxis_title="validation accuracy", clickmode="event+select",
+                      legend_title="search: points", height=520)  # fmt: skip
+    return fig
+
+
+def _points(part: pd.DataFrame, col: str, name: str, marker: dict, line: bool) -> go.Scatter:
+    return go.Scatter(
+        x=part[col], y=part["accuracy"], name=name, mode="lines+markers" if line else "markers",
+        marker=marker, line={"shape": "hv"} if line else None,
+        customdata=np.stack([part["candidate"], part["key"]], axis=-1),
+        hovertemplate="candidate %{customdata[0]}<br>%{customdata[1]}<br>"
+        "accuracy %{y:.4f}<br>%{x:.4f} ms<extra>%{fullData.name}</extra>",
+    )  # fmt: skip
+
+
+def predicted_vs_measured(df: pd.DataFrame, target: str) -> go.Figure:
+    """Measured against predicted latency with the +-10% band."""
+    fig = go.Figure()
+    if df.empty:
+        return fig
+    lo, hi = (
+        float(df[["predicted", "median_ms"]].min().min()),
+        float(df[["predicted", "median_ms"]].max().max()),
+    )
+    xs = [lo, hi]
+    fig.add_trace(go.Scatter(x=xs, y=[v * 1.1 for v in xs], line={"dash": "dot", "color": "grey"},
+                             name="+10%"))  # fmt: skip
+    fig.add_trace(
+        go.Scatter(
+            x=xs,
+            y=[v * 0.9 for v in xs],
+            line={"dash": "dot", "color": "grey"},
+            name="-10%",
+            fill="tonexty",
+            fillcolor="rgba(128,128,128,0.1)",
+        )
+    )
+    fig.add_trace(go.Scatter(x=xs, y=xs, line={"color": "black"}, name="measured = predicted"))
+    fig.add_trace(
+        go.Scatter(
+            x=df["predicted"],
+            y=df["median_ms"],
+            mode="markers",
+            name="subnets",
+            text=df["key"],
+            hovertemplate="%{text}<br>predicted %{x:.4f}<br>measured %{y:.4f}",
+        )
+    )
+    fig.update_layout(xaxis_title=f"predicted on {target} (ms)", yaxis_title="measured (ms)",
+                      height=480)  # fmt: skip
+    return fig
+
+
+def error_histogram(df: pd.DataFrame) -> go.Figure:
+    err = 100 * (df["predicted"] / df["median_ms"] - 1) if not df.empty else []
+    fig = go.Figure(go.Histogram(x=err, nbinsx=40, name="error"))
+    fig.update_layout(xaxis_title="prediction error (%)", yaxis_title="subnets", height=320)
+    return fig
+
+
+def training_curves(ep: pd.DataFrame) -> go.Figure:
+    fig = go.Figure()
+    for col in [c for c in ep.columns if c not in ("epoch", "step")]:
+        if pd.api.types.is_numeric_dtype(ep[col]):
+            fig.add_trace(go.Scatter(x=ep["epoch"], y=ep[col], name=col, mode="lines+markers"))
+    fig.update_layout(xaxis_title="epoch", height=400)
+    return fig

@@ -1,0 +1,163 @@
+"""What the dashboard shows, read through `db/` in read-only sessions (never a write lock, so a
+search writing to the same SQLite file is neither slowed nor broken). Plain functions of an open
+`Database` returning pandas frames or dicts, so pages stay thin and tests can call them."""
+
+from __future__ import annotations
+
+import pandas as pd
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import OperationalError, ProgrammingError
+
+from db.models import (
+    Candidate,
+    Checkpoint,
+    EpochMetric,
+    Export,
+    Measurement,
+    Predictor,
+    Run,
+    Search,
+)
+from db.models import Target as TargetRow
+from db.session import Database
+
+SEARCH_COLUMNS = ["search", "run", "targets", "budgets", "sampler", "status", "trials",
+                  "running", "candidates", "best_feasible_accuracy", "created"]  # fmt: skip
+
+
+def trial_states(db: Database) -> dict[str, dict[str, int]]:
+    """Optuna's trial counts per study and state, live (before candidates are synced)."""
+    q = text(
+        "SELECT s.study_name, t.state, COUNT(*) FROM trials t "
+        "JOIN studies s ON s.study_id = t.study_id GROUP BY s.study_name, t.state"
+    )
+    out: dict[str, dict[str, int]] = {}
+    try:
+        with db.read() as s:
+            for name, state, n in s.execute(q):
+                out.setdefault(name, {})[str(state).split(".")[-1]] = int(n)
+    except (OperationalError, ProgrammingError):  # no Optuna tables yet
+        return {}
+    return out
+
+
+def searches(db: Database) -> pd.DataFrame:
+    states = trial_states(db)
+    with db.read() as s:
+        best = dict(
+            s.execute(
+                select(Candidate.search_id, func.max(Candidate.accuracy))
+                .where(Candidate.feasible)
+                .group_by(Candidate.search_id)
+            ).all()
+        )
+        q = select(Candidate.search_id, func.count()).group_by(Candidate.search_id)
+        counts = dict(s.execute(q).all())
+        rows = s.execute(select(Search, Run.name).join(Run).order_by(Search.id)).all()
+        data = [_search_row(x, run, states, best, counts) for x, run in rows]
+    return pd.DataFrame(data, columns=SEARCH_COLUMNS)
+
+
+def _search_row(x: Search, run: str, states: dict, best: dict, counts: dict) -> list:
+    st = states.get(x.study_name, {})
+    return [
+        x.name, run, ", ".join(x.targets),
+        ", ".join(f"{k} <= {v:g} ms" for k, v in x.budgets.items()) or "none",
+        x.sampler, x.status, st.get("COMPLETE", 0), st.get("RUNNING", 0),
+        counts.get(x.id, 0), best.get(x.id), x.created_at,
+    ]  # fmt: skip
+
+
+def candidates(db: Database, search_names: list[str]) -> pd.DataFrame:
+    """Every candidate of the named searches, one row each, latency columns per target."""
+    with db.read() as s:
+        q = (
+            select(Candidate, Search.name)
+            .join(Search)
+            .where(Search.name.in_(search_names))
+            .order_by(Candidate.id)
+        )
+        rows = [_candidate_row(c, name) for c, name in s.execute(q)]
+    return pd.DataFrame(rows)
+
+
+def _candidate_row(c: Candidate, search: str) -> dict:
+    row = {
+        "candidate": c.id, "search": search, "trial": c.trial_number, "key": c.subnet_key,
+        "accuracy": c.accuracy, "params": c.params, "macs": c.macs, "feasible": c.feasible,
+        "pareto": c.pareto, "subnet": c.subnet,
+    }  # fmt: skip
+    for k, v in c.predicted_ms.items():
+        row[f"predicted:{k}"] = v
+    for k, v in (c.measured_ms or {}).items():
+        row[f"measured:{k}"] = v
+    return row
+
+
+def search_budgets(db: Database, names: list[str]) -> dict[str, dict[str, float]]:
+    with db.read() as s:
+        return {
+            x.name: dict(x.budgets)
+            for x in s.scalars(select(Search).where(Search.name.in_(names)))
+        }
+
+
+def targets(db: Database) -> list[str]:
+    with db.read() as s:
+        return list(s.scalars(select(TargetRow.key).order_by(TargetRow.key)))
+
+
+def measurements(db: Database, target: str) -> pd.DataFrame:
+    with db.read() as s:
+        q = (
+            select(Measurement)
+            .join(TargetRow)
+            .where(TargetRow.key == target, Measurement.kind == "subnet")
+            .order_by(Measurement.id)
+        )
+        rows = [
+            {"key": m.subnet_key, "subnet": m.subnet, "median_ms": m.median_ms, "cv": m.cv,
+             "n_reps": m.n_reps, "remeasured": m.remeasured, "run_id": m.run_id}
+            for m in s.scalars(q)
+        ]  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def predictors(db: Database, target: str) -> dict[str, dict]:
+    """The latest predictor of each kind for `target`: its held-out figures."""
+    with db.read() as s:
+        q = select(Predictor).join(TargetRow).where(TargetRow.key == target).order_by(Predictor.id)
+        return {p.kind: {"n_train": p.n_train, **p.metrics} for p in s.scalars(q)}
+
+
+def runs(db: Database) -> pd.DataFrame:
+    with db.read() as s:
+        rows = [
+            {"run": r.name, "dataset": r.dataset, "status": r.status, "steps": r.steps,
+             "minutes": r.seconds / 60, "val_acc_largest": r.val_acc_largest,
+             "val_acc_smallest": r.val_acc_smallest, "created": r.created_at}
+            for r in s.scalars(select(Run).order_by(Run.id))
+        ]  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def epochs(db: Database, run: str) -> pd.DataFrame:
+    with db.read() as s:
+        q = select(EpochMetric).join(Run).where(Run.name == run).order_by(EpochMetric.epoch)
+        rows = [{"epoch": e.epoch, "step": e.step, **e.metrics} for e in s.scalars(q)]
+    return pd.DataFrame(rows)
+
+
+def checkpoints(db: Database, run: str) -> pd.DataFrame:
+    with db.read() as s:
+        q = select(Checkpoint).join(Run).where(Run.name == run).order_by(Checkpoint.step)
+        rows = [{"step": c.step, "path": c.path, "bytes": c.bytes, "sha256": c.sha256[:16],
+                 "created": c.created_at} for c in s.scalars(q)]  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def exports(db: Database, candidate: int) -> list[dict]:
+    with db.read() as s:
+        q = select(Export).where(Export.candidate_id == candidate).order_by(Export.id)
+        return [{"precision": e.precision, "path": e.path, "sha256": e.sha256,
+                 "bytes": e.bytes, **e.proof} for e in s.scalars(q)]  # fmt: skip

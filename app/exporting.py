@@ -1,0 +1,62 @@
+"""The export panel: the same export as `hwnas export --candidate ID`, its proof, a download."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import streamlit as st
+
+from app import data
+from app.common import db_url
+from db.session import Database
+from search.export_service import ExportRequest, export
+from search.output import UserError
+from supernet.convert import PRECISIONS
+
+
+def export_dir() -> Path:
+    """Where the dashboard writes exports: $HWNAS_EXPORT_DIR, else ./exports."""
+    d = Path(os.environ.get("HWNAS_EXPORT_DIR", "exports"))
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def export_panel(db: Database, cid: int) -> None:
+    st.subheader("Export to TFLite")
+    precision = st.radio("Precision", PRECISIONS, horizontal=True, key=f"prec-{cid}")
+    if st.button("Export", key=f"export-{cid}", type="primary"):
+        out = export_dir() / f"candidate-{cid}-{precision}.tflite"
+        with st.spinner("converting, checking against JAX, measuring…"):
+            try:
+                req = ExportRequest(str(out), candidate=cid, precision=precision, force=True)
+                result = export(db_url(), req)
+            except UserError as e:
+                st.error(str(e))
+                return
+        st.session_state[f"done-{cid}"] = result
+    result = st.session_state.get(f"done-{cid}")
+    if result:
+        show_proof(result)
+    earlier = data.exports(db, cid)
+    if earlier:
+        with st.expander(f"{len(earlier)} earlier exports of this candidate"):
+            st.dataframe(earlier)
+
+
+def show_proof(r: dict) -> None:
+    st.success(f"exported {r['path']} ({r['bytes']:,} bytes, sha256 {r['sha256'][:16]}…)")
+    a, b, c, d = st.columns(4)
+    a.metric("max |logit diff| JAX vs LiteRT", f"{r['max_abs_diff']:.2e}")
+    b.metric("val acc JAX", f"{r['val_acc_jax']:.4f}")
+    c.metric("val acc LiteRT", f"{r['val_acc_tflite']:.4f}",
+             delta=f"{-r['acc_drop_points']:.2f} pts")  # fmt: skip
+    pred, meas = r.get("predicted_ms"), r.get("measured_ms")
+    d.metric(f"measured on {r['latency_target']}", f"{meas:.4f} ms" if meas else "–",
+             delta=f"predicted {pred:.4f} ms" if pred else None, delta_color="off")  # fmt: skip
+    st.write("ops: " + ", ".join(r["ops"]))
+    with st.expander("input contract (also in the .json beside the model)"):
+        st.json(r["input"])
+    path = Path(r["path"])
+    st.download_button("Download .tflite", path.read_bytes(), file_name=path.name,
+                       mime="application/octet-stream")  # fmt: skip

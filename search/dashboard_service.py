@@ -1,0 +1,35 @@
+"""`hwnas dashboard`: Streamlit over the database, on 127.0.0.1 unless `--host` says otherwise."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from db.session import open_db, resolve_url
+from search.output import UserError
+
+APP = Path(__file__).resolve().parent.parent / "app" / "main.py"
+
+
+def command(port: int, host: str) -> list[str]:
+    return [
+        sys.executable, "-m", "streamlit", "run", str(APP),
+        "--server.address", host, "--server.port", str(port), "--server.headless", "true",
+        "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
+    ]  # fmt: skip
+
+
+def dashboard(db_url: str | None, port: int, host: str) -> int:
+    """Serve until interrupted; returns Streamlit's exit status."""
+    if not 1 <= port <= 65535:
+        raise UserError(f"--port must be between 1 and 65535, got {port}")
+    url = resolve_url(db_url)
+    open_db(url, create=False).dispose()  # a wrong URL fails here, in one line
+    env = os.environ | {"HWNAS_DB": url}
+    print(f"hwnas dashboard: http://{host}:{port}  (database {url})", file=sys.stderr, flush=True)
+    try:
+        return subprocess.call(command(port, host), env=env)
+    except KeyboardInterrupt:
+        return 0

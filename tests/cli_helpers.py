@@ -1,0 +1,46 @@
+"""Running `hwnas` as a user does (a subprocess per command) on the tiny test space."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+TINY = str(Path(__file__).parent / "data" / "tiny_space.json")
+
+
+def hwnas(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    env = os.environ | {"HWNAS_JAX_CACHE": str(cwd / "jaxcache")}
+    cmd = [sys.executable, "-m", "search.cli", *args]
+    done = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env, timeout=600)
+    if check:
+        assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def run_json(*args, cwd) -> dict:
+    done = hwnas(*args, "--json", cwd=cwd)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def train_args(name: str, url: str, epochs: int = 3) -> list[str]:
+    return [
+        "train", "--space", TINY, "--epochs", str(epochs), "--batch-size", "128",
+        "--name", name, "--db", url, "--quiet", "--json",
+    ]  # fmt: skip
+
+
+def search_args(url: str, name: str, trials: int, *extra: str) -> list[str]:
+    return [
+        "search", "--run", "tiny", "--target", "tflite", "--trials", str(trials),
+        "--name", name, "--seed", "0", "--no-measure", "--quiet", "--db", url, *extra,
+    ]  # fmt: skip
+
+
+def prepare(cwd, url: str) -> None:
+    """A trained tiny run with a tflite predictor: what a search (and an export) needs."""
+    hwnas(*train_args("tiny", url, epochs=1), cwd=cwd)
+    hwnas("measure", "--run", "tiny", "--target", "tflite", "--n", "20", "--db", url, cwd=cwd)
+    hwnas("predictor", "fit", "--target", "tflite", "--db", url, cwd=cwd)
