@@ -34,19 +34,24 @@ def parse_target(kind: str, threads: int = 1, precision: str = "fp32", device: s
         raise UserError(str(e)) from None
 
 
-def sample_subnets(space: SearchSpace, n: int, seed: int) -> list[Subnet]:
-    """`n` distinct random subnets (the same for the same seed)."""
+def sample_subnets(space: SearchSpace, n: int, seed: int, spread: float = 0.0) -> list[Subnet]:
+    """`n` distinct random subnets (the same for the same seed): a share `spread` of them with
+    sizes spread evenly over the whole range (`SearchSpace.sample_sized`), the rest uniform."""
     if n < 1:
         raise UserError(f"--n must be at least 1, got {n}")
     rng, seen, out = np.random.default_rng((seed, 31)), set(), []
+    n_sized = round(spread * n)
     for _ in range(50 * n):
-        s = space.sample(rng)
+        s = space.sample_sized(rng) if len(out) < n_sized else space.sample(rng)
         if s.key not in seen:
             seen.add(s.key)
             out.append(s)
         if len(out) == n:
             break
     return out
+
+
+SPREAD = 0.5  # share of measured subnets spread over the size range (the rest uniform)
 
 
 class RunContext:
@@ -122,7 +127,7 @@ def measure(
     try:
         run = load_run(db, run_name)
         ctx = RunContext(run)
-        subnets = sample_subnets(ctx.space, n, seed)
+        subnets = sample_subnets(ctx.space, n, seed, spread=SPREAD)
         if jobs_out is not None:
             return _write_jobs(ctx, target, subnets, blocks, Path(jobs_out))
         _check_local(target)

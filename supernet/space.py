@@ -294,6 +294,25 @@ class SearchSpace:
             tuple(int(e) for e in rng.choice(self.expands, size=n)),
         )
 
+    def sample_sized(self, rng: np.random.Generator) -> Subnet:
+        """A random subnet whose size is spread evenly from the smallest to the largest: a
+        size level u ~ U(0, 1) is drawn, then every decision takes choice index
+        Binomial(n_choices - 1, u). Uniform sampling piles subnets up in the middle of the
+        size range (a sum of many independent choices); this covers its ends too, where a
+        latency predictor otherwise extrapolates and search fronts lie."""
+        u = rng.uniform()
+
+        def pick(choices: tuple[int, ...], size: int) -> tuple[int, ...]:
+            idx = rng.binomial(len(choices) - 1, u, size=size)
+            return tuple(int(choices[i]) for i in idx)
+
+        return self.subnet(
+            pick(self.resolutions, 1)[0],
+            pick(self.depths, self.n_stages),
+            pick(self.kernels, self.n_slots),
+            pick(self.expands, self.n_slots),
+        )
+
     # ---- encoding ------------------------------------------------------------------------------
     def encode(self, subnet: Subnet) -> np.ndarray:
         """Fixed-length one-hot vector: resolution, then per slot kernel and expand (zeros for

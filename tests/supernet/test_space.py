@@ -208,3 +208,14 @@ def test_bad_space_files(tmp_path):
     bad.write_text("{not json")
     with pytest.raises(SpaceError, match="cannot read"):
         SearchSpace.from_file(bad)
+
+
+def test_sized_sampling_covers_the_ends_of_the_size_range():
+    space, rng = default_space(), np.random.default_rng(0)
+    uniform = np.array([space.cost(space.sample(rng)).macs for _ in range(2000)])
+    lo, hi = np.quantile(uniform, [0.05, 0.95])
+    sized = np.array([space.cost(space.sample_sized(rng)).macs for _ in range(400)])
+    assert np.mean(sized < lo) > 0.2 and np.mean(sized > hi) > 0.2
+    assert sized.min() < uniform.min()  # uniform sampling never came near the smallest
+    for s in (space.sample_sized(rng) for _ in range(50)):
+        space.validate(s)
