@@ -18,6 +18,7 @@ stored as JSON (never pickled), predicting ~10^6 subnets per second in numpy.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -42,7 +43,13 @@ class Predictor:
     coef: dict[str, list[float]] = field(default_factory=dict)
 
     def predict_encoded(self, t: SpaceTables, enc: Encoded) -> np.ndarray:
+        """Predicted ms, never below the stored `floor` (a linear model extrapolated past its
+        training data can reach zero or below; a latency cannot)."""
         c = {k: np.asarray(v) for k, v in self.coef.items()}
+        raw = self._linear(t, enc, c)
+        return np.maximum(raw, c["floor"][0]) if "floor" in c else raw
+
+    def _linear(self, t: SpaceTables, enc: Encoded, c: dict) -> np.ndarray:
         if self.kind == "macs":
             return c["ab"][0] + c["ab"][1] * macs(t, enc)
         idx, active = table_index(t, enc)
@@ -50,6 +57,9 @@ class Predictor:
         if self.kind == "lut":
             return per_layer + c["offset"][enc.r]
         return physical(t, enc) @ c["physical"] + per_layer
+
+    def with_floor(self, ms: float) -> Predictor:
+        return dataclasses.replace(self, coef={**self.coef, "floor": [float(ms)]})
 
     def predict(self, subnets: Sequence[Subnet], tables: SpaceTables | None = None) -> np.ndarray:
         t = tables or SpaceTables(self.space)

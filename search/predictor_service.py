@@ -94,6 +94,9 @@ def lut_vector(t: SpaceTables, blocks: dict[str, float]) -> np.ndarray:
     return np.asarray([blocks.get(block_key(ly), np.nan) for ly in table_layers(t)])
 
 
+FLOOR = 0.5  # no prediction below half the fastest training measurement
+
+
 def _fit_all(data: TargetData, train: np.ndarray, test: np.ndarray):
     t = SpaceTables(data.space)
     enc_all = t.encode(data.subnets)
@@ -109,6 +112,7 @@ def _fit_all(data: TargetData, train: np.ndarray, test: np.ndarray):
     }
     if not np.isnan(lut).any():
         fitted["lut"] = fit_lut(data.space, t, sub(train), y[train], lut)
+    fitted = {k: p.with_floor(FLOOR * float(y[train].min())) for k, p in fitted.items()}
     scores = {k: metrics(p.predict_encoded(t, sub(test)), y[test]) for k, p in fitted.items()}
     return fitted, scores
 

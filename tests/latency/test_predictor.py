@@ -14,7 +14,7 @@ from latency.predictor import (
     fit_main,
     metrics,
 )
-from supernet.space import SearchSpace
+from supernet.space import SearchSpace, default_space
 
 
 @pytest.fixture(scope="module")
@@ -132,3 +132,12 @@ def test_main_uses_measured_layers_when_given(space, sample):
     assert m["within5"] == 1.0 and p.coef["uses_lut"] == [1.0]
     partial = np.where(np.arange(len(per_col)) == 0, np.nan, per_col)
     assert fit_main(space, t, t.encode(sample), y, partial).coef["uses_lut"] == [0.0]
+
+
+def test_predictions_never_fall_below_the_floor():
+    space = default_space()
+    p = Predictor("macs", space, {"ab": [-1.0, 0.0]})
+    assert p.predict([space.smallest()])[0] == -1.0  # what a bare linear model can do
+    floored = p.with_floor(0.2)
+    assert floored.predict([space.smallest()])[0] == 0.2
+    assert Predictor.from_dict(floored.to_dict()).predict([space.smallest()])[0] == 0.2
