@@ -56,10 +56,11 @@ def fill(url: str, n: int, seed: int = 0) -> None:
                              macs=cost.macs, predicted_ms={"tflite-fp32-t1": lat},
                              measured_ms=None, feasible=lat <= 0.3, pareto=False))  # fmt: skip
         s.execute(Candidate.__table__.insert(), rows)
+        search_id = search.id
     from search.candidates import mark_pareto
     from search.objective import Problem
 
-    mark_pareto(db, search.id, Problem(("tflite-fp32-t1",), (("tflite-fp32-t1", 0.3),)))
+    mark_pareto(db, search_id, Problem(("tflite-fp32-t1",), (("tflite-fp32-t1", 0.3),)))
     db.dispose()
 
 
