@@ -16,18 +16,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 
 from db.models import Candidate, Run, Search
 from db.session import open_db
+from search.dashboard_service import free_port, wait_serving
 from supernet.space import default_space
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -79,22 +78,16 @@ def time_script(url: str, repeats: int) -> list[float]:
     return out[1:]
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def time_browser(url: str, n: int, repeats: int) -> list[float] | None:
     if not Path("/usr/bin/chromium").exists():
         return None
     from playwright.sync_api import sync_playwright
 
-    port = _port()
+    port = free_port()
     cmd = [sys.executable, "-m", "search.cli", "dashboard", "--port", str(port), "--db", url]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        _wait(port)
+        wait_serving(port, proc)
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path="/usr/bin/chromium",
                                         args=["--no-sandbox", "--disable-gpu"])  # fmt: skip
@@ -112,16 +105,6 @@ def time_browser(url: str, n: int, repeats: int) -> list[float] | None:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-
-
-def _wait(port: int) -> None:
-    for _ in range(240):
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2):
-                return
-        except OSError:
-            time.sleep(0.5)
-    raise RuntimeError("dashboard did not start")
 
 
 def main() -> None:

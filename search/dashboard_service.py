@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 from db.session import open_db, resolve_url
@@ -33,3 +36,24 @@ def dashboard(db_url: str | None, port: int, host: str) -> int:
         return subprocess.call(command(port, host), env=env)
     except KeyboardInterrupt:
         return 0
+
+
+def free_port() -> int:
+    """A port nothing listens on now (for tests and benchmarks that start a dashboard)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_serving(port: int, proc: subprocess.Popen, timeout: float = 120) -> None:
+    """Block until the dashboard on `port` answers its health check."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the dashboard exited with status {proc.returncode}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2):
+                return
+        except OSError:
+            time.sleep(0.5)
+    raise RuntimeError(f"the dashboard did not answer on port {port} in {timeout:g} s")

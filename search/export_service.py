@@ -103,10 +103,10 @@ def resolve(db: Database, req: ExportRequest) -> tuple[Run, Subnet, int | None]:
 
 def build(db: Database, run: Run, subnet: Subnet, req: ExportRequest) -> dict:
     """Convert, prove and measure; the flatbuffer is returned under `flatbuffer`."""
+    from latency.litert_infer import litert_io, litert_logits
     from supernet.convert import to_tflite
     from supernet.data import load_dataset
     from supernet.deploy import input_contract, jax_logits, recalibrated_standalone
-    from supernet.litert_infer import litert_io, litert_logits
     from supernet.train import resize_images
     from supernet.trainer import load_variables
 

@@ -5,38 +5,18 @@ plot, a selected point, its export, and a screenshot."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 from cli_helpers import run_json, search_args
 
+from search.dashboard_service import free_port, wait_serving
+
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
         "--disable-background-networking"]  # fmt: skip
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_healthy(port: int, proc: subprocess.Popen, timeout: float = 90) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"dashboard exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2):
-                return
-        except OSError:
-            time.sleep(0.5)
-    raise AssertionError("dashboard did not answer in time")
 
 
 @pytest.fixture
@@ -49,7 +29,7 @@ def dashboard(ready, tmp_path):
     with open(tmp_path / "dashboard.log", "w") as log:
         proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=log)
         try:
-            wait_healthy(port, proc)
+            wait_serving(port, proc)
             yield port, tmp_path
         finally:
             proc.terminate()

@@ -8,13 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-
-def _interpreter(model: bytes, threads: int = 1):
-    from ai_edge_litert.interpreter import Interpreter
-
-    it = Interpreter(model_content=model, num_threads=threads)
-    it.allocate_tensors()
-    return it
+from latency.runners import tflite_interpreter
 
 
 def _quant(detail: dict) -> dict | None:
@@ -35,7 +29,7 @@ def _describe(detail: dict) -> dict:
 
 def litert_io(model: bytes) -> dict:
     """The model's input and output tensors as LiteRT reports them."""
-    it = _interpreter(model)
+    it = tflite_interpreter(model, 1)
     return {
         "input": _describe(it.get_input_details()[0]),
         "output": _describe(it.get_output_details()[0]),
@@ -51,7 +45,7 @@ def quantize(x: np.ndarray, q: dict, dtype) -> np.ndarray:
 def litert_logits(model: bytes, x: np.ndarray) -> np.ndarray:
     """Float logits for every image of `x` (normalised float32, N x R x R x C), one invoke
     each (the model's batch is 1)."""
-    it = _interpreter(model)
+    it = tflite_interpreter(model, 1)
     inp, out = it.get_input_details()[0], it.get_output_details()[0]
     qin, qout = _quant(inp), _quant(out)
     rows = []
