@@ -6,6 +6,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+WEBGL_ABOVE = 1_000  # points in a figure above which dominated points are drawn with WebGL
+
 KIND_STYLE = {  # point kind -> (label, marker)
     "pareto": ("Pareto", {"size": 11, "symbol": "diamond", "line": {"width": 1}}),
     "feasible": ("feasible", {"size": 6, "opacity": 0.6}),
@@ -13,10 +15,10 @@ KIND_STYLE = {  # point kind -> (label, marker)
 }
 
 
-def point_kind(row) -> str:
-    if row["pareto"]:
-        return "pareto"
-    return "feasible" if row["feasible"] else "infeasible"
+def point_kinds(df: pd.DataFrame) -> pd.Series:
+    """ "pareto", "feasible" or "infeasible" per row."""
+    feasible = np.where(df["feasible"].astype(bool), "feasible", "infeasible")
+    return pd.Series(np.where(df["pareto"].astype(bool), "pareto", feasible), index=df.index)
 
 
 def pareto_figure(df: pd.DataFrame, target: str, budgets: dict[str, float]) -> go.Figure:
@@ -25,7 +27,8 @@ def pareto_figure(df: pd.DataFrame, target: str, budgets: dict[str, float]) -> g
     col = f"predicted:{target}"
     fig = go.Figure()
     data = df[df[col].notna()] if col in df else df.iloc[0:0]
-    kinds = data.apply(point_kind, axis=1) if len(data) else pd.Series(dtype=str)
+    kinds = point_kinds(data)
+    gl = len(data) > WEBGL_ABOVE
     for search in sorted(data["search"].unique()) if len(data) else []:
         for kind, (label, marker) in KIND_STYLE.items():
             part = data[(data["search"] == search) & (kinds == kind)]
@@ -33,7 +36,10 @@ def pareto_figure(df: pd.DataFrame, target: str, budgets: dict[str, float]) -> g
                 continue
             if kind == "pareto":
                 part = part.sort_values(col)
-            fig.add_trace(_points(part, col, f"{search}: {label}", marker, kind == "pareto"))
+            front = kind == "pareto"
+            fig.add_trace(
+                _points(part, col, f"{search}: {label}", marker, front, gl and not front)
+            )
     if target in budgets:
         fig.add_vline(x=budgets[target], line_dash="dash", line_color="red",
                       annotation_text=f"budget {budgets[target]:g} ms")  # fmt: skip
@@ -43,12 +49,14 @@ def pareto_figure(df: pd.DataFrame, target: str, budgets: dict[str, float]) -> g
     return fig
 
 
-def _points(part: pd.DataFrame, col: str, name: str, marker: dict, line: bool) -> go.Scatter:
-    return go.Scatter(
+def _points(part: pd.DataFrame, col: str, name: str, marker: dict, line: bool, gl: bool):
+    """One trace; `gl` draws it with WebGL (SVG takes seconds for thousands of points)."""
+    return (go.Scattergl if gl else go.Scatter)(
         x=part[col], y=part["accuracy"], name=name, mode="lines+markers" if line else "markers",
         marker=marker, line={"shape": "hv"} if line else None,
-        customdata=np.stack([part["candidate"], part["key"]], axis=-1),
-        hovertemplate="candidate %{customdata[0]}<br>%{customdata[1]}<br>"
+        customdata=part["candidate"].to_numpy(),  # an integer array travels as binary
+        text=part["key"],
+        hovertemplate="candidate %{customdata}<br>%{text}<br>"
         "accuracy %{y:.4f}<br>%{x:.4f} ms<extra>%{fullData.name}</extra>",
     )  # fmt: skip
 

@@ -9,6 +9,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import NoReturn
 
 from db.session import open_db, resolve_url
 from search.output import UserError
@@ -24,18 +25,17 @@ def command(port: int, host: str) -> list[str]:
     ]  # fmt: skip
 
 
-def dashboard(db_url: str | None, port: int, host: str) -> int:
-    """Serve until interrupted; returns Streamlit's exit status."""
+def dashboard(db_url: str | None, port: int, host: str) -> NoReturn:
+    """Become the Streamlit server (exec), so that a signal to `hwnas dashboard` reaches the
+    server itself: a child process would outlive a terminated parent and keep serving."""
     if not 1 <= port <= 65535:
         raise UserError(f"--port must be between 1 and 65535, got {port}")
     url = resolve_url(db_url)
     open_db(url, create=False).dispose()  # a wrong URL fails here, in one line
     env = os.environ | {"HWNAS_DB": url}
     print(f"hwnas dashboard: http://{host}:{port}  (database {url})", file=sys.stderr, flush=True)
-    try:
-        return subprocess.call(command(port, host), env=env)
-    except KeyboardInterrupt:
-        return 0
+    sys.stdout.flush()
+    os.execve(sys.executable, command(port, host), env)
 
 
 def free_port() -> int:
@@ -43,6 +43,16 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def stop(proc: subprocess.Popen, grace: float = 15) -> None:
+    """Stop a dashboard started by a test or benchmark: SIGTERM, then SIGKILL after `grace`."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def wait_serving(port: int, proc: subprocess.Popen, timeout: float = 120) -> None:

@@ -15,13 +15,20 @@ st.title("Pareto explorer")
 db = database()
 
 
+@st.cache_data(show_spinner=False, max_entries=8)
+def cached_candidates(url: str, names: tuple[str, ...], version: tuple) -> pd.DataFrame:
+    """The candidates frame, shared by every session until `version` says they changed."""
+    return data.candidates(db, list(names))
+
+
 def choose(searches: pd.DataFrame) -> tuple[list[str], pd.DataFrame, str] | None:
     names = list(searches["search"])
     chosen = st.multiselect("Searches", names, default=names[-1:])
     if not chosen:
         st.info("choose at least one search")
         return None
-    cands = data.candidates(db, chosen)
+    names = tuple(chosen)
+    cands = cached_candidates(db.url, names, data.candidates_version(db, list(names)))
     if cands.empty:
         st.info("these searches have no finished trial yet")
         return None
@@ -33,7 +40,8 @@ def choose(searches: pd.DataFrame) -> tuple[list[str], pd.DataFrame, str] | None
 def selected_candidate(event, cands: pd.DataFrame) -> int | None:
     points = event.selection.points if event else []
     if points:
-        return int(points[0]["customdata"][0])
+        cid = points[0]["customdata"]
+        return int(cid[0] if isinstance(cid, list) else cid)
     front = cands[cands["pareto"]]
     options = list((front if len(front) else cands)["candidate"])
     pick = st.selectbox("…or pick a candidate", options, index=None,
@@ -53,8 +61,9 @@ def details(row: pd.Series) -> None:
             kind, target = k.split(":", 1)
             lat[target][f"{kind}_ms"] = v
     st.dataframe(pd.DataFrame(lat).T, width="content")
-    st.plotly_chart(arch_figure(row["subnet"]))
-    st.dataframe(layers_table(row["subnet"]), hide_index=True, width="content")
+    subnet = data.candidate_subnet(db, int(row["candidate"]))
+    st.plotly_chart(arch_figure(subnet))
+    st.dataframe(layers_table(subnet), hide_index=True, width="content")
     st.code(row["key"], language=None)
 
 

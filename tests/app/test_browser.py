@@ -5,6 +5,7 @@ plot, a selected point, its export, and a screenshot."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 from cli_helpers import run_json, search_args
 
-from search.dashboard_service import free_port, wait_serving
+from search.dashboard_service import free_port, stop, wait_serving
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
@@ -32,8 +33,9 @@ def dashboard(ready, tmp_path):
             wait_serving(port, proc)
             yield port, tmp_path
         finally:
-            proc.terminate()
-            proc.wait(timeout=30)
+            stop(proc)
+    with socket.socket() as s:  # nothing left serving: the server was the process stopped
+        assert s.connect_ex(("127.0.0.1", port)) != 0, "the dashboard outlived `hwnas dashboard`"
 
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium")

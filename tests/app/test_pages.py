@@ -75,3 +75,17 @@ def test_runs_page_shows_the_run(searched, monkeypatch):
     at = run_page("runs", searched, monkeypatch)
     assert "tiny" in list(at.dataframe[0].value["run"])
     assert len(at.dataframe[1].value) >= 1  # checkpoints
+
+
+def test_pareto_explorer_sees_new_trials_of_a_search(ready, monkeypatch):
+    """The candidates frame is cached across sessions; new trials must invalidate it."""
+    cwd, url = ready
+    run_json(*search_args(url, "grow", 3), cwd=cwd)
+    caption = lambda at: " ".join(c.value for c in at.caption)  # noqa: E731
+    at = run_page("pareto", url, monkeypatch)
+    at.multiselect[0].set_value(["grow"]).run()
+    assert caption(at).startswith("3 candidates")
+    run_json(*search_args(url, "grow", 5), cwd=cwd)
+    at = run_page("pareto", url, monkeypatch)
+    at.multiselect[0].set_value(["grow"]).run()
+    assert caption(at).startswith("5 candidates")
