@@ -1,0 +1,76 @@
+"""The report's computed figures, as pure functions of candidate dicts (no drawing, no I/O)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from search.pareto import hypervolume_2d, pareto_mask
+
+
+def latency(c: dict, key: str) -> tuple[float, bool]:
+    """A candidate's latency on `key`: measured where it was, else predicted (and which)."""
+    if key in c["measured_ms"]:
+        return float(c["measured_ms"][key]), True
+    return float(c["predicted_ms"][key]), False
+
+
+def hv_curve(cands: list[dict], key: str, points: int = 40) -> dict:
+    """Hypervolume of (error, predicted latency on `key`) of the feasible trials so far, in
+    trial order, normalised by the box from the best to the worst corner seen (+1%)."""
+    err = np.asarray([1 - c["accuracy"] for c in cands])
+    lat = np.asarray([c["predicted_ms"][key] for c in cands])
+    ok = np.asarray([c["feasible"] for c in cands])
+    pts = np.stack([err, lat], axis=1)
+    lo, hi = pts.min(axis=0), pts.max(axis=0)
+    ref = hi + 0.01 * np.maximum(hi - lo, 1e-12)
+    box = float(np.prod(ref - lo))
+    marks = np.unique(np.geomspace(1, len(cands), min(points, len(cands))).round().astype(int))
+    hv = [hypervolume_2d(pts[:m][ok[:m]], ref) / box if ok[:m].any() else 0.0 for m in marks]
+    return {"trials": marks.tolist(), "hypervolume": [float(v) for v in hv]}
+
+
+def fastest_at(cands: list[dict], key: str, level: float) -> dict:
+    """The candidate with the lowest predicted latency on `key` among those at least as
+    accurate as `level`."""
+    ok = [c for c in cands if c["accuracy"] >= level - 1e-12]
+    return min(ok, key=lambda c: c["predicted_ms"][key])
+
+
+def specialisation(cands: list[dict], chosen_for: str, run_on: str) -> list[dict]:
+    """How much hardware-awareness buys: at each accuracy level of the front, the subnet
+    chosen for `chosen_for` run on `run_on`, beside the subnet chosen for `run_on` itself."""
+    front = sorted({round(c["accuracy"], 6) for c in cands if c["pareto"]}, reverse=True)
+    rows = []
+    for level in front:
+        a, b = fastest_at(cands, chosen_for, level), fastest_at(cands, run_on, level)
+        (la, ma), (lb, mb) = latency(a, run_on), latency(b, run_on)
+        rows.append(
+            {
+                "accuracy": level,
+                "other": a["candidate"],
+                "other_ms": la,
+                "other_measured": ma,
+                "own": b["candidate"],
+                "own_ms": lb,
+                "own_measured": mb,
+                "slowdown": la / lb,
+            }
+        )
+    return rows
+
+
+def front_of(cands: list[dict], key: str) -> list[dict]:
+    """The 2-D front (accuracy against predicted latency on `key`) among feasible candidates,
+    fastest first."""
+    ok = [c for c in cands if c["feasible"]]
+    if not ok:
+        return []
+    pts = np.asarray([[1 - c["accuracy"], c["predicted_ms"][key]] for c in ok])
+    mask = pareto_mask(pts)
+    return sorted(
+        (c for c, m in zip(ok, mask, strict=True) if m), key=lambda c: c["predicted_ms"][key]
+    )
+
+
+def band_share(measured: np.ndarray, predicted: np.ndarray, band: float = 0.10) -> float:
+    return float(np.mean(np.abs(predicted / measured - 1) <= band))

@@ -1,0 +1,341 @@
+"""The report's Markdown text: a pure function of the report's data, figure names and versions."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+
+import numpy as np
+
+from search.report_analysis import specialisation
+
+
+def _table(header: list[str], rows: list[list]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return out + ["| " + " | ".join(str(v) for v in r) + " |" for r in rows] + [""]
+
+
+def _ms(v: float | None) -> str:
+    return "—" if v is None else f"{v:.4g}"
+
+
+def _pct(v: float | None) -> str:
+    return "—" if v is None else f"{100 * v:.1f}%"
+
+
+def setup(data) -> list[str]:
+    s, r, c = data.search, data.run, data.candidates
+    cfg = r["config"]
+    return [
+        "## Setup",
+        "",
+        f"- Supernet run `{r['name']}` on `{r['dataset']}`: {cfg.get('epochs')} epochs, "
+        f"{r['seconds']:.0f} s of training; validation accuracy {r['val_acc_largest']:.4f} "
+        f"(largest subnet), {r['val_acc_smallest']:.4f} (smallest).",
+        f"- Search `{s['name']}`: objectives accuracy and latency on {', '.join(s['targets'])}; "
+        f"budgets {s['budgets'] or 'none'}; sampler `{s['sampler']}`, seed {s['seed']}; "
+        f"{len(c)} finished trials, {sum(x['feasible'] for x in c)} feasible, "
+        f"{sum(x['pareto'] for x in c)} on the Pareto front.",
+        "",
+    ]
+
+
+def fronts(data, figs: dict) -> list[str]:
+    keys = data.latency_keys
+    out = ["## Pareto front per target", ""]
+    for k in keys:
+        out += [f"![front on {k}]({figs[f'pareto:{k}']})", ""]
+    front = sorted((c for c in data.candidates if c["pareto"]), key=lambda c: -c["accuracy"])
+    header = ["candidate", "accuracy", "MACs"] + [f"{k} predicted / measured (ms)" for k in keys]
+    rows = [
+        [c["candidate"], f"{c['accuracy']:.4f}", f"{c['macs']:,}"]
+        + [f"{_ms(c['predicted_ms'][k])} / {_ms(c['measured_ms'].get(k))}" for k in keys]
+        for c in front
+    ]
+    return [*out, "The front of the search (every objective at once):", "", *_table(header, rows)]
+
+
+def predictors(data, figs: dict) -> list[str]:
+    out = [
+        "## Predicted against measured latency",
+        "",
+        "Held-out figures of each target's predictors (20% of the measured subnets, never "
+        "seen by the fit), the main predictor beside the two baselines. The plots show every "
+        "measured subnet.",
+        "",
+    ]
+    for k, t in data.targets.items():
+        rows = [
+            [
+                kind,
+                _pct(h.get("within5")),
+                _pct(h.get("within10")),
+                f"{h.get('mape', float('nan')):.2f}%",
+                f"{h.get('kendall', float('nan')):.3f}",
+            ]
+            for kind, h in t.holdout.items()
+        ]
+        out += [f"### {k} ({len(t.measured)} measured subnets)", ""]
+        out += _table(["predictor", "within ±5%", "within ±10%", "MAPE", "Kendall τ"], rows)
+        if f"latency:{k}" in figs:
+            out += [f"![predicted against measured on {k}]({figs[f'latency:{k}']})", ""]
+    return out + honesty(data)
+
+
+def honesty(data) -> list[str]:
+    front = [c for c in data.candidates if c["pareto"] and c["measured_ms"]]
+    if not front:
+        return ["The front was not measured after the search (`hwnas search --measure`).", ""]
+    rows = []
+    for k in data.latency_keys:
+        m = [(c["measured_ms"][k], c["predicted_ms"][k]) for c in front if k in c["measured_ms"]]
+        if not m:
+            continue
+        meas, pred = np.asarray(m).T
+        b = data.search["budgets"].get(k)
+        within = _pct(float(np.mean(meas <= b))) if b else "—"
+        worst = _pct(float(max((meas / b - 1).max(), 0))) if b else "—"
+        rows.append(
+            [
+                k,
+                len(m),
+                f"{np.median(meas / pred):.3f}",
+                _pct(float(np.mean(np.abs(meas / pred - 1) <= 0.1))),
+                within,
+                worst,
+            ]
+        )
+    return [
+        "### The front measured after the search",
+        "",
+        *_table(
+            [
+                "target",
+                "candidates",
+                "median measured / predicted",
+                "within ±10%",
+                "within budget",
+                "worst overshoot",
+            ],
+            rows,
+        ),
+    ]
+
+
+def samplers(data, figs: dict) -> list[str]:
+    out = ["## Sampler comparison", "", f"![hypervolume]({figs['hypervolume']})", ""]
+    eff = data.bench.get("search_efficiency")
+    if not eff:
+        return [
+            *out,
+            "Only this search's own curve: the side-by-side comparison of samplers on "
+            "the same problem comes from `python -m bench search_efficiency --out DIR` "
+            "and `hwnas report ... --bench DIR`.",
+            "",
+        ]
+    reach = eff.get("trials_to_random_final", {})
+    rows = [
+        [
+            s,
+            *(f"{t[m]['median']:.3f}" if m in t else "—" for m in ("50", "100", "200", "500")),
+            _ms((reach.get(s) or {}).get("median")),
+        ]
+        for s, t in eff["hypervolume"].items()
+    ]
+    return (
+        out
+        + _table(
+            [
+                "sampler",
+                "HV@50",
+                "HV@100",
+                "HV@200",
+                "HV@500",
+                "trials to random's HV@500 (median)",
+            ],
+            rows,
+        )
+        + _cmd(eff)
+    )
+
+
+def weight_sharing(data, figs: dict) -> list[str]:
+    ws = data.bench.get("weight_sharing")
+    out = ["## Weight-sharing check", ""]
+    if not ws:
+        return [
+            *out,
+            "Not in this report: `python -m bench weight_sharing --out DIR` trains "
+            "subnets from scratch to compare with their inherited accuracy.",
+            "",
+        ]
+    rows = [
+        [
+            r["key"][:48],
+            f"{r['macs']:,}",
+            f"{r['inherited']:.4f}",
+            f"{r['scratch']:.4f}",
+            f"{r['gap_points']:+.2f}",
+        ]
+        for r in ws["subnets"]
+    ]
+    return [
+        *out,
+        f"![weight sharing]({figs['weight_sharing']})",
+        "",
+        *_table(["subnet", "MACs", "inherited", "from scratch", "gap (points)"], rows),
+        f"Mean absolute gap: {ws['mean_abs_gap_points']:.2f} points.",
+        "",
+        *_cmd(ws),
+    ]
+
+
+def cross_target(data) -> list[str]:
+    keys = data.latency_keys
+    out = ["## Cross-target specialisation", ""]
+    if len(keys) < 2:
+        return [
+            *out,
+            "This search has one latency target; search two or more to see what "
+            "choosing for the right device buys.",
+            "",
+        ]
+    out += [
+        "At each accuracy level of the front: the fastest subnet for one target, run on the "
+        "other, beside the fastest subnet for that other target (latencies measured where "
+        "marked *, else predicted).",
+        "",
+    ]
+    for a, b in itertools.permutations(keys, 2):
+        rows = specialisation(data.candidates, a, b)
+        star = lambda v, m: f"{v:.4g}{'*' if m else ''}"  # noqa: E731
+        table = [
+            [
+                f"{r['accuracy']:.4f}",
+                r["other"],
+                star(r["other_ms"], r["other_measured"]),
+                r["own"],
+                star(r["own_ms"], r["own_measured"]),
+                f"{r['slowdown']:.2f}x",
+            ]
+            for r in rows
+        ]
+        worst = max(r["slowdown"] for r in rows)
+        out += [f"### Chosen for {a}, run on {b}: up to {worst:.2f}x slower", ""]
+        out += _table(
+            [
+                "accuracy ≥",
+                f"chosen for {a}",
+                f"its {b} ms",
+                f"chosen for {b}",
+                f"its {b} ms",
+                "slowdown",
+            ],
+            table,
+        )
+    return out
+
+
+def exports(data) -> list[str]:
+    out = ["## Exports", ""]
+    if not data.exports:
+        return [
+            *out,
+            "No candidate of this search was exported (`hwnas export --candidate ID`).",
+            "",
+        ]
+    rows = [
+        [
+            e["candidate"],
+            e["precision"],
+            f"{e.get('val_acc_jax', 0):.4f}",
+            f"{e.get('val_acc_tflite', 0):.4f}",
+            _ms(e.get("max_abs_diff")),
+            _ms(e.get("predicted_ms")),
+            _ms(e.get("measured_ms")),
+            f"{e.get('bytes', 0):,}",
+        ]
+        for e in data.exports
+    ]
+    return out + _table(
+        [
+            "candidate",
+            "precision",
+            "JAX acc",
+            "LiteRT acc",
+            "max logit diff",
+            "predicted ms",
+            "measured ms",
+            "bytes",
+        ],
+        rows,
+    )
+
+
+def _flags(stored: str) -> str:
+    """Export.precision as the CLI flags that produce it (`int8-int8io`: int8 with --int8-io)."""
+    base, _, io = stored.partition("-")
+    return f"--precision {base}" + (" --int8-io" if io else "")
+
+
+def _cmd(bench: dict) -> list[str]:
+    return [f"Produced by `{bench['command']}`.", ""] if bench.get("command") else []
+
+
+def reproduce(data, versions: dict, db_url: str, out_dir: str) -> list[str]:
+    s, r = data.search, data.run
+    cfg = r["config"]
+    lines = [
+        f"hwnas train --dataset {r['dataset']} --epochs {cfg.get('epochs')} "
+        f"--seed {cfg.get('seed', 0)} --name {r['name']}"
+    ]
+    for k, t in data.targets.items():
+        lines += [
+            f"hwnas measure --run {r['name']} --target {k} --n {len(t.measured)}",
+            f"hwnas predictor fit --target {k}",
+        ]
+    budgets = " ".join(f"--budget {k}={v:g}" for k, v in s["budgets"].items())
+    targets = " ".join(f"--target {k}" for k in s["targets"])
+    seed = f" --seed {s['seed']}" if s["seed"] is not None else ""
+    lines.append(
+        f"hwnas search --run {r['name']} {targets} {budgets} --trials "
+        f"{len(data.candidates)} --sampler {s['sampler']}{seed} --name {s['name']}"
+    )
+    lines += [
+        f"hwnas export --candidate {e['candidate']} {_flags(e['precision'])} --out {e['path']}"
+        for e in data.exports
+    ]
+    lines += [b["command"] for b in data.bench.values() if isinstance(b, dict) and "command" in b]
+    lines.append(f"hwnas report {s['name']} --out {out_dir}")
+    fp = next((t.fingerprint for t in data.targets.values()), {})
+    return (
+        [
+            "## How to reproduce",
+            "",
+            f"Database: `{db_url}` (every command takes `--db`).",
+            "",
+            "```bash",
+            *lines,
+            "```",
+            "",
+            "Versions:",
+            "",
+        ]
+        + [f"- {k}: {v}" for k, v in versions.items()]
+        + ([f"- measuring machine: {fp}"] if fp else [])
+        + [""]
+    )
+
+
+def markdown(data, figs: dict, versions: dict, db_url: str, out_dir: str) -> str:
+    when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    parts = [
+        f"# hwnas report: search `{data.search['name']}`",
+        "",
+        f"Generated {when} by `hwnas report` from the database; nothing here is typed in by hand.",
+        "",
+    ]
+    parts += setup(data) + fronts(data, figs) + predictors(data, figs) + samplers(data, figs)
+    parts += weight_sharing(data, figs) + cross_target(data) + exports(data)
+    parts += reproduce(data, versions, db_url, out_dir)
+    return "\n".join(parts)
