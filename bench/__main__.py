@@ -1,0 +1,109 @@
+"""Run benchmarks and write each one's figures as JSON: `python -m bench [NAME ...] --out DIR`.
+
+    python -m bench --list
+    python -m bench predictor_accuracy search_efficiency --out bench-results --run digits
+    python -m bench export_front --search main --out bench-results -- --precisions int8
+
+Each bench runs as its own process (`python bench/NAME.py ...`, progress on stderr); its last
+stdout line (JSON) goes to DIR/NAME.json with the exact command, the wall time, the versions
+and the time it finished, so that the README's and `hwnas report --bench DIR`'s figures come
+from a run anyone can repeat. Arguments after `--` go to every bench named.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# name -> which of the common options it takes
+BENCHES: dict[str, tuple[str, ...]] = {
+    "predictor_accuracy": ("db", "run"),
+    "search_efficiency": ("db", "run"),
+    "weight_sharing": ("db", "run"),
+    "export_front": ("db", "search"),
+    "dashboard_render": (),
+    "train_throughput": (),
+}
+DEFAULT = ("search_efficiency", "weight_sharing", "dashboard_render", "train_throughput")
+
+
+def command_for(name: str, args: argparse.Namespace, extra: list[str]) -> list[str]:
+    cmd = [sys.executable, f"bench/{name}.py"]
+    for opt in BENCHES[name]:
+        value = getattr(args, opt)
+        if value is not None:
+            cmd += [f"--{opt}", value]
+    if name == "export_front":
+        cmd += ["--out", str(args.out / "export_front")]
+    return cmd + extra
+
+
+def run_one(name: str, cmd: list[str]) -> dict:
+    shown = shlex.join(["python", *cmd[1:]])
+    print(f"bench {name}: {shown}", file=sys.stderr, flush=True)
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    seconds = time.perf_counter() - t0
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"bench {name} failed (exit {proc.returncode}): {shown}")
+    result = json.loads(lines[-1])
+    return result | {
+        "command": shown,
+        "seconds": round(seconds, 1),
+        "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "versions": versions(),
+    }
+
+
+def versions() -> dict:
+    from search.report_service import versions as v
+
+    return v()
+
+
+def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    extra = argv[argv.index("--") + 1 :] if "--" in argv else []
+    argv = argv[: argv.index("--")] if "--" in argv else argv
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    p.add_argument("names", nargs="*", help=f"benches to run (default: {', '.join(DEFAULT)})")
+    p.add_argument("--out", type=Path, default=Path("bench-results"), help="folder for NAME.json")
+    p.add_argument("--db", default=None, help="database URL for the benches that read one")
+    p.add_argument("--run", default=None, help="training run (default: each bench's own)")
+    p.add_argument("--search", default=None, help="search whose front export_front exports")
+    p.add_argument("--list", action="store_true", help="list the benches and exit")
+    return p.parse_args(argv), extra
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, extra = parse(sys.argv[1:] if argv is None else argv)
+    if args.list:
+        print("\n".join(BENCHES))
+        return 0
+    names = args.names or list(DEFAULT)
+    unknown = [n for n in names if n not in BENCHES]
+    if unknown:
+        print(f"bench: unknown {unknown}; choose from {', '.join(BENCHES)}", file=sys.stderr)
+        return 2
+    if "export_front" in names and not args.search:
+        print("bench: export_front needs --search NAME (the search whose front to export)",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        result = run_one(name, command_for(name, args, extra))
+        (args.out / f"{name}.json").write_text(json.dumps(result, indent=1) + "\n")
+        print(f"bench {name}: wrote {args.out / f'{name}.json'}", file=sys.stderr, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
