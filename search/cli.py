@@ -16,9 +16,11 @@ from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageErro
 from db.session import DbError
 from search import (
     dashboard_service,
+    demo_service,
     export_service,
     latency_service,
     predictor_service,
+    report_service,
     search_service,
     services,
     train_service,
@@ -329,7 +331,44 @@ def dashboard(
 ) -> None:
     """Browse searches, Pareto fronts, latency and runs in a Streamlit dashboard, and export
     the chosen subnet (serves on 127.0.0.1 until Ctrl-C)."""
-    raise typer.Exit(dashboard_service.dashboard(db, port, host))
+    dashboard_service.dashboard(db, port, host)
+
+
+@app.command()
+def report(
+    search: Annotated[str, typer.Argument(help="Name of a search.")],
+    out: Annotated[
+        Path, typer.Option("--out", metavar="DIR", help="Folder for report.md and its PNGs.")
+    ],
+    bench: Annotated[
+        Path | None,
+        typer.Option(metavar="DIR", help="JSON of `python -m bench --out DIR` to include."),
+    ] = None,
+    db: DbOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Write a Markdown report with PNG figures on a search: fronts per target, predicted vs
+    measured latency with baselines, samplers, weight sharing, cross-target specialisation,
+    exports, and the commands and versions behind every number."""
+    emit(report_service.report(db, search, out, bench), json)
+
+
+@app.command()
+def demo(
+    folder: Annotated[
+        Path,
+        typer.Option("--dir", help="Folder for the demo's database, checkpoints and exports."),
+    ] = Path("hwnas-demo"),
+    epochs: Annotated[int | None, typer.Option(help="Supernet epochs (default 12).")] = None,
+    trials: Annotated[int | None, typer.Option(help="Search trials (default 200).")] = None,
+    json: JsonOpt = False,
+) -> None:
+    """From nothing to a measured int8 TFLite model on the built-in digits: train, measure cpu
+    and tflite, fit predictors, search both under a budget, re-measure the front, export the
+    best feasible subnet. About 10 minutes on 2 cores; a second run reuses what the first made."""
+    cfg = demo_service.config_from(folder, epochs=epochs, trials=trials)
+    result = demo_service.demo(cfg)
+    emit(result, json, None if json else demo_service.summary_text(result))
 
 
 @db_app.command("init")

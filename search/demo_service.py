@@ -1,0 +1,321 @@
+"""`hwnas demo`: from nothing to a measured, exported model on the embedded digits dataset.
+
+Seven steps, each one the service a CLI command calls: train the supernet, measure the `cpu`
+and `tflite` (fp32) targets, fit and evaluate their predictors, search both targets under a
+budget (which re-measures the Pareto front), export the most accurate feasible candidate to
+int8 TFLite. Everything goes into one folder (its
+database, checkpoints and exports); a second run finds each step's result there, says so and
+reuses it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+from sqlalchemy import func, select
+
+from db.models import Candidate, Export, Measurement, Run, Search
+from db.models import Target as TargetRow
+from db.session import Database, open_db
+from latency.targets import Target
+from search import export_service, latency_service, predictor_service, search_service
+from search.output import UserError, log
+from search.remeasure import budget_check
+from search.train_service import train
+from supernet.space import SearchSpace
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    folder: Path
+    run: str = "demo"
+    epochs: int = 8
+    n_cpu: int = 30  # XLA compiles each subnet: about 5 s a subnet on 2 cores
+    n_tflite: int = 50
+    trials: int = 150
+    search: str = "demo"
+    budget_quantile: float = 0.4  # tflite budget: this quantile of random subnets' latency
+    seed: int = 0
+
+    @property
+    def db_url(self) -> str:
+        return f"sqlite:///{(self.folder / 'hwnas.db').resolve()}"
+
+    @property
+    def export_path(self) -> Path:
+        return self.folder / "exports" / f"{self.search}-best-int8.tflite"
+
+    def check(self) -> None:
+        if self.folder.exists() and not self.folder.is_dir():
+            raise UserError(f"--dir {self.folder} is a file; give a folder (made if missing)")
+        if min(self.epochs, self.trials) < 1:
+            raise UserError("--epochs and --trials must be at least 1")
+
+
+CPU, TFLITE = Target("cpu"), Target("tflite", 1, "fp32")
+STEPS = 7
+
+
+def step(i: int, text: str) -> float:
+    log(f"\n[{i}/{STEPS}] {text}")
+    return time.perf_counter()
+
+
+def _reused(what: str) -> dict:
+    log(f"  reusing {what} (delete the folder to start over)")
+    return {"reused": True}
+
+
+# ---- steps ------------------------------------------------------------------------------------
+
+
+def train_step(db: Database, cfg: DemoConfig) -> dict:
+    with db.read() as s:
+        run = s.scalars(select(Run).where(Run.name == cfg.run)).one_or_none()
+        done = run is not None and run.status == "finished"
+        if done:
+            acc = {
+                "val_acc_largest": run.val_acc_largest,
+                "val_acc_smallest": run.val_acc_smallest,
+            }
+    if done:
+        return _reused(f"the trained supernet {cfg.run!r}") | acc
+    result = train(
+        cfg.db_url,
+        "digits",
+        epochs=cfg.epochs,
+        seed=cfg.seed,
+        name=cfg.run,
+        resume=run is not None,
+        runs_dir=cfg.folder / "runs",
+    )
+    keep = ("val_acc_largest", "val_acc_smallest", "steps", "seconds")
+    return {"reused": False} | {k: result[k] for k in keep}
+
+
+def measured_count(db: Database, run: str, target: Target) -> int:
+    with db.read() as s:
+        return s.scalar(
+            select(func.count(Measurement.id))
+            .join(TargetRow, TargetRow.id == Measurement.target_id)
+            .join(Run, Run.id == Measurement.run_id)
+            .where(TargetRow.key == target.key, Run.name == run, Measurement.kind == "subnet")
+        )
+
+
+def measure_step(db: Database, cfg: DemoConfig, target: Target, n: int) -> dict:
+    have = measured_count(db, cfg.run, target)
+    if have >= n:
+        return _reused(f"{have} measured subnets on {target.key}") | {"subnets": have}
+    result = latency_service.measure(cfg.db_url, cfg.run, target, n - have, cfg.seed + have)
+    return {"reused": False, "subnets": have + result.get("stored", 0), "noise": result["noise"]}
+
+
+def fit_step(db: Database, cfg: DemoConfig, target: Target, measured_now: bool) -> dict:
+    """Fit unless the measurements are unchanged and a predictor exists."""
+    if not measured_now:
+        try:
+            _, metrics = predictor_service.load_predictor_row(db, target)
+            return _reused(f"the {target.key} predictor") | {"holdout": metrics}
+        except UserError:
+            pass
+    result = predictor_service.fit(cfg.db_url, target)
+    return {"reused": False, "holdout": result["holdout"], "baselines": result["baselines"]}
+
+
+def budget_for(db: Database, cfg: DemoConfig) -> float:
+    """A budget that about `budget_quantile` of the space meets, rounded to 2 digits."""
+    with db.read() as s:
+        space = SearchSpace.from_dict(
+            s.scalars(select(Run.space).where(Run.name == cfg.run)).one()
+        )
+    predictor = predictor_service.load_predictor(db, TFLITE)
+    subnets = [space.sample(np.random.default_rng(cfg.seed + i)) for i in range(2000)]
+    ms = float(np.quantile(predictor.predict(subnets), cfg.budget_quantile))
+    return float(f"{ms:.2g}")
+
+
+def search_step(db: Database, cfg: DemoConfig) -> dict:
+    with db.read() as s:
+        row = s.scalars(select(Search).where(Search.name == cfg.search)).one_or_none()
+        n = (
+            0
+            if row is None
+            else s.scalar(select(func.count(Candidate.id)).where(Candidate.search_id == row.id))
+        )
+        finished = row is not None and row.status == "finished" and n >= cfg.trials
+    if finished:
+        found = search_service.report(db, cfg.search)
+        check = front_check(found["pareto"], found["budgets"])
+        return _reused(f"search {cfg.search!r} ({n} trials)") | found | {"budget_check": check}
+    budget = budget_for(db, cfg) if row is None else row.budgets[TFLITE.key]
+    log(f"  targets cpu and {TFLITE.key}; budget {budget:g} ms on tflite; {cfg.trials} trials")
+    result = search_service.search(
+        cfg.db_url,
+        cfg.run,
+        [CPU.key, TFLITE.key],
+        [f"{TFLITE.key}={budget}"],
+        cfg.trials,
+        name=cfg.search,
+        seed=cfg.seed,
+    )
+    return {"reused": False} | result
+
+
+def front_check(pareto: list[dict], budgets: dict) -> dict:
+    """The measured front against its predictions and budgets, from stored candidates."""
+    measured = [c for c in pareto if c.get("measured_ms")]
+    front = [SimpleNamespace(id=c["candidate"], predicted_ms=c["latency_ms"]) for c in measured]
+    return budget_check(front, {c["candidate"]: c["measured_ms"] for c in measured}, budgets)
+
+
+def best_feasible(front: list[dict], budgets: dict) -> dict:
+    """The most accurate front candidate within every budget, measured where it was."""
+
+    def fits(c: dict) -> bool:
+        lat = c.get("measured_ms") or c["latency_ms"]
+        return all(lat.get(k, c["latency_ms"][k]) <= b for k, b in budgets.items())
+
+    ok = [c for c in front if fits(c)] or front
+    return max(ok, key=lambda c: (c["accuracy"], -c["latency_ms"][TFLITE.key]))
+
+
+def export_step(db: Database, cfg: DemoConfig, candidate: int) -> dict:
+    path = cfg.export_path.resolve()
+    with db.read() as s:
+        row = s.scalars(
+            select(Export).where(Export.path == str(path), Export.candidate_id == candidate)
+        ).first()
+        proof = None if row is None else dict(row.proof) | {"bytes": row.bytes}
+    if proof is not None and path.exists():
+        return _reused(f"the export {path}") | {"path": str(path)} | proof
+    path.parent.mkdir(parents=True, exist_ok=True)
+    req = export_service.ExportRequest(str(path), candidate, None, None, "int8", force=True)
+    return {"reused": False} | export_service.export(cfg.db_url, req)
+
+
+# ---- the command ------------------------------------------------------------------------------
+
+
+def demo(cfg: DemoConfig) -> dict:
+    cfg.check()
+    cfg.folder.mkdir(parents=True, exist_ok=True)
+    log(f"hwnas demo: everything goes to {cfg.folder.resolve()} (database {cfg.db_url})")
+    t_all, out = time.perf_counter(), {"folder": str(cfg.folder.resolve()), "db": cfg.db_url}
+    db = open_db(cfg.db_url, create=True)
+    try:
+        out["steps"] = run_steps(db, cfg)
+    finally:
+        db.dispose()
+    out["seconds"] = round(time.perf_counter() - t_all, 1)
+    out["next"] = f"hwnas dashboard --db {cfg.db_url}"
+    return out
+
+
+def run_steps(db: Database, cfg: DemoConfig) -> dict:
+    steps: dict = {}
+
+    def timed(name: str, i: int, text: str, fn, *args) -> dict:
+        t0 = step(i, text)
+        steps[name] = fn(*args) | {"seconds": round(time.perf_counter() - t0, 1)}
+        return steps[name]
+
+    timed(
+        "train", 1, f"training the supernet on digits ({cfg.epochs} epochs)", train_step, db, cfg
+    )
+    sizes = {CPU: cfg.n_cpu, TFLITE: cfg.n_tflite}
+    what = "cpu (XLA) and tflite (LiteRT fp32, 1 thread)"
+    timed(
+        "measure",
+        2,
+        f"measuring subnets on {what}",
+        lambda: {t.key: measure_step(db, cfg, t, n) for t, n in sizes.items()},
+    )
+    timed(
+        "predictors",
+        3,
+        "fitting latency predictors (20% of subnets held out)",
+        lambda: {
+            t.key: fit_step(db, cfg, t, not steps["measure"][t.key]["reused"]) for t in sizes
+        },
+    )
+    found = timed(
+        "search", 4, "searching cpu x tflite under a tflite budget", search_step, db, cfg
+    )
+    step(5, "Pareto front re-measured on both targets (done by the search)")
+    steps["budget_check"] = found.get("budget_check")
+    best = best_feasible(found["pareto"], found["budgets"])
+    log(f"  best feasible: candidate {best['candidate']}, accuracy {best['accuracy']:.4f}")
+    steps["best"] = {k: best[k] for k in ("candidate", "accuracy", "latency_ms", "key")} | {
+        "measured_ms": best.get("measured_ms")
+    }
+    timed(
+        "export",
+        6,
+        "exporting it to int8 TFLite with proof",
+        export_step,
+        db,
+        cfg,
+        best["candidate"],
+    )
+    step(7, "done")
+    return steps
+
+
+def config_from(folder: str | Path, **overrides) -> DemoConfig:
+    cfg = DemoConfig(Path(folder))
+    return dataclasses.replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def summary_text(result: dict) -> str:
+    """The demo's result in a few readable lines."""
+    st, lines = result["steps"], [f"hwnas demo: done in {result['seconds']:.0f} s"]
+    how = lambda d: "reused" if d["reused"] else f"{d['seconds']:.0f} s"  # noqa: E731
+    tr = st["train"]
+    lines.append(
+        f"  supernet    val accuracy {tr['val_acc_largest']:.3f} (largest), "
+        f"{tr['val_acc_smallest']:.3f} (smallest) [{how(tr)}]"
+    )
+    for key, fit in st["predictors"].items():
+        if key == "seconds":
+            continue
+        h, n = fit["holdout"], st["measure"][key]["subnets"]
+        lines.append(
+            f"  {key:<15} predictor on held-out subnets: {100 * h['within10']:.0f}% "
+            f"within 10%, Kendall tau {h['kendall']:.2f} ({n} measured)"
+        )
+    s = st["search"]
+    rate = f", {s['trials_per_s']:.1f} trials/s" if s.get("trials_per_s") else ""
+    lines.append(
+        f"  search      {s['trials']} trials{rate}, {len(s['pareto'])} on the front, "
+        "budget " + ", ".join(f"{k} <= {v:g} ms" for k, v in s["budgets"].items()) + f" [{how(s)}]"
+    )
+    for key, c in (st.get("budget_check") or {}).items():
+        extra = (
+            (
+                f", {100 * c['within_budget']:.0f}% within budget, worst overshoot "
+                f"{100 * c['worst_overshoot']:.1f}%"
+            )
+            if "within_budget" in c
+            else ""
+        )
+        lines.append(
+            f"  front on {key}: measured/predicted {c['median_measured_over_predicted']:.2f}"
+            f"{extra}"
+        )
+    b, e = st["best"], st["export"]
+    lines.append(f"  best        candidate {b['candidate']}, accuracy {b['accuracy']:.4f}")
+    pm = f"{e['measured_ms']:.3f} ms measured" if e.get("measured_ms") else "not measured"
+    pp = (f" vs {e['predicted_ms']:.3f} predicted" if e.get("predicted_ms")
+          else " (no tflite-int8-t1 predictor to compare with)")  # fmt: skip
+    lines.append(
+        f"  export      {e['path']} ({e['bytes']:,} bytes): accuracy {e['val_acc_tflite']:.4f} "
+        f"(JAX {e['val_acc_jax']:.4f}), {pm}{pp} [{how(e)}]"
+    )
+    lines.append(f"open the dashboard: {result['next']}")
+    return "\n".join(lines)
