@@ -32,14 +32,15 @@ def hv_curve(cands: list[dict], key: str, points: int = 40) -> dict:
 def fastest_at(cands: list[dict], key: str, level: float) -> dict:
     """The candidate with the lowest predicted latency on `key` among those at least as
     accurate as `level`."""
-    ok = [c for c in cands if c["accuracy"] >= level - 1e-12]
+    ok = [c for c in cands if c["accuracy"] >= level]
     return min(ok, key=lambda c: c["predicted_ms"][key])
 
 
 def specialisation(cands: list[dict], chosen_for: str, run_on: str) -> list[dict]:
     """How much hardware-awareness buys: at each accuracy level of the front, the subnet
     chosen for `chosen_for` run on `run_on`, beside the subnet chosen for `run_on` itself."""
-    front = sorted({round(c["accuracy"], 6) for c in cands if c["pareto"]}, reverse=True)
+    front = sorted({c["accuracy"] for c in cands if c["pareto"]}, reverse=True)
+    cands = [c for c in cands if c["feasible"]] or cands  # chosen within the budgets
     rows = []
     for level in front:
         a, b = fastest_at(cands, chosen_for, level), fastest_at(cands, run_on, level)

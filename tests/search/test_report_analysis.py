@@ -14,6 +14,7 @@ def cand(i, acc, cpu, tfl, pareto=True, feasible=True, measured=None):
 
 # Subnet 1 is fast on cpu but slow on tfl; subnet 2 the other way round; 3 is more accurate.
 CANDS = [cand(1, 0.90, 1.0, 4.0), cand(2, 0.90, 3.0, 1.0), cand(3, 0.95, 5.0, 5.0)]
+ODD = 267 / 270  # an accuracy that no short decimal rounds to exactly
 
 
 def test_specialisation_prices_the_wrong_choice():
@@ -45,3 +46,10 @@ def test_hypervolume_grows_with_trials_and_ignores_infeasible():
 def test_front_of_one_target():
     assert [c["candidate"] for c in front_of(CANDS, "tfl")] == [2, 3]
     assert [c["candidate"] for c in front_of(CANDS, "cpu")] == [1, 3]
+
+
+def test_specialisation_at_unrounded_accuracies_and_only_within_budget():
+    cands = [cand(1, ODD, 1.0, 4.0), cand(2, ODD, 3.0, 1.0), cand(4, 0.99, 0.5, 0.5, False, False)]
+    rows = specialisation(cands, "cpu", "tfl")
+    assert [r["accuracy"] for r in rows] == [ODD]
+    assert (rows[0]["other"], rows[0]["own"], rows[0]["slowdown"]) == (1, 2, 4.0)
