@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.optimize import lsq_linear
 from scipy.stats import kendalltau
 
 from latency.features import Encoded, SpaceTables, macs, physical, table, table_index, table_size
@@ -80,11 +81,21 @@ class Predictor:
         return cls(kind, space, coef)
 
 
-def _weighted_lstsq(x: np.ndarray, y: np.ndarray, penalty: np.ndarray) -> np.ndarray:
-    """argmin_w sum(((x w - y) / y)^2) + sum(penalty * w^2)."""
+def _weighted_lstsq(
+    x: np.ndarray, y: np.ndarray, penalty: np.ndarray, n_nonneg: int = 0
+) -> np.ndarray:
+    """argmin_w sum(((x w - y) / y)^2) + sum(penalty * w^2), with the first `n_nonneg`
+    weights kept >= 0 (costs that cannot be negative: an unconstrained fit on few subnets
+    gives some a negative weight, and a search then finds subnets predicted impossibly fast)."""
     xw = x / y[:, None]
     a = xw.T @ xw + np.diag(penalty)
-    return np.linalg.solve(a + 1e-9 * np.eye(len(a)), xw.T @ np.ones_like(y))
+    w = np.linalg.solve(a + 1e-9 * np.eye(len(a)), xw.T @ np.ones_like(y))
+    if n_nonneg == 0 or (w[:n_nonneg] >= 0).all():
+        return w
+    rows = np.vstack([xw, np.diag(np.sqrt(penalty + 1e-9))])
+    target = np.concatenate([np.ones(len(y)), np.zeros(len(penalty))])
+    lower = np.concatenate([np.zeros(n_nonneg), np.full(len(w) - n_nonneg, -np.inf)])
+    return lsq_linear(rows, target, bounds=(lower, np.inf), method="bvls").x
 
 
 def fit_macs(space: SearchSpace, t: SpaceTables, enc: Encoded, y: np.ndarray) -> Predictor:
@@ -119,7 +130,7 @@ def _main_design(t: SpaceTables, enc: Encoded, lut: np.ndarray | None):
 
 def _fit_main_coef(x: np.ndarray, n_phys: int, y: np.ndarray, lam: float) -> np.ndarray:
     penalty = np.concatenate([np.zeros(n_phys), np.full(x.shape[1] - n_phys, lam)])
-    return _weighted_lstsq(x, y, penalty)
+    return _weighted_lstsq(x, y, penalty, n_nonneg=n_phys)
 
 
 def choose_ridge(x: np.ndarray, n_phys: int, y: np.ndarray, folds: int = 5, seed: int = 0):

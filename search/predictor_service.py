@@ -94,7 +94,8 @@ def lut_vector(t: SpaceTables, blocks: dict[str, float]) -> np.ndarray:
     return np.asarray([blocks.get(block_key(ly), np.nan) for ly in table_layers(t)])
 
 
-FLOOR = 0.5  # no prediction below half the fastest training measurement
+FLOOR = 0.8  # no prediction below 80% of the fastest training measurement (half of the
+# measured subnets spread over the size range, so the fastest is near the smallest subnet)
 
 
 def _fit_all(data: TargetData, train: np.ndarray, test: np.ndarray):

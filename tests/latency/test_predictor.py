@@ -141,3 +141,16 @@ def test_predictions_never_fall_below_the_floor():
     floored = p.with_floor(0.2)
     assert floored.predict([space.smallest()])[0] == 0.2
     assert Predictor.from_dict(floored.to_dict()).predict([space.smallest()])[0] == 0.2
+
+
+def test_few_noisy_subnets_give_no_negative_cost(space, sample):
+    """30 subnets with 15% noise: an unconstrained fit gives some physical costs negative
+    weights; the constrained fit keeps every one >= 0, so no subnet is predicted faster
+    than the overheads allow."""
+    y, _ = synthetic_latency(space, sample, noise=0.15, seed=3)
+    t = SpaceTables(space)
+    p = fit_main(space, t, t.encode(sample[:30]), y[:30])
+    assert min(p.coef["physical"]) >= -1e-12
+    rng = np.random.default_rng(5)
+    many = [space.sample(rng) for _ in range(5000)]
+    assert p.predict(many).min() > 0
