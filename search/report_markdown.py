@@ -23,6 +23,10 @@ def _pct(v: float | None) -> str:
     return "—" if v is None else f"{100 * v:.1f}%"
 
 
+def _budgets(budgets: dict) -> str:
+    return ", ".join(f"{k} <= {v:g} ms" for k, v in budgets.items()) or "none"
+
+
 def setup(data) -> list[str]:
     s, r, c = data.search, data.run, data.candidates
     cfg = r["config"]
@@ -33,7 +37,7 @@ def setup(data) -> list[str]:
         f"{r['seconds']:.0f} s of training; validation accuracy {r['val_acc_largest']:.4f} "
         f"(largest subnet), {r['val_acc_smallest']:.4f} (smallest).",
         f"- Search `{s['name']}`: objectives accuracy and latency on {', '.join(s['targets'])}; "
-        f"budgets {s['budgets'] or 'none'}; sampler `{s['sampler']}`, seed {s['seed']}; "
+        f"budgets {_budgets(s['budgets'])}; sampler `{s['sampler']}`, seed {s['seed']}; "
         f"{len(c)} finished trials, {sum(x['feasible'] for x in c)} feasible, "
         f"{sum(x['pareto'] for x in c)} on the Pareto front.",
         "",
@@ -201,10 +205,11 @@ def cross_target(data) -> list[str]:
             "",
         ]
     out += [
-        "At each accuracy level of the front, among the candidates within the budgets: the "
-        "subnet the predictor of one target finds fastest, run on the other target, beside "
-        "the subnet chosen for that other target (latencies measured where marked *, else "
-        "predicted). Above 1x, choosing for the wrong device costs that much latency.",
+        "At each accuracy level of the front, among the front's candidates within the "
+        "budgets: the subnet the predictor of one target finds fastest, run on the other "
+        "target, beside the subnet chosen for that other target. Both latencies of a row are "
+        "measured (marked *) when both subnets were measured, else both predicted. Above 1x, "
+        "choosing for the wrong device costs that much latency.",
         "",
     ]
     for a, b in itertools.permutations(keys, 2):
@@ -214,9 +219,9 @@ def cross_target(data) -> list[str]:
             [
                 f"{r['accuracy']:.4f}",
                 r["other"],
-                star(r["other_ms"], r["other_measured"]),
+                star(r["other_ms"], r["measured"]),
                 r["own"],
-                star(r["own_ms"], r["own_measured"]),
+                star(r["own_ms"], r["measured"]),
                 f"{r['slowdown']:.2f}x",
             ]
             for r in rows

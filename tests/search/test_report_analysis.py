@@ -26,10 +26,14 @@ def test_specialisation_prices_the_wrong_choice():
     assert low["other_ms"] == 4.0 and low["own_ms"] == 1.0 and low["slowdown"] == 4.0
 
 
-def test_specialisation_uses_measured_latency_where_there_is_one():
-    cands = [*CANDS[:1], cand(2, 0.90, 3.0, 1.0, measured={"tfl": 2.0}), CANDS[2]]
-    low = specialisation(cands, "cpu", "tfl")[1]
-    assert low["own_ms"] == 2.0 and low["own_measured"] and low["slowdown"] == 2.0
+def test_specialisation_compares_measured_with_measured_only():
+    both = [cand(1, 0.90, 1.0, 4.0, measured={"tfl": 3.0}), cand(2, 0.90, 3.0, 1.0,
+            measured={"tfl": 2.0}), CANDS[2]]  # fmt: skip
+    low = specialisation(both, "cpu", "tfl")[1]
+    assert low["measured"] and (low["other_ms"], low["own_ms"], low["slowdown"]) == (3.0, 2.0, 1.5)
+    one = [CANDS[0], cand(2, 0.90, 3.0, 1.0, measured={"tfl": 2.0}), CANDS[2]]
+    low = specialisation(one, "cpu", "tfl")[1]
+    assert not low["measured"] and low["slowdown"] == 4.0  # both predicted
 
 
 def test_hypervolume_grows_with_trials_and_ignores_infeasible():
