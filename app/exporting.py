@@ -54,6 +54,10 @@ def show_proof(r: dict) -> None:
     pred, meas = r.get("predicted_ms"), r.get("measured_ms")
     d.metric(f"measured on {r['latency_target']}", f"{meas:.4f} ms" if meas else "–",
              delta=f"predicted {pred:.4f} ms" if pred else None, delta_color="off")  # fmt: skip
+    if r.get("drift"):
+        fixed = r["measured_ms_drift_corrected"]
+        st.caption(f"anchor subnets ran {r['drift']:.2f}x their stored latency: "
+                   f"{fixed:.4f} ms with this drift taken out")  # fmt: skip
     st.write("ops: " + ", ".join(r["ops"]))
     with st.expander("input contract (also in the .json beside the model)"):
         st.json(r["input"])

@@ -49,13 +49,16 @@ def export_one(db_url, cid: int, precision: str, out: Path) -> dict:
         return {"candidate": cid, "precision": precision, "ok": False, "error": str(e)[:300]}
     keep = ("bytes", "ops", "max_abs_diff", "val_acc_jax", "val_acc_tflite", "acc_drop_points",
             "predicted_ms", "measured_ms", "measured_cv", "sha256")  # fmt: skip
-    return {"candidate": cid, "precision": precision, "ok": True} | {k: r[k] for k in keep}
+    drift = {k: r[k] for k in ("drift", "measured_ms_drift_corrected") if k in r}
+    return {"candidate": cid, "precision": precision, "ok": True} | {k: r[k] for k in keep} | drift
 
 
 def summarise(rows: list[dict]) -> dict:
     ok = [r for r in rows if r["ok"]]
     both = [r for r in ok if r["predicted_ms"] and r["measured_ms"]]
     ratio = np.asarray([r["measured_ms"] / r["predicted_ms"] for r in both])
+    fixed = np.asarray([r["measured_ms_drift_corrected"] / r["predicted_ms"] for r in both
+                        if "measured_ms_drift_corrected" in r])  # fmt: skip
     return {
         "n": len(rows),
         "converted": len(ok) / max(len(rows), 1),
@@ -65,6 +68,8 @@ def summarise(rows: list[dict]) -> dict:
         "n_with_prediction": len(both),
         "latency_within10": float(np.mean(np.abs(ratio - 1) <= 0.10)) if len(both) else None,
         "measured_over_predicted_median": float(np.median(ratio)) if len(both) else None,
+        "n_drift_corrected": len(fixed),
+        "corrected_within10": float(np.mean(np.abs(fixed - 1) <= 0.10)) if len(fixed) else None,
     }
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,11 +20,9 @@ import numpy as np
 
 from db.models import Candidate, Export, Run, Search
 from db.session import Database, open_db
-from latency.jobs import Job
-from latency.targets import Target
+from search.export_latency import latency, latency_target
 from search.files import check_destination, write_new
 from search.output import UserError, log
-from search.predictor_service import load_predictor_row
 from search.train_service import enable_compile_cache, load_run
 from supernet.convert import PRECISIONS
 from supernet.space import SearchSpace, Subnet
@@ -142,7 +139,8 @@ def build(db: Database, run: Run, subnet: Subnet, req: ExportRequest) -> dict:
         "val_acc_tflite": _acc(got, data.y_val),
     }
     out["acc_drop_points"] = 100 * (out["val_acc_jax"] - out["val_acc_tflite"])
-    out |= latency(db, space, subnet, model, req)
+    target = latency_target(req.precision, req.threads)
+    out |= latency(db, run, subnet, model, target, req.measure)
     return out | {"flatbuffer": model}
 
 
@@ -154,44 +152,6 @@ def _ops(model: bytes) -> list[str]:
     from latency.runners import tflite_ops
 
     return tflite_ops(model)
-
-
-def latency_target(req: ExportRequest) -> Target:
-    """The tflite target whose predictor applies: fp16 weights run as fp32 under XNNPACK."""
-    precision = "int8" if req.precision == "int8" else "fp32"
-    return Target("tflite", req.threads, precision)
-
-
-def latency(db: Database, space: SearchSpace, subnet: Subnet, model: bytes, req) -> dict:
-    """Predicted (where a predictor exists) and measured latency on the tflite target."""
-    target = latency_target(req)
-    out: dict = {"latency_target": target.key, "predicted_ms": None, "measured_ms": None}
-    try:
-        p, _ = load_predictor_row(db, target)
-        if p.space.to_dict() == space.to_dict():
-            out["predicted_ms"] = float(p.predict([subnet])[0])
-    except UserError:
-        log(f"export: no {target.key} predictor; `hwnas predictor fit --target {target.key}`")
-    if req.measure:
-        stats = measure_model(model, target, subnet)
-        out["measured_ms"], out["measured_cv"] = stats["median_ms"], stats["cv"]
-    if out["predicted_ms"] and out["measured_ms"]:
-        out["measured_over_predicted"] = out["measured_ms"] / out["predicted_ms"]
-    return out
-
-
-def measure_model(model: bytes, target: Target, subnet: Subnet) -> dict:
-    """The exported file measured under `hwnas measure`'s protocol."""
-    from latency.worker import measure_jobs
-
-    log(f"export: measuring on {target.key}")
-    digest = hashlib.sha256(model).hexdigest()
-    with tempfile.TemporaryDirectory(prefix="hwnas-export-") as tmp:
-        (Path(tmp) / "m").mkdir()
-        (Path(tmp) / "m" / "model.tflite").write_bytes(model)
-        payload = {"type": "tflite", "path": "m/model.tflite", "sha256": digest}
-        job = Job(digest[:32], target, subnet.key, subnet.to_dict(), "subnet", payload)
-        return measure_jobs([job], Path(tmp))[0].stats
 
 
 def _sidecar_text(result: dict, run: Run, candidate_id: int | None) -> bytes:

@@ -56,6 +56,9 @@ def test_candidate_fp32_export_carries_its_proof(searched):
     assert out["val_acc_tflite"] == out["val_acc_jax"] and out["n_val"] > 100
     assert out["predicted_ms"] > 0 and out["measured_ms"] > 0
     assert out["latency_target"] == "tflite-fp32-t1"
+    # measured beside anchor subnets of the predictor's data: the machine's drift taken out
+    assert 0.2 < out["drift"] < 5
+    assert out["measured_ms_drift_corrected"] == pytest.approx(out["measured_ms"] / out["drift"])
     side = json.loads((cwd / "c.json").read_text())
     assert side["input"] == out["input"] and side["sha256"] == out["sha256"]
     assert out["input"]["dtype"] == "float32" and out["input"]["shape"][0] == 1
