@@ -96,31 +96,26 @@ def latency_png(t, path: Path) -> str:
 
 
 def hv_png(data, path: Path) -> str:
-    fig, ax = plt.subplots(figsize=(6.5, 4))
+    """Left: this search, per target (its own reference box). Right, when the bench ran: every
+    sampler on the same problem, medians over seeds (the bench's box): levels differ between
+    the panels, shapes compare."""
+    eff = data.bench.get("search_efficiency", {}).get("hypervolume", {})
+    fig, axes = plt.subplots(1, 2 if eff else 1, figsize=(11 if eff else 6.5, 4), squeeze=False)
+    ax = axes[0][0]
     for key in data.latency_keys:
         curve = hv_curve(data.candidates, key)
-        ax.plot(
-            curve["trials"],
-            curve["hypervolume"],
-            label=f"this search ({data.search['sampler']}), {key}",
-        )
-    eff = data.bench.get("search_efficiency", {}).get("hypervolume", {})
-    for sampler, table in eff.items():
-        marks = sorted(int(k) for k in table if k.isdigit())
-        ax.plot(
-            marks,
-            [table[str(m)]["median"] for m in marks],
-            marker="o",
-            ls="--",
-            label=f"bench: {sampler} (median over seeds)",
-        )
-    ax.set(
-        xscale="log",
-        xlabel="trials",
-        ylabel="normalised hypervolume",
-        title="hypervolume (accuracy x latency) against trials",
-    )
-    ax.legend(fontsize=7)
+        ax.plot(curve["trials"], curve["hypervolume"], label=key)
+    ax.set(xscale="log", xlabel="trials", ylabel="normalised hypervolume",
+           title=f"this search ({data.search['sampler']}), accuracy x latency")  # fmt: skip
+    ax.legend(fontsize=8)
+    if eff:
+        ax = axes[0][1]
+        for sampler, table in eff.items():
+            marks = sorted(int(k) for k in table if k.isdigit())
+            ax.plot(marks, [table[str(m)]["median"] for m in marks], marker="o", label=sampler)
+        ax.set(xscale="log", xlabel="trials", ylabel="normalised hypervolume",
+               title="samplers on the same problem (bench, median over seeds)")  # fmt: skip
+        ax.legend(fontsize=8)
     return _save(fig, path)
 
 
