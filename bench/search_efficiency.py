@@ -12,6 +12,11 @@ reference point at the worst error and the largest latency seen in any run (plus
 by the reference box, so 1.0 is unreachable and the figures of all runs are comparable. The
 goal figure: how many trials the default sampler (tpe) needs, median over seeds, to reach the
 median hypervolume random search has after 500. The last stdout line is JSON.
+
+Model-based samplers start as `hwnas search` starts them, from its initial design (`--initial`
+subnets spread evenly over the size range, `search/initial_design.py`); a sampler named with
+the suffix `-random-start` (e.g. `tpe-random-start`) starts from Optuna's own random start-up
+trials instead, the ablation of that design, measured in the same run.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import optuna
 
 from db.session import open_db
 from latency.targets import Target
+from search.initial_design import N_INITIAL, enqueue_initial
 from search.objective import Problem, make_objective
 from search.pareto import hypervolume_2d
 from search.samplers import make_sampler
@@ -54,10 +60,15 @@ def load(db_url: str | None, run_name: str, target: str):
     return evaluate.space, problem, evaluate
 
 
-def run_one(space, problem, evaluate, sampler: str, seed: int, trials: int) -> dict:
+ABLATION = "-random-start"
+
+
+def run_one(space, problem, evaluate, sampler: str, seed: int, trials: int, initial: int):
+    base = sampler.removesuffix(ABLATION)
     study = optuna.create_study(
-        directions=problem.directions, sampler=make_sampler(sampler, seed, None)
+        directions=problem.directions, sampler=make_sampler(base, seed, None)
     )
+    enqueue_initial(study, space, base, 0 if sampler.endswith(ABLATION) else initial, seed)
     t0 = time.perf_counter()
     study.optimize(make_objective(space, problem, evaluate), n_trials=trials)
     wall = time.perf_counter() - t0
@@ -126,6 +137,7 @@ def main() -> None:
     parser.add_argument("--samplers", default="tpe,nsga2,random")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--trials", type=int, default=500)
+    parser.add_argument("--initial", type=int, default=N_INITIAL)
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -135,9 +147,10 @@ def main() -> None:
     runs = []
     for seed in range(args.seeds):
         for s in samplers:
-            runs.append(run_one(space, problem, evaluate, s, seed, args.trials))
+            runs.append(run_one(space, problem, evaluate, s, seed, args.trials, args.initial))
             log(f"{s} seed {seed}: {runs[-1]['trials_per_s']:.1f} trials/s")
-    result = {"run": args.run, "target": problem.targets[0], "trials": args.trials}
+    result = {"run": args.run, "target": problem.targets[0], "trials": args.trials,
+              "initial": args.initial}  # fmt: skip
     result |= summarise(runs, samplers, args.trials)
     for s in samplers:
         row = result["hypervolume"][s]

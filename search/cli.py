@@ -25,6 +25,7 @@ from search import (
     services,
     train_service,
 )
+from search.initial_design import N_INITIAL
 from search.output import EXIT_USER_ERROR, UserError, emit, fail
 from supernet.checkpoint import CheckpointError
 from supernet.data import DataError
@@ -261,6 +262,13 @@ def search(
     measure: Annotated[
         bool, typer.Option(help="Measure the Pareto front on this machine's targets at the end.")
     ] = True,
+    initial: Annotated[
+        int,
+        typer.Option(
+            help="A new study's first trials: subnets spread evenly over the size range, from "
+            "the smallest to the largest (0: none; ignored by --sampler random)."
+        ),
+    ] = N_INITIAL,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
     db: DbOpt = None,
     json: JsonOpt = False,
@@ -268,7 +276,7 @@ def search(
     """Search the accuracy/latency Pareto front with Optuna under hard latency budgets."""
     result = search_service.search(
         db, run, target, budget or [], trials, sampler, workers, name, seed, objective or [],
-        measure=measure, progress=not quiet, margin=margin,
+        measure=measure, progress=not quiet, margin=margin, initial=initial,
     )  # fmt: skip
     emit(result, json)
 

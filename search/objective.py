@@ -74,6 +74,16 @@ class Problem:
         return self.violations(cand["latency_ms"])
 
 
+def subnet_params(space: SearchSpace, subnet: Subnet) -> dict[str, int]:
+    """The trial parameters `suggest_subnet` turns into `subnet` (for `enqueue_trial`); a
+    skipped slot takes the first choice, which the subnet ignores."""
+    params = {f"d{s}": int(d) for s, d in enumerate(subnet.depths)}
+    for i in range(space.n_slots):
+        params[f"k{i}"] = int(subnet.kernels[i] or space.kernels[0])
+        params[f"e{i}"] = int(subnet.expands[i] or space.expands[0])
+    return params | {"resolution": int(subnet.resolution)}
+
+
 def suggest_subnet(trial: optuna.Trial, space: SearchSpace) -> Subnet:
     depths = [trial.suggest_categorical(f"d{s}", space.depths) for s in range(space.n_stages)]
     kernels = [trial.suggest_categorical(f"k{i}", space.kernels) for i in range(space.n_slots)]

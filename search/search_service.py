@@ -30,6 +30,7 @@ from db.session import Database, open_db
 from latency.predictor import Predictor
 from latency.targets import Target, TargetError
 from search import candidates
+from search.initial_design import N_INITIAL, enqueue_initial
 from search.objective import EXTRAS, Problem, TrialEvaluator, make_objective
 from search.output import UserError
 from search.pareto import pareto_mask
@@ -51,6 +52,7 @@ class SearchSpec:
     trials: int
     sampler: str
     seed: int | None
+    initial: int = N_INITIAL
 
     def settings(self) -> dict:
         return {
@@ -61,6 +63,7 @@ class SearchSpec:
             "objectives": ["accuracy", *self.problem.targets, *self.problem.extras],
             "sampler": self.sampler,
             "seed": self.seed,
+            "initial": self.initial,
         }
 
 
@@ -104,9 +107,11 @@ def _parse_extras(extras: list[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(extras))
 
 
-def _check_args(trials: int, sampler: str, workers: int) -> None:
+def _check_args(trials: int, sampler: str, workers: int, initial: int = 0) -> None:
     if trials < 1:
         raise UserError(f"--trials must be at least 1, got {trials}")
+    if initial < 0:
+        raise UserError(f"--initial must be 0 or more, got {initial}")
     if sampler not in SAMPLERS:
         raise UserError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
     if not 1 <= workers <= 64:
@@ -388,8 +393,9 @@ def search(
     measure: bool = True,
     progress: bool = True,
     margin: str = "auto",
+    initial: int = N_INITIAL,
 ) -> dict:
-    _check_args(trials, sampler, workers)
+    _check_args(trials, sampler, workers, initial)
     problem = parse_problem(list(targets), list(budgets), list(extras))
     db = open_db(db_url, create=False)
     try:
@@ -400,11 +406,12 @@ def search(
         predictors = {k: p for k, (p, _) in rows.items()}
         check_budgets(space, problem, predictors)
         spec = SearchSpec(db.url, name or f"{run_name}-search", run_name, problem, trials,
-                          sampler, seed)  # fmt: skip
+                          sampler, seed, initial)  # fmt: skip
         search_id = open_search(db, spec, run)
     finally:
         db.dispose()
     study = _create_study(spec)
+    enqueue_initial(study, space, sampler, min(initial, trials), seed)
     before, t0 = {t.number for t in _complete(study)}, time.perf_counter()
     _run_workers(spec, workers, progress, study)
     if settle_stale(study) and len(_complete(study)) < trials:

@@ -294,13 +294,16 @@ class SearchSpace:
             tuple(int(e) for e in rng.choice(self.expands, size=n)),
         )
 
-    def sample_sized(self, rng: np.random.Generator) -> Subnet:
+    def sample_sized(self, rng: np.random.Generator, level: float | None = None) -> Subnet:
         """A random subnet whose size is spread evenly from the smallest to the largest: a
-        size level u ~ U(0, 1) is drawn, then every decision takes choice index
-        Binomial(n_choices - 1, u). Uniform sampling piles subnets up in the middle of the
-        size range (a sum of many independent choices); this covers its ends too, where a
-        latency predictor otherwise extrapolates and search fronts lie."""
-        u = rng.uniform()
+        size level u ~ U(0, 1) is drawn (or given as `level`), then every decision takes
+        choice index Binomial(n_choices - 1, u), so u = 0 is the smallest subnet and u = 1
+        the largest. Uniform sampling piles subnets up in the middle of the size range (a sum
+        of many independent choices); this covers its ends too, where a latency predictor
+        otherwise extrapolates and search fronts lie."""
+        u = rng.uniform() if level is None else float(level)
+        if not 0.0 <= u <= 1.0:
+            raise ValueError(f"size level must be within [0, 1], got {level}")
 
         def pick(choices: tuple[int, ...], size: int) -> tuple[int, ...]:
             idx = rng.binomial(len(choices) - 1, u, size=size)

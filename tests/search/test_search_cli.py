@@ -136,6 +136,7 @@ def test_two_machines_join_one_study_on_postgresql(pg_url, tmp_path):
         (["--sampler", "annealing"], "unknown sampler"),
         (["--objective", "flops"], "unknown --objective"),
         (["--budget", "tflite=1", "--margin", "lots"], "--margin 'lots'"),
+        (["--initial", "-1"], "--initial must be 0 or more"),
     ],
 )
 def test_bad_input_exits_2_and_writes_nothing(ready, extra, message):
