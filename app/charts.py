@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
@@ -21,32 +23,48 @@ def point_kinds(df: pd.DataFrame) -> pd.Series:
     return pd.Series(np.where(df["pareto"].astype(bool), "pareto", feasible), index=df.index)
 
 
-def pareto_figure(df: pd.DataFrame, target: str, budgets: dict[str, float]) -> go.Figure:
-    """Accuracy against predicted latency on `target`: one trace per search and point kind
-    (Pareto, feasible, infeasible), the budget as a vertical line; hover shows the subnet."""
-    col = f"predicted:{target}"
+def pareto_figure(
+    df: pd.DataFrame, targets: str | Sequence[str], budgets: dict[str, float]
+) -> go.Figure:
+    """Accuracy against predicted latency on each of `targets` (several overlay one device's
+    latencies of the same subnets on another's): one trace per target, search and point kind
+    (Pareto, feasible, infeasible), each target's budget as a vertical line; hover shows the
+    subnet."""
+    targets = [targets] if isinstance(targets, str) else list(targets)
+    parts = {t: _rows_with(df, f"predicted:{t}") for t in targets}
+    gl = sum(len(p) for p in parts.values()) > WEBGL_ABOVE
     fig = go.Figure()
-    data = df[df[col].notna()] if col in df else df.iloc[0:0]
+    for target, data in parts.items():
+        prefix = "" if len(targets) == 1 else f" on {target}"
+        for trace in _target_traces(data, f"predicted:{target}", prefix, gl):
+            fig.add_trace(trace)
+        if target in budgets:
+            fig.add_vline(x=budgets[target], line_dash="dash", line_color="red",
+                          annotation_text=f"{target} budget {budgets[target]:g} ms")  # fmt: skip
+    axis = targets[0] if len(targets) == 1 else ", ".join(targets)
+    fig.update_layout(xaxis_title=f"predicted latency on {axis} (ms)",
+                      yaxis_title="validation accuracy", clickmode="event+select",
+                      legend_title="search: points", height=520)  # fmt: skip
+    return fig
+
+
+def _rows_with(df: pd.DataFrame, col: str) -> pd.DataFrame:
+    return df[df[col].notna()] if col in df else df.iloc[0:0]
+
+
+def _target_traces(data: pd.DataFrame, col: str, prefix: str, gl: bool) -> list:
     kinds = point_kinds(data)
-    gl = len(data) > WEBGL_ABOVE
+    traces = []
     for search in sorted(data["search"].unique()) if len(data) else []:
         for kind, (label, marker) in KIND_STYLE.items():
             part = data[(data["search"] == search) & (kinds == kind)]
             if part.empty:
                 continue
-            if kind == "pareto":
-                part = part.sort_values(col)
             front = kind == "pareto"
-            fig.add_trace(
-                _points(part, col, f"{search}: {label}", marker, front, gl and not front)
-            )
-    if target in budgets:
-        fig.add_vline(x=budgets[target], line_dash="dash", line_color="red",
-                      annotation_text=f"budget {budgets[target]:g} ms")  # fmt: skip
-    fig.update_layout(xaxis_title=f"predicted latency on {target} (ms)",
-                      yaxis_title="validation accuracy", clickmode="event+select",
-                      legend_title="search: points", height=520)  # fmt: skip
-    return fig
+            part = part.sort_values(col) if front else part
+            name = f"{search}{prefix}: {label}"
+            traces.append(_points(part, col, name, marker, front, gl and not front))
+    return traces
 
 
 def _points(part: pd.DataFrame, col: str, name: str, marker: dict, line: bool, gl: bool):

@@ -1,4 +1,4 @@
-"""Pareto explorer: accuracy against latency for a chosen target, searches overlaid; a selected
+"""Pareto explorer: accuracy against latency, searches and targets overlaid; a selected
 point shows its architecture, costs and latencies, and exports to TFLite as the CLI does."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ def cached_candidates(url: str, names: tuple[str, ...], version: tuple) -> pd.Da
     return data.candidates(db, list(names))
 
 
-def choose(searches: pd.DataFrame) -> tuple[list[str], pd.DataFrame, str] | None:
+def choose(searches: pd.DataFrame) -> tuple[list[str], pd.DataFrame, list[str]] | None:
     names = list(searches["search"])
     chosen = st.multiselect("Searches", names, default=names[-1:])
     if not chosen:
@@ -33,8 +33,11 @@ def choose(searches: pd.DataFrame) -> tuple[list[str], pd.DataFrame, str] | None
         st.info("these searches have no finished trial yet")
         return None
     tcols = sorted(c.split(":", 1)[1] for c in cands.columns if c.startswith("predicted:"))
-    target = st.selectbox("Target", tcols)
-    return chosen, cands, target
+    targets = st.multiselect("Targets", tcols, default=tcols[:1])
+    if not targets:
+        st.info("choose at least one target")
+        return None
+    return chosen, cands, targets
 
 
 def selected_candidate(event, cands: pd.DataFrame) -> int | None:
@@ -75,13 +78,13 @@ def page() -> None:
     picked = choose(searches)
     if picked is None:
         return
-    chosen, cands, target = picked
+    chosen, cands, targets = picked
     budgets = {}
     for b in data.search_budgets(db, chosen).values():
         budgets.update(b)
-    fig = charts.pareto_figure(cands, target, budgets)
+    fig = charts.pareto_figure(cands, targets, budgets)
     event = st.plotly_chart(fig, key="pareto", on_select="rerun", selection_mode="points")
-    shown = cands[cands[f"predicted:{target}"].notna()]
+    shown = cands[cands[[f"predicted:{t}" for t in targets]].notna().any(axis=1)]
     st.caption(f"{len(shown)} candidates, {int(shown['pareto'].sum())} on the Pareto fronts")
     cid = selected_candidate(event, cands)
     if cid is None:

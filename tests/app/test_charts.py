@@ -34,3 +34,15 @@ def test_many_points_use_webgl_but_the_front_stays_svg():
     assert sum(len(tr.x) for tr in fig.data) == WEBGL_ABOVE + 500
     front = next(tr for tr in fig.data if tr.name == "s: Pareto")
     assert list(front.x) == sorted(front.x)  # the front is drawn as a staircase, left to right
+
+
+def test_targets_overlay_with_their_own_budget_lines():
+    df = frame(200)
+    df["predicted:u"] = df["predicted:t"] * 3
+    fig = pareto_figure(df, ["t", "u"], {"t": 0.5, "u": 2.0})
+    sizes = {tr.name: len(tr.x) for tr in fig.data}
+    assert sizes["s on t: Pareto"] == sizes["s on u: Pareto"] == 4
+    assert sum(sizes.values()) == 400
+    assert sorted(sh.x0 for sh in fig.layout.shapes) == [0.5, 2.0]
+    u = next(tr for tr in fig.data if tr.name == "s on u: feasible")
+    assert max(u.x) > 1.0  # drawn at u's latencies, not t's
