@@ -68,7 +68,8 @@ def anchors(db: Database, target: Target, space: SearchSpace) -> list[tuple[Subn
 
 def measure_model(model: bytes, target: Target, subnet: Subnet, run: Run, refs: list):
     """The exported file measured under `hwnas measure`'s protocol, interleaved with the
-    anchors; its stats and the drift (None without anchors)."""
+    anchors (the worker's reference jobs, their stored medians as the baseline); its raw stats
+    and the drift (None without anchors)."""
     from latency.worker import measure_jobs
     from search.latency_service import RunContext, build_jobs_for
 
@@ -80,11 +81,13 @@ def measure_model(model: bytes, target: Target, subnet: Subnet, run: Run, refs: 
         payload = {"type": "tflite", "path": "m/model.tflite", "sha256": digest}
         job = Job(digest[:32], target, subnet.key, subnet.to_dict(), "subnet", payload)
         (Path(tmp) / "models").mkdir()
-        subs, ref_jobs = [s for s, _ in refs], []
-        if subs:
+        ref_jobs = []
+        if refs:
+            subs = [s for s, _ in refs]
             ref_jobs = build_jobs_for(RunContext(run), target, subs, False, Path(tmp) / "models")
-        results = measure_jobs([job, *ref_jobs], Path(tmp))
+        baseline = {j.id: ms for j, (_, ms) in zip(ref_jobs, refs, strict=True)}
+        stats = measure_jobs([job], Path(tmp), refs=ref_jobs, baseline=baseline or None)[0].stats
     if not refs:
-        return results[0].stats, None
-    ratios = [r.stats["median_ms"] / ms for r, (_, ms) in zip(results[1:], refs, strict=True)]
-    return results[0].stats, float(np.median(ratios))
+        return stats, None
+    raw = stats | {"median_ms": stats["median_ms"] * stats["drift"]}  # undo the rescaling
+    return raw, stats["drift"]

@@ -24,7 +24,7 @@ def initial_subnets(space: SearchSpace, n: int, seed: int | None) -> list[Subnet
     """`n` distinct subnets at evenly spaced size levels (fewer when the space is tiny)."""
     rng = np.random.default_rng(seed)
     out: dict[str, Subnet] = {}
-    for level in np.linspace(0.0, 1.0, n) if n > 1 else [0.0] * n:
+    for level in np.linspace(0.0, 1.0, n):
         for _ in range(20):  # a level may repeat a subnet in a small space: draw again
             s = space.sample_sized(rng, level)
             if s.key not in out:

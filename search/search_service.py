@@ -107,7 +107,7 @@ def _parse_extras(extras: list[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(extras))
 
 
-def _check_args(trials: int, sampler: str, workers: int, initial: int = 0) -> None:
+def _check_args(trials: int, sampler: str, workers: int, initial: int) -> None:
     if trials < 1:
         raise UserError(f"--trials must be at least 1, got {trials}")
     if initial < 0:
@@ -411,7 +411,7 @@ def search(
     finally:
         db.dispose()
     study = _create_study(spec)
-    enqueue_initial(study, space, sampler, min(initial, trials), seed)
+    enqueue_initial(study, space, spec.sampler, min(spec.initial, trials), spec.seed)
     before, t0 = {t.number for t in _complete(study)}, time.perf_counter()
     _run_workers(spec, workers, progress, study)
     if settle_stale(study) and len(_complete(study)) < trials:
