@@ -11,8 +11,12 @@ confidence interval, the spread kept with every median, and noisy results measur
   confidence interval of its median (order statistics, binomial) is within `rel_ci` of the
   median, or at `max_reps`.
 - Spread: every median carries its coefficient of variation and inter-quartile range.
-- Outliers: a runner whose IQR exceeds `remeasure_iqr` of its median was measured during
-  interference; it is measured again from scratch and the quieter of the two results is kept.
+- Outliers: a runner whose IQR exceeds `remeasure_iqr` of its median, and (among
+  `OUTLIER_MIN_RUNNERS` or more) twice the median relative IQR of the runners measured with
+  it, was measured during interference; it is measured again from scratch and the quieter of
+  the two results is kept. The relative part matters where a runtime's own call-to-call
+  spread exceeds the absolute threshold (XLA on a shared 2-vCPU machine: a CV of 13-20% on
+  every model): there a fixed threshold flags every runner, doubling the time for nothing.
 numpy only (the worker runs where nothing else is installed).
 """
 
@@ -106,6 +110,19 @@ def _rounds(runners: dict, p: Protocol, rng: np.random.Generator, on_round) -> d
     return {k: np.asarray(v) for k, v in samples.items()}
 
 
+OUTLIER_MIN_RUNNERS = 8
+
+
+def outliers(stats: dict[Hashable, Stats], p: Protocol) -> list[Hashable]:
+    """Runners measured during interference: a relative IQR above `p.remeasure_iqr` and, when
+    there are enough runners to compare, above twice their median relative IQR."""
+    rel = {k: s.iqr_ms / s.median_ms for k, s in stats.items()}
+    limit = p.remeasure_iqr
+    if len(rel) >= OUTLIER_MIN_RUNNERS:
+        limit = max(limit, 2 * float(np.median(list(rel.values()))))
+    return [k for k, r in rel.items() if r > limit]
+
+
 def measure(
     runners: dict[Hashable, Callable[[], object]],
     protocol: Protocol = Protocol(),
@@ -119,9 +136,7 @@ def measure(
         for _ in range(protocol.warmup):
             fn()
     stats = {k: summarise(v) for k, v in _rounds(runners, protocol, rng, on_round).items()}
-    noisy = {
-        k: runners[k] for k, s in stats.items() if s.iqr_ms > protocol.remeasure_iqr * s.median_ms
-    }
+    noisy = {k: runners[k] for k in outliers(stats, protocol)}
     if noisy:
         again = _rounds(noisy, protocol, rng, None)
         for k, v in again.items():

@@ -5,7 +5,7 @@ import time
 import numpy as np
 import pytest
 
-from latency.protocol import Protocol, converged, measure, median_ci, summarise
+from latency.protocol import Protocol, converged, measure, median_ci, outliers, summarise
 
 
 def busy(ms: float):
@@ -66,3 +66,17 @@ def test_rescaled_divides_times_by_the_drift():
     st = summarise(np.asarray([2.0, 4.0, 6.0, 8.0])).rescaled(2.0)
     assert st.median_ms == 2.5 and st.iqr_ms == 1.5 and st.drift == 2.0
     assert st.to_dict()["drift"] == 2.0
+
+
+def test_outliers_are_relative_to_the_runners_measured_together():
+    p = Protocol(remeasure_iqr=0.10)
+    spread = {f"r{i}": summarise(np.asarray([8.0, 9.0, 10.0, 11.0, 12.0])) for i in range(9)}
+    # every runner's IQR is 20% of its median: a runtime's own spread, not interference
+    assert outliers(spread, p) == []
+    spread["loud"] = summarise(np.asarray([5.0, 7.0, 10.0, 13.0, 15.0]))
+    assert outliers(spread, p) == ["loud"]
+    # too few runners to compare: the absolute threshold alone
+    few = {"a": spread["r0"], "b": spread["r1"]}
+    assert outliers(few, p) == ["a", "b"]
+    quiet = {f"q{i}": summarise(np.asarray([9.9, 10.0, 10.1])) for i in range(9)}
+    assert outliers(quiet | {"x": spread["r0"]}, p) == ["x"]
