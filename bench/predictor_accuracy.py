@@ -19,6 +19,7 @@ Measurements are not stored in the database (the bench is self-contained).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import tempfile
@@ -31,6 +32,7 @@ from db.session import open_db
 from latency.features import SpaceTables
 from latency.jobs import parse_job, parse_result, read_lines
 from latency.predictor import fit_lut, fit_macs, fit_main, holdout_split, metrics
+from latency.protocol import Protocol
 from latency.targets import Target
 from latency.worker import N_REFS, measure_jobs
 from search.latency_service import (
@@ -50,7 +52,9 @@ def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def measure_target(ctx: RunContext, target: Target, subnets, n_noise: int, tmp: Path):
+def measure_target(
+    ctx: RunContext, target: Target, subnets, n_noise: int, tmp: Path, protocol: Protocol
+):
     """Latency of `subnets` (ms), block LUT, noise re-measurements, and the wall time per
     subnet (prepare + measure)."""
     model_dir = tmp / f"models-{target.key}"
@@ -62,7 +66,9 @@ def measure_target(ctx: RunContext, target: Target, subnets, n_noise: int, tmp: 
         model_dir.mkdir()
         jobs = build_jobs_for(ctx, target, subnets, blocks=True, model_dir=model_dir)
         saved.write_text("".join(j.to_json() + "\n" for j in jobs))
-    results = measure_jobs(jobs, tmp, on_done=lambda k, n: log(f"  {target.key}: {k}/{n}"))
+    results = measure_jobs(
+        jobs, tmp, protocol, on_done=lambda k, n: log(f"  {target.key}: {k}/{n}")
+    )
     wall = time.perf_counter() - t0
     by_job = {r.job: r for r in results}
     subnet_jobs = [j for j in jobs if j.kind == "subnet"]
@@ -70,7 +76,7 @@ def measure_target(ctx: RunContext, target: Target, subnets, n_noise: int, tmp: 
     blocks = {r.subnet_key: r.stats["median_ms"] for r in results if r.kind == "block"}
     cvs = np.asarray([by_job[j.id].stats["cv"] for j in subnet_jobs])
     # the last held-out subnets, measured again after everything else
-    noise = noise_floor(subnet_jobs[-n_noise:], subnet_jobs[:N_REFS], results, tmp)
+    noise = noise_floor(subnet_jobs[-n_noise:], subnet_jobs[:N_REFS], results, tmp, protocol)
     raw = {
         "keys": [j.subnet_key for j in subnet_jobs],
         "latency_ms": y.tolist(),
@@ -113,7 +119,10 @@ def bench_target(ctx, target, args, tmp) -> dict:
     space = ctx.space
     subnets = sample_subnets(space, args.n_train + args.n_test, args.seed)
     log(f"{target.key}: measuring {len(subnets)} subnets and the lookup-table layers")
-    y, blocks, cvs, noise, per_job_s, raw = measure_target(ctx, target, subnets, args.n_noise, tmp)
+    protocol = Protocol(per_round=args.per_round, min_reps=args.min_reps, max_reps=args.max_reps)
+    y, blocks, cvs, noise, per_job_s, raw = measure_target(
+        ctx, target, subnets, args.n_noise, tmp, protocol
+    )
     t = SpaceTables(space)
     enc = t.encode(subnets)
     tr, te = np.arange(args.n_train), np.arange(args.n_train, len(subnets))
@@ -135,6 +144,7 @@ def bench_target(ctx, target, args, tmp) -> dict:
         "n_train": len(tr),
         "n_test": len(te),
         "n_blocks": len(blocks),
+        "protocol": dataclasses.asdict(protocol),
         "latency_ms": spread(y),
         "median_cv": float(np.median(cvs)),
         "noise_floor": noise,
@@ -201,6 +211,11 @@ def main() -> None:
     parser.add_argument("--n-test", type=int, default=300)
     parser.add_argument("--n-noise", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--per-round", type=int, default=Protocol.per_round, help="timed calls per visit"
+    )
+    parser.add_argument("--min-reps", type=int, default=Protocol.min_reps)
+    parser.add_argument("--max-reps", type=int, default=Protocol.max_reps)
     parser.add_argument("--out", default=None)
     parser.add_argument(
         "--work", default=None, help="keep prepared models here and reuse them next time"

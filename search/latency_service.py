@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from scipy.stats import kendalltau
 from sqlalchemy import select
 from tqdm import tqdm
 
@@ -18,6 +19,7 @@ from db.models import Measurement, Run
 from db.models import Target as TargetRow
 from db.session import Database, open_db
 from latency.jobs import JobFileError, Result, parse_result, read_lines
+from latency.protocol import Protocol
 from latency.targets import Target, TargetError
 from latency.worker import N_REFS, measure_jobs
 from search.output import UserError, log
@@ -158,13 +160,16 @@ def _measure_local(jobs, base: Path) -> list[Result]:
 NOISE_JOBS = 10
 
 
-def noise_floor(again, refs, results: list[Result], base: Path) -> dict:
+def noise_floor(
+    again, refs, results: list[Result], base: Path, protocol: Protocol = Protocol()
+) -> dict:
     """Measure the `again` jobs a second time, after all the others, and say how often the two
-    measurements of a subnet agree within 5% and 10%: drift-corrected (the `refs` measured
-    again give the machine's drift since their first measurement), and raw (`raw`)."""
+    measurements of a subnet agree within 5% and 10% and how well they rank alike (Kendall
+    tau, the ceiling of any predictor's): drift-corrected (the `refs` measured again give the
+    machine's drift since their first measurement), and raw (`raw`)."""
     first = {r.job: r.stats for r in results}
     baseline = {j.id: first[j.id]["median_ms"] for j in refs}
-    second = measure_jobs(again, base, seed=1, refs=refs, baseline=baseline)
+    second = measure_jobs(again, base, protocol, seed=1, refs=refs, baseline=baseline)
     a = np.asarray([first[r.job]["median_ms"] for r in second])
     b = np.asarray([r.stats["median_ms"] for r in second])
     a_raw = a * np.asarray([first[r.job].get("drift", 1.0) for r in second])
@@ -179,6 +184,7 @@ def agreement(first: np.ndarray, second: np.ndarray) -> dict:
         "within5": float(np.mean(rel <= 0.05)),
         "within10": float(np.mean(rel <= 0.10)),
         "median_rel_diff": float(np.median(rel)),
+        "kendall": float(kendalltau(first, second).statistic) if len(rel) > 1 else float("nan"),
     }
 
 
