@@ -120,12 +120,13 @@ def fit_lut(
 
 
 def _main_design(t: SpaceTables, enc: Encoded, lut: np.ndarray | None):
-    """Design matrix [physical, (LUT sum), table] and which weights must stay >= 0: the
-    physical costs and the LUT coefficient (the table is a ridge-penalised correction). With
-    the LUT sum in the model the per-resolution offsets may be negative: the layers measured
-    alone can sum to more than the whole model takes (on 300 tflite subnets the free offsets
-    came out at -0.11 to -0.12 ms, and keeping them >= 0 cost 11.6 points within 10%). Without
-    the LUT every physical weight stays >= 0, as few subnets need."""
+    """Design matrix [physical, (LUT sum), table] and, over the unpenalised columns (physical
+    and LUT sum), which weights must stay >= 0: the physical costs and the LUT coefficient
+    (the table is a ridge-penalised correction). With the LUT sum in the model the
+    per-resolution offsets may be negative: the layers measured alone can sum to more than
+    the whole model takes (on 300 tflite subnets the free offsets came out at -0.11 to
+    -0.12 ms, and keeping them >= 0 cost 11.6 points within 10%). Without the LUT every
+    physical weight stays >= 0, as few subnets need."""
     p = physical(t, enc)
     nonneg = np.ones(p.shape[1], bool)
     if lut is not None:
@@ -133,19 +134,15 @@ def _main_design(t: SpaceTables, enc: Encoded, lut: np.ndarray | None):
         p = np.concatenate([p, (lut[idx] * active).sum(1, keepdims=True)], 1)
         nonneg[-len(t.space.resolutions) :] = False
         nonneg = np.append(nonneg, True)
-    x = np.concatenate([p, table(t, enc)], 1)
-    return x, np.concatenate([nonneg, np.zeros(x.shape[1] - p.shape[1], bool)])
+    return np.concatenate([p, table(t, enc)], 1), nonneg
 
 
 def _fit_main_coef(x: np.ndarray, nonneg: np.ndarray, y: np.ndarray, lam: float) -> np.ndarray:
-    """`nonneg` marks the unpenalised columns that stay >= 0; the rest of those are free."""
-    n_unpen = _n_unpenalised(nonneg)
-    penalty = np.concatenate([np.zeros(n_unpen), np.full(x.shape[1] - n_unpen, lam)])
-    return _weighted_lstsq(x, y, penalty, nonneg)
-
-
-def _n_unpenalised(nonneg: np.ndarray) -> int:
-    return int(np.flatnonzero(nonneg)[-1]) + 1
+    """`nonneg` covers the unpenalised leading columns (True: kept >= 0); the table columns
+    after them are ridge-penalised by `lam` and free."""
+    n_pen = x.shape[1] - len(nonneg)
+    penalty = np.concatenate([np.zeros(len(nonneg)), np.full(n_pen, lam)])
+    return _weighted_lstsq(x, y, penalty, np.concatenate([nonneg, np.zeros(n_pen, bool)]))
 
 
 def choose_ridge(x: np.ndarray, nonneg: np.ndarray, y: np.ndarray, folds: int = 5, seed: int = 0):
@@ -178,7 +175,7 @@ def fit_main(
     if lut is not None and np.isnan(lut).any():
         lut = None
     x, nonneg = _main_design(t, enc, lut)
-    n_unpen = _n_unpenalised(nonneg)
+    n_unpen = len(nonneg)
     lam = choose_ridge(x, nonneg, y) if len(y) >= 25 else RIDGE_GRID[-1]
     w = _fit_main_coef(x, nonneg, y, lam)
     n_phys = n_unpen - (lut is not None)  # the LUT sum, if any, is the last unpenalised column

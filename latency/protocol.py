@@ -16,7 +16,7 @@ confidence interval, the spread kept with every median, and noisy results measur
   it, was measured during interference; it is measured again from scratch and the quieter of
   the two results is kept. The relative part matters where a runtime's own call-to-call
   spread exceeds the absolute threshold (XLA on a shared 2-vCPU machine: a CV of 13-20% on
-  every model): there a fixed threshold flags every runner, doubling the time for nothing.
+  every model): there a fixed threshold flags nearly every runner and measures it twice.
 numpy only (the worker runs where nothing else is installed).
 """
 
