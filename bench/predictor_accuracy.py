@@ -119,7 +119,14 @@ def bench_target(ctx, target, args, tmp) -> dict:
     space = ctx.space
     subnets = sample_subnets(space, args.n_train + args.n_test, args.seed)
     log(f"{target.key}: measuring {len(subnets)} subnets and the lookup-table layers")
-    protocol = Protocol(per_round=args.per_round, min_reps=args.min_reps, max_reps=args.max_reps)
+    protocol = Protocol(
+        per_round=args.per_round,
+        min_reps=args.min_reps,
+        max_reps=args.max_reps,
+        rewarm_calls=args.rewarm_calls,
+        rewarm_ms=args.rewarm_ms,
+        passes=args.passes,
+    )
     y, blocks, cvs, noise, per_job_s, raw = measure_target(
         ctx, target, subnets, args.n_noise, tmp, protocol
     )
@@ -213,6 +220,21 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--per-round", type=int, default=Protocol.per_round, help="timed calls per visit"
+    )
+    parser.add_argument(
+        "--rewarm-calls",
+        type=int,
+        default=Protocol.rewarm_calls,
+        help="untimed calls when a visit starts (1: the rule before 2026-11-30)",
+    )
+    parser.add_argument(
+        "--rewarm-ms", type=float, default=Protocol.rewarm_ms, help="... or fewer after this"
+    )
+    parser.add_argument(
+        "--passes",
+        type=int,
+        default=Protocol.passes,
+        help="passes over all jobs, repetitions split among them (1: the rule before 2026-11-30)",
     )
     parser.add_argument("--min-reps", type=int, default=Protocol.min_reps)
     parser.add_argument("--max-reps", type=int, default=Protocol.max_reps)

@@ -4,13 +4,25 @@ confidence interval, the spread kept with every median, and noisy results measur
 - Warm-up: every runner is called `warmup` times before any timing (caches, lazy init, JIT).
 - Interleaving: each round visits the runners in a fresh random order and times `per_round`
   calls of each, so slow drift of the machine (other jobs, frequency) spreads over all of them
-  instead of biasing whichever ran during a slow spell. Each visit starts with one untimed
-  call: switching models leaves the caches cold, and the first call after a switch measures
-  the switch (how cold depends on how many models are interleaved), not the model.
+  instead of biasing whichever ran during a slow spell. Each visit starts with untimed calls
+  until `rewarm_calls` calls or `rewarm_ms` have passed, whichever comes first: after any
+  interruption (another model, even a 3 ms busy loop) the next calls run slow and speed up
+  over several calls. Measured on this project's 2-vCPU machine, LiteRT/XNNPACK's first call
+  after a switch took 1.4-2.4x its steady time and the fourth still 1.02-1.06x; XLA's cpu
+  calls (4-13 ms) showed no such transient. Timing from the second call (the rule before)
+  put six 0.3-0.7 ms models' medians 18-28% above their times run alone, and their relative
+  IQR went from 0.11-0.14 to 0.23-0.47.
 - Stopping: a runner stops once it has `min_reps` samples and the distribution-free 95%
   confidence interval of its median (order statistics, binomial) is within `rel_ci` of the
   median, or at `max_reps`.
 - Spread: every median carries its coefficient of variation and inter-quartile range.
+- Passes: the repetitions are split over `passes` passes over all the jobs (the worker's
+  loop), each with freshly built runners, and a job's result is the mean of its passes'
+  medians. A stopping rule sees only the spread within one stretch of time; the machine's
+  state (neighbours, placement of the model in memory) also shifts over minutes, unlike for
+  every model alike, and one pass cannot see that. On this project's 2-vCPU machine the same
+  100 subnets measured in two sessions ranked alike with Kendall tau 0.91-0.94, and a
+  predictor ranked against the mean of the two sessions 0.01-0.03 higher than against either.
 - Outliers: a runner whose IQR exceeds `remeasure_iqr` of its median, and (among
   `OUTLIER_MIN_RUNNERS` or more) twice the median relative IQR of the runners measured with
   it, was measured during interference; it is measured again from scratch and the quieter of
@@ -35,6 +47,17 @@ import numpy as np
 class Protocol:
     warmup: int = 5
     per_round: int = 5
+    rewarm_calls: int = 5
+    rewarm_ms: float = 5.0
+    passes: int = 2
+
+    def per_pass(self) -> Protocol:
+        """The repetitions of one pass: the budget split over `passes`."""
+        n = max(self.passes, 1)
+        return dataclasses.replace(
+            self, min_reps=-(-self.min_reps // n), max_reps=-(-self.max_reps // n), passes=1
+        )
+
     min_reps: int = 20
     max_reps: int = 200
     rel_ci: float = 0.01
@@ -59,6 +82,21 @@ class Stats:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+def combine(passes: list[Stats]) -> Stats:
+    """One result from the same runner's passes (each in the baseline's units): the mean of
+    their medians, spreads and drift factors, all their repetitions."""
+    if len(passes) == 1:
+        return passes[0]
+    return Stats(
+        float(np.mean([s.median_ms for s in passes])),
+        float(np.mean([s.cv for s in passes])),
+        float(np.mean([s.iqr_ms for s in passes])),
+        sum(s.n_reps for s in passes),
+        any(s.remeasured for s in passes),
+        float(np.mean([s.drift for s in passes])),
+    )
 
 
 def median_ci(samples: np.ndarray, z: float = 1.96) -> tuple[float, float]:
@@ -96,13 +134,23 @@ def time_calls(fn: Callable[[], object], n: int) -> list[float]:
     return out
 
 
+def rewarm(fn: Callable[[], object], p: Protocol) -> None:
+    """Untimed calls after a switch: `p.rewarm_calls` of them, or fewer once `p.rewarm_ms`
+    have passed (at least one)."""
+    end = time.perf_counter_ns() + p.rewarm_ms * 1e6
+    for _ in range(max(p.rewarm_calls, 1)):
+        fn()
+        if time.perf_counter_ns() >= end:
+            return
+
+
 def _rounds(runners: dict, p: Protocol, rng: np.random.Generator, on_round) -> dict:
     samples: dict[Hashable, list[float]] = {k: [] for k in runners}
     pending = list(runners)
     while pending:
         for k in rng.permutation(len(pending)):
             key = pending[int(k)]
-            runners[key]()  # re-warm after the switch
+            rewarm(runners[key], p)
             samples[key] += time_calls(runners[key], p.per_round)
         pending = [k for k in pending if not converged(np.asarray(samples[k]), p)]
         if on_round:

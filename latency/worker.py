@@ -19,15 +19,17 @@ import numpy as np
 
 from latency.fingerprint import fingerprint
 from latency.jobs import Job, JobFileError, Result, parse_job, read_lines
-from latency.protocol import Protocol, measure
+from latency.protocol import Protocol, Stats, combine, measure
 from latency.runners import RuntimeUnavailable, gpu_name, make_runner
 
 # Jobs interleaved at once, so drift spreads over all of them. XLA's CPU executables each map
 # many memory regions (LLVM JIT), and several hundred in one process exhaust the kernel's map
 # limit, so JAX targets go in smaller chunks.
 CHUNK = {"tflite": 1000, "cpu": 128, "gpu": 128}
-# Reference jobs measured in every chunk to take out the drift between chunks.
-N_REFS = 4
+# Reference jobs measured in every chunk to take out the drift between chunks. Four were too
+# few: in one tflite run the four moved 19% unlike the other subnets, and dividing by their
+# median made the re-measured subnets agree worse than raw. The median of 12 is robust to a few.
+N_REFS = 12
 
 
 def measure_jobs(
@@ -46,37 +48,61 @@ def measure_jobs(
     span several chunks (or `refs` are given), the reference jobs (by default the first
     `N_REFS`) are measured again in every chunk and each chunk's medians are divided by its
     drift: the median ratio of the references' medians to their `baseline` (by default, their
-    medians in the first chunk). The factor is kept in the stats as `drift`."""
-    results: dict[str, Result] = {}
+    medians in the first chunk). The factor is kept in the stats as `drift`.
+
+    All chunks are measured `protocol.passes` times, each pass with its share of the
+    repetitions and fresh runners, with the references (whenever there is more than one pass
+    or chunk) taking the drift out of every one; a job's result combines its passes."""
     if chunk is None:
         chunk = min(CHUNK[j.target.kind] for j in jobs) if jobs else 1
     chunks = [jobs[s : s + chunk] for s in range(0, len(jobs), chunk)]
+    passes = max(protocol.passes, 1)
     if refs is None:
         one_target = len({j.target for j in jobs}) == 1
-        refs = list(jobs[:N_REFS]) if len(chunks) > 1 and one_target else []
-    done = 0
-    for i, part in enumerate(chunks):
-        ids = {j.id for j in part}
-        runners = {
-            j.id: make_runner(j, base) for j in [*part, *(r for r in refs if r.id not in ids)]
-        }
-        stats = measure(runners, protocol, seed=seed + i)
-        if baseline is None and refs:
-            baseline = {r.id: stats[r.id].median_ms for r in refs}
-        factor = drift(stats, baseline) if refs else 1.0
-        gpu = gpu_name() if any(j.target.kind == "gpu" for j in part) else None
-        fp = fingerprint(gpu)
-        for j in part:
-            st = stats[j.id].rescaled(factor).to_dict()
-            results[j.id] = Result(j.id, j.target, j.subnet_key, j.subnet, j.kind, st, fp, j.run)
-        del runners
-        jax = sys.modules.get("jax")  # only where a job already imported it
-        if jax is not None:  # free the chunk's executables (and their memory maps)
-            jax.clear_caches()
-        done += len(part)
-        if on_done:
-            on_done(done, len(jobs))
-    return [results[j.id] for j in jobs]
+        several = len(chunks) > 1 or passes > 1
+        refs = list(jobs[:N_REFS]) if several and one_target else []
+    per_job: dict[str, list[Stats]] = {j.id: [] for j in jobs}
+    fps: dict[str, dict] = {}
+    one_pass = protocol.per_pass()
+    for p in range(passes):
+        for i, part in enumerate(chunks):
+            stats = _measure_chunk(part, refs, base, one_pass, seed + p * len(chunks) + i)
+            if baseline is None and refs:
+                baseline = {r.id: stats[r.id].median_ms for r in refs}
+            factor = drift(stats, baseline) if refs else 1.0
+            gpu = gpu_name() if any(j.target.kind == "gpu" for j in part) else None
+            fp = fingerprint(gpu)
+            for j in part:
+                per_job[j.id].append(stats[j.id].rescaled(factor))
+                fps[j.id] = fp
+            if on_done:
+                on_done(p * len(jobs) + sum(map(len, chunks[: i + 1])), passes * len(jobs))
+    return [
+        Result(
+            j.id,
+            j.target,
+            j.subnet_key,
+            j.subnet,
+            j.kind,
+            combine(per_job[j.id]).to_dict(),
+            fps[j.id],
+            j.run,
+        )
+        for j in jobs
+    ]
+
+
+def _measure_chunk(part, refs, base: Path, protocol: Protocol, seed: int) -> dict:
+    """Build the runners of `part` (and the references not in it), measure them interleaved,
+    and free them."""
+    ids = {j.id for j in part}
+    runners = {j.id: make_runner(j, base) for j in [*part, *(r for r in refs if r.id not in ids)]}
+    stats = measure(runners, protocol, seed=seed)
+    del runners
+    jax = sys.modules.get("jax")  # only where a job already imported it
+    if jax is not None:  # free the chunk's executables (and their memory maps)
+        jax.clear_caches()
+    return stats
 
 
 def drift(stats: dict, baseline: dict[str, float]) -> float:

@@ -149,7 +149,8 @@ def measure(
 
 
 def _measure_local(jobs, base: Path) -> list[Result]:
-    with tqdm(total=len(jobs), desc="measuring", unit="model") as bar:
+    passes = Protocol().passes
+    with tqdm(total=passes * len(jobs), desc=f"measuring ({passes} passes)", unit="model") as bar:
 
         def done(k: int, total: int) -> None:
             bar.update(k - bar.n)
