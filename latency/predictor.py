@@ -2,14 +2,15 @@
 stored as JSON (never pickled), predicting ~10^6 subnets per second in numpy.
 
 - `main`: a physical model (MACs per operation kind, layer count, activation volume,
-  per-resolution overhead) plus, where the layers were measured alone, the lookup-table sum as
-  one more feature, plus a table of in-context corrections (one weight per layer kind,
-  resolution, kernel and expand). It is fitted on whole-subnet measurements by least squares on
-  the *relative* error; the correction table is ridge-regularised, with the strength chosen by
-  cross-validation on the training split (a strong ridge leaves the physical + LUT model, a weak
-  one learns interactions the layers alone do not show). Stored folded: per table column one
-  weight (LUT coefficient x measured layer latency + correction), so prediction is a gather and
-  a sum.
+  per-resolution overhead) plus, where the layers were measured alone, the lookup-table sum
+  (one feature per layer kind given enough subnets, one in all otherwise), plus a table of
+  in-context corrections (one weight per layer kind, resolution, kernel and expand). It is
+  fitted on whole-subnet measurements by least squares on the *relative* error; the
+  correction table is ridge-regularised, with the strength chosen by cross-validation on the
+  training split (a strong ridge leaves the physical + LUT model, a weak one learns
+  interactions the layers alone do not show). Stored folded: per table column one weight
+  (LUT coefficient x measured layer latency + correction), so prediction is a gather and a
+  sum.
 - `macs`: latency = a + b * MACs (the FLOPs proxy), fitted the same way.
 - `lut`: Once-for-All/FBNet style, the sum of each layer's latency measured alone (block
   measurements), plus a per-resolution offset (stem, head, fixed costs) fitted on the training
@@ -119,10 +120,27 @@ def fit_lut(
     return Predictor("lut", space, {"table": lut.tolist(), "offset": offset})
 
 
-def _main_design(t: SpaceTables, enc: Encoded, lut: np.ndarray | None):
-    """Design matrix [physical, (LUT sum), table] and, over the unpenalised columns (physical
-    and LUT sum), which weights must stay >= 0: the physical costs and the LUT coefficient
-    (the table is a ridge-penalised correction). With the LUT sum in the model the
+# Subnets per unpenalised weight before the lookup-table sum gets one weight per layer kind.
+PER_KIND_MIN_RATIO = 5
+
+
+def _lut_columns(t: SpaceTables, enc: Encoded, lut: np.ndarray, per_kind: bool) -> np.ndarray:
+    """The lookup-table sum over each subnet's layers: one column, or one per layer kind (a
+    stage's first layer, its later layers). Layers measured alone run faster or slower in a
+    whole model by a factor that differs by stage (cache reuse depends on the widths): on
+    this project's 300 + 300 subnets one coefficient per kind raised Kendall tau by 0.003-0.006
+    on five benchmark runs (cpu and tflite); one per kind and resolution did not."""
+    idx, active = table_index(t, enc)
+    contrib = lut[idx] * active
+    if not per_kind:
+        return contrib.sum(1, keepdims=True)
+    return np.stack([(contrib * (t.kind == k)).sum(1) for k in range(t.n_kinds)], 1)
+
+
+def _main_design(t: SpaceTables, enc: Encoded, lut: np.ndarray | None, per_kind: bool = False):
+    """Design matrix [physical, (LUT sums), table] and, over the unpenalised columns (physical
+    and LUT sums), which weights must stay >= 0: the physical costs and the LUT coefficients
+    (the table is a ridge-penalised correction). With the LUT sums in the model the
     per-resolution offsets may be negative: the layers measured alone can sum to more than
     the whole model takes (on 300 tflite subnets the free offsets came out at -0.11 to
     -0.12 ms, and keeping them >= 0 cost 11.6 points within 10%). Without the LUT every
@@ -130,10 +148,10 @@ def _main_design(t: SpaceTables, enc: Encoded, lut: np.ndarray | None):
     p = physical(t, enc)
     nonneg = np.ones(p.shape[1], bool)
     if lut is not None:
-        idx, active = table_index(t, enc)
-        p = np.concatenate([p, (lut[idx] * active).sum(1, keepdims=True)], 1)
+        sums = _lut_columns(t, enc, lut, per_kind)
+        p = np.concatenate([p, sums], 1)
         nonneg[-len(t.space.resolutions) :] = False
-        nonneg = np.append(nonneg, True)
+        nonneg = np.append(nonneg, np.ones(sums.shape[1], bool))
     return np.concatenate([p, table(t, enc)], 1), nonneg
 
 
@@ -174,12 +192,17 @@ def fit_main(
         raise PredictorError(f"{len(y)} measurements are too few to fit; measure at least 10")
     if lut is not None and np.isnan(lut).any():
         lut = None
-    x, nonneg = _main_design(t, enc, lut)
+    n_phys = physical(t, t.encode([space.largest()])).shape[1]
+    per_kind = lut is not None and len(y) >= PER_KIND_MIN_RATIO * (n_phys + t.n_kinds)
+    x, nonneg = _main_design(t, enc, lut, per_kind)
     n_unpen = len(nonneg)
     lam = choose_ridge(x, nonneg, y) if len(y) >= 25 else RIDGE_GRID[-1]
     w = _fit_main_coef(x, nonneg, y, lam)
-    n_phys = n_unpen - (lut is not None)  # the LUT sum, if any, is the last unpenalised column
-    folded = w[n_unpen:] + (w[n_phys] * lut if lut is not None else 0.0)
+    folded = w[n_unpen:]
+    if lut is not None:  # the LUT coefficients after the physical ones, per table column
+        kind_of_column = np.arange(len(lut)) // (len(lut) // t.n_kinds)
+        coef = w[n_phys:n_unpen][kind_of_column if per_kind else 0]
+        folded = folded + coef * lut
     return Predictor(
         "main",
         space,
@@ -188,6 +211,7 @@ def fit_main(
             "table": np.asarray(folded).tolist(),
             "ridge": [lam],
             "uses_lut": [float(lut is not None)],
+            "lut_per_kind": [float(per_kind)],
         },
     )
 

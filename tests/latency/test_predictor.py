@@ -172,3 +172,22 @@ def test_lut_overcount_is_taken_out_by_negative_resolution_offsets(space, sample
     assert min(p.coef["physical"][:-n_res]) >= -1e-12
     m = metrics(p.predict(sample[300:]), y[300:])
     assert m["within5"] == 1.0 and m["kendall"] > 0.99
+
+
+def test_measured_layers_get_one_coefficient_per_layer_kind(space, sample, monkeypatch):
+    """In a whole model the layers measured alone run faster or slower by a factor that
+    differs by stage; with enough subnets `main` fits one lookup-table coefficient per layer
+    kind, and with few it falls back to one in all."""
+    _, per_col = synthetic_latency(space, sample)
+    t = SpaceTables(space)
+    enc = t.encode(sample)
+    factor = np.linspace(0.6, 1.4, t.n_kinds)
+    kind_of_column = np.arange(len(per_col)) // (len(per_col) // t.n_kinds)
+    y = table(t, enc) @ (per_col * factor[kind_of_column]) + 0.3
+    p = fit_main(space, t, t.encode(sample[:150]), y[:150], per_col)
+    assert p.coef["lut_per_kind"] == [1.0]
+    per_kind = np.abs(p.predict(sample[300:]) / y[300:] - 1).max()
+    monkeypatch.setattr("latency.predictor.PER_KIND_MIN_RATIO", 1000)
+    one = fit_main(space, t, t.encode(sample[:150]), y[:150], per_col)
+    assert one.coef["lut_per_kind"] == [0.0]
+    assert per_kind < 0.01 < np.abs(one.predict(sample[300:]) / y[300:] - 1).max()
