@@ -119,14 +119,7 @@ def bench_target(ctx, target, args, tmp) -> dict:
     space = ctx.space
     subnets = sample_subnets(space, args.n_train + args.n_test, args.seed)
     log(f"{target.key}: measuring {len(subnets)} subnets and the lookup-table layers")
-    protocol = Protocol(
-        per_round=args.per_round,
-        min_reps=args.min_reps,
-        max_reps=args.max_reps,
-        rewarm_calls=args.rewarm_calls,
-        rewarm_ms=args.rewarm_ms,
-        passes=args.passes,
-    )
+    protocol = Protocol(**{name: getattr(args, name) for name in PROTOCOL_FLAGS})
     y, blocks, cvs, noise, per_job_s, raw = measure_target(
         ctx, target, subnets, args.n_noise, tmp, protocol
     )
@@ -209,6 +202,18 @@ def bench_results(ctx, path: str, noise_path: str | None) -> dict:
     return out
 
 
+# The protocol settings a run can change (the rule before 2026-11-30: --rewarm-calls 1
+# --passes 1), recorded with its figures.
+PROTOCOL_FLAGS = {
+    "per_round": "timed calls per visit",
+    "rewarm_calls": "untimed calls when a visit starts",
+    "rewarm_ms": "... or fewer once this many ms have passed",
+    "passes": "passes over all the jobs, the repetitions split among them",
+    "min_reps": "repetitions at least",
+    "max_reps": "repetitions at most",
+}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--db", default=None)
@@ -218,26 +223,10 @@ def main() -> None:
     parser.add_argument("--n-test", type=int, default=300)
     parser.add_argument("--n-noise", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--per-round", type=int, default=Protocol.per_round, help="timed calls per visit"
-    )
-    parser.add_argument(
-        "--rewarm-calls",
-        type=int,
-        default=Protocol.rewarm_calls,
-        help="untimed calls when a visit starts (1: the rule before 2026-11-30)",
-    )
-    parser.add_argument(
-        "--rewarm-ms", type=float, default=Protocol.rewarm_ms, help="... or fewer after this"
-    )
-    parser.add_argument(
-        "--passes",
-        type=int,
-        default=Protocol.passes,
-        help="passes over all jobs, repetitions split among them (1: the rule before 2026-11-30)",
-    )
-    parser.add_argument("--min-reps", type=int, default=Protocol.min_reps)
-    parser.add_argument("--max-reps", type=int, default=Protocol.max_reps)
+    for name, text in PROTOCOL_FLAGS.items():
+        default = getattr(Protocol, name)
+        flag = "--" + name.replace("_", "-")
+        parser.add_argument(flag, type=type(default), default=default, help=text)
     parser.add_argument("--out", default=None)
     parser.add_argument(
         "--work", default=None, help="keep prepared models here and reuse them next time"
