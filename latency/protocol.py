@@ -86,16 +86,19 @@ class Stats:
 
 def combine(passes: list[Stats]) -> Stats:
     """One result from the same runner's passes (each in the baseline's units): the mean of
-    their medians, spreads and drift factors, all their repetitions."""
+    their medians and spreads, all their repetitions, and as `drift` the factor that turns
+    the combined median back into the mean of the raw (uncorrected) medians."""
     if len(passes) == 1:
         return passes[0]
+    median = float(np.mean([s.median_ms for s in passes]))
+    raw = float(np.mean([s.median_ms * s.drift for s in passes]))
     return Stats(
-        float(np.mean([s.median_ms for s in passes])),
+        median,
         float(np.mean([s.cv for s in passes])),
         float(np.mean([s.iqr_ms for s in passes])),
         sum(s.n_reps for s in passes),
         any(s.remeasured for s in passes),
-        float(np.mean([s.drift for s in passes])),
+        raw / median,
     )
 
 

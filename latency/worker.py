@@ -51,15 +51,18 @@ def measure_jobs(
     medians in the first chunk). The factor is kept in the stats as `drift`.
 
     All chunks are measured `protocol.passes` times, each pass with its share of the
-    repetitions and fresh runners, with the references (whenever there is more than one pass
-    or chunk) taking the drift out of every one; a job's result combines its passes."""
+    repetitions and fresh runners, the references (for jobs of one target, with more than one
+    chunk, or more than one pass and more jobs than references) taking the drift out of every
+    one; a job's result combines its passes (`protocol.combine`)."""
     if chunk is None:
         chunk = min(CHUNK[j.target.kind] for j in jobs) if jobs else 1
     chunks = [jobs[s : s + chunk] for s in range(0, len(jobs), chunk)]
     passes = max(protocol.passes, 1)
     if refs is None:
         one_target = len({j.target for j in jobs}) == 1
-        several = len(chunks) > 1 or passes > 1
+        # across passes only where some jobs are not references: a job that is its own
+        # reference would have its second pass scaled back onto its first
+        several = len(chunks) > 1 or (passes > 1 and len(jobs) > N_REFS)
         refs = list(jobs[:N_REFS]) if several and one_target else []
     per_job: dict[str, list[Stats]] = {j.id: [] for j in jobs}
     fps: dict[str, dict] = {}

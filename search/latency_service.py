@@ -140,7 +140,8 @@ def measure(
             jobs = build_jobs_for(ctx, target, subnets, blocks, model_dir)
             results = _measure_local(jobs, Path(tmp))
             sub = [j for j in jobs if j.kind == "subnet"]
-            noise = noise_floor(sub[:NOISE_JOBS], sub[:N_REFS], results, Path(tmp))
+            # the last subnets measured again, the first as references: apart where n allows
+            noise = noise_floor(sub[-NOISE_JOBS:], sub[:N_REFS], results, Path(tmp))
             noise.pop("again_ms")
         stored = record_results(db, results)
         return summary(target, results, stored) | {"noise": noise}

@@ -116,22 +116,25 @@ def test_each_visit_is_timed_after_the_switch_transient():
     warm = measure(runners, base, seed=0)
     assert all(s.median_ms == pytest.approx(0.4, rel=0.25) for s in warm.values())
     # timing from the second call after a switch takes in three slow calls of every five
-    # (all five where a round ends and the next starts on the same runner)
+    # (none where a round ends and the next starts on the same runner: no switch)
     cold = measure(runners, dataclasses.replace(base, rewarm_calls=1), seed=0)
     assert np.median([s.median_ms for s in cold.values()]) > 0.9
 
 
-def test_rewarm_stops_after_its_time_budget():
-    calls = {"n": 0}
+def test_rewarm_stops_after_its_time_budget(monkeypatch):
+    clock = {"ns": 0, "calls": 0}
+    monkeypatch.setattr("latency.protocol.time.perf_counter_ns", lambda: clock["ns"])
 
-    def slow():
-        calls["n"] += 1
-        busy(2.0)()
+    def two_ms():
+        clock["calls"] += 1
+        clock["ns"] += 2_000_000
 
-    rewarm(slow, Protocol(rewarm_calls=5, rewarm_ms=3.0))
-    assert calls["n"] == 2
-    rewarm(slow, Protocol(rewarm_calls=5, rewarm_ms=0.0))
-    assert calls["n"] == 3  # at least one call
+    rewarm(two_ms, Protocol(rewarm_calls=5, rewarm_ms=3.0))
+    assert clock["calls"] == 2
+    rewarm(two_ms, Protocol(rewarm_calls=5, rewarm_ms=100.0))
+    assert clock["calls"] == 7  # the count stops it first
+    rewarm(two_ms, Protocol(rewarm_calls=5, rewarm_ms=0.0))
+    assert clock["calls"] == 8  # at least one call
 
 
 def test_passes_split_the_repetitions_and_average_the_medians():
@@ -141,4 +144,6 @@ def test_passes_split_the_repetitions_and_average_the_medians():
     b = summarise(np.asarray([4.0, 6.0, 8.0]), remeasured=True).rescaled(2.0)
     both = combine([a, b])
     assert both.median_ms == pytest.approx((2.0 + 3.0) / 2) and both.n_reps == 6
-    assert both.remeasured and both.drift == 1.5 and both.iqr_ms == pytest.approx(1.0)
+    assert both.remeasured and both.iqr_ms == pytest.approx(1.0)
+    # the raw medians were 2.0 and 6.0: median x drift gives back their mean
+    assert both.median_ms * both.drift == pytest.approx(4.0)
