@@ -78,9 +78,9 @@ def test_jobs_worker_import_round_trip(trained, tmp_path, target, blocked):
     lines = [json.loads(x) for x in results.read_text().splitlines()]
     assert len(lines) == 3 and all(x["fingerprint"]["cores"] for x in lines)
     drifts = [x["stats"]["drift"] for x in lines]
-    # one factor per chunk and pass, the first chunk's first pass the baseline (1.0): the two
-    # jobs of a chunk share theirs, the third job's differ
-    assert drifts[0] == drifts[1] != drifts[2] and all(0.2 < d < 5 for d in drifts)
+    # the references took the drift out of the second chunk and pass (the logic itself:
+    # tests/latency/test_worker.py)
+    assert drifts != [1.0, 1.0, 1.0] and all(0.2 < d < 5 for d in drifts)
     before = count(url)
     assert run_json("measure", "--import", str(results), "--db", url, cwd=cwd)["imported"] == 3
     again = run_json("measure", "--import", str(results), "--db", url, cwd=cwd)
