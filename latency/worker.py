@@ -134,7 +134,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--chunk", type=int, default=None, help="jobs measured interleaved (default by target)"
     )
-    parser.add_argument("--max-reps", type=int, default=Protocol.max_reps)
+    parser.add_argument(
+        "--max-reps", type=int, default=Protocol.max_reps, help="most timed calls per model"
+    )
+    parser.add_argument(
+        "--passes", type=int, default=Protocol.passes, help="passes over all the models"
+    )
     args = parser.parse_args(argv)
     try:
         jobs = read_lines(args.jobs, parse_job)
@@ -144,7 +149,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         def progress(done: int, total: int) -> None:
             print(f"measured {done}/{total}", file=sys.stderr, flush=True)
 
-        protocol = Protocol(max_reps=args.max_reps)
+        if args.passes < 1 or args.max_reps < 2 * args.passes:
+            raise JobFileError("--passes must be >= 1 and --max-reps >= 2 x --passes")
+        protocol = Protocol(
+            passes=args.passes,
+            max_reps=args.max_reps,
+            min_reps=min(Protocol.min_reps, args.max_reps),
+        )
         results = measure_jobs(jobs, args.jobs.parent, protocol, args.chunk, on_done=progress)
     except OSError as e:
         print(f"error: cannot read {e.filename}: {e.strerror}", file=sys.stderr)

@@ -14,6 +14,7 @@ import typer
 from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
 
 from db.session import DbError
+from latency.protocol import Protocol
 from search import (
     dashboard_service,
     demo_service,
@@ -162,6 +163,23 @@ def measure(
     blocks: Annotated[
         bool, typer.Option(help="Also measure every layer alone (lookup-table baseline).")
     ] = False,
+    passes: Annotated[
+        int,
+        typer.Option(
+            help="Passes over all the models, each timing its share of --max-reps on freshly "
+            "built runners; a model's latency is the mean of its pass medians (1: faster)."
+        ),
+    ] = Protocol.passes,
+    max_reps: Annotated[
+        int, typer.Option(help="Most timed calls per model, over all passes (fewer: faster).")
+    ] = Protocol.max_reps,
+    noise_floor: Annotated[
+        bool,
+        typer.Option(
+            help="Measure the last 10 subnets again at the end and report how well the two "
+            "measurements agree (the noise floor)."
+        ),
+    ] = True,
     jobs_out: Annotated[
         Path | None,
         typer.Option(metavar="FILE", help="Write a job file for `python -m latency.worker`."),
@@ -180,7 +198,16 @@ def measure(
     if run is None:
         raise UserError("give --run NAME (the supernet run to measure), or --import FILE")
     t = latency_service.parse_target(target, threads, precision, device)
-    emit(latency_service.measure(db, run, t, n, seed, jobs_out, blocks), json)
+    protocol = latency_service.protocol_for(passes, max_reps)
+    if jobs_out is not None and (passes, max_reps) != (Protocol.passes, Protocol.max_reps):
+        raise UserError(
+            "--passes and --max-reps apply to measuring here; with --jobs-out give them to "
+            "`python -m latency.worker`"
+        )
+    emit(
+        latency_service.measure(db, run, t, n, seed, jobs_out, blocks, protocol, noise_floor),
+        json,
+    )
 
 
 @predictor_app.command("fit")

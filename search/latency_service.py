@@ -27,6 +27,19 @@ from search.train_service import enable_compile_cache, load_run
 from supernet.space import SearchSpace, Subnet
 
 
+def protocol_for(passes: int, max_reps: int) -> Protocol:
+    """The default protocol with a user's `--passes` and `--max-reps`, checked."""
+    if passes < 1:
+        raise UserError(f"--passes must be at least 1, got {passes}")
+    if max_reps < 2 * passes:
+        raise UserError(
+            f"--max-reps {max_reps} leaves under 2 timed calls per pass; "
+            f"give at least {2 * passes}"
+        )
+    base = Protocol()
+    return Protocol(passes=passes, max_reps=max_reps, min_reps=min(base.min_reps, max_reps))
+
+
 def parse_target(kind: str, threads: int = 1, precision: str = "fp32", device: str = "") -> Target:
     try:
         if "-" in kind or "@" in kind:
@@ -121,9 +134,12 @@ def measure(
     seed: int = 0,
     jobs_out: str | Path | None = None,
     blocks: bool = False,
+    protocol: Protocol = Protocol(),
+    noise: bool = True,
 ) -> dict:
     """Measure `n` random subnets (and with `blocks` every lookup-table layer) on `target`
-    here and record them; with `jobs_out`, write a job file for a worker instead."""
+    here and record them; with `jobs_out`, write a job file for a worker instead. With
+    `noise`, the last subnets are measured again and their agreement reported."""
     subnets = None
     db = open_db(db_url, create=False)
     try:
@@ -138,25 +154,30 @@ def measure(
             model_dir = Path(tmp) / "models"
             model_dir.mkdir()
             jobs = build_jobs_for(ctx, target, subnets, blocks, model_dir)
-            results = _measure_local(jobs, Path(tmp))
-            sub = [j for j in jobs if j.kind == "subnet"]
-            # the last subnets measured again, the first as references: apart where n allows
-            noise = noise_floor(sub[-NOISE_JOBS:], sub[:N_REFS], results, Path(tmp))
-            noise.pop("again_ms")
+            results = _measure_local(jobs, Path(tmp), protocol)
+            floor = _own_noise_floor(jobs, results, Path(tmp), protocol) if noise else None
         stored = record_results(db, results)
-        return summary(target, results, stored) | {"noise": noise}
+        return summary(target, results, stored) | {"noise": floor}
     finally:
         db.dispose()
 
 
-def _measure_local(jobs, base: Path) -> list[Result]:
-    passes = Protocol().passes
+def _measure_local(jobs, base: Path, protocol: Protocol = Protocol()) -> list[Result]:
+    passes = protocol.passes
     with tqdm(total=passes * len(jobs), desc=f"measuring ({passes} passes)", unit="model") as bar:
 
         def done(k: int, total: int) -> None:
             bar.update(k - bar.n)
 
-        return measure_jobs(jobs, base, on_done=done)
+        return measure_jobs(jobs, base, protocol, on_done=done)
+
+
+def _own_noise_floor(jobs, results: list[Result], base: Path, protocol: Protocol) -> dict:
+    """The last subnets measured again, the first as references: apart where n allows."""
+    sub = [j for j in jobs if j.kind == "subnet"]
+    floor = noise_floor(sub[-NOISE_JOBS:], sub[:N_REFS], results, base, protocol)
+    floor.pop("again_ms")
+    return floor
 
 
 NOISE_JOBS = 10
@@ -213,6 +234,7 @@ def summary(target: Target, results: list[Result], stored: int) -> dict:
         "stored": stored,
         "median_cv": float(np.median(cvs)) if cvs else None,
         "median_ms": float(np.median([r.stats["median_ms"] for r in results])),
+        "median_reps": float(np.median([r.stats["n_reps"] for r in results])),
     }
 
 

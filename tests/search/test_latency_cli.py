@@ -116,9 +116,10 @@ def test_fit_and_predict(trained):
     cwd, url = trained
     out = run_json(
         "measure", "--run", "tiny", "--target", "cpu", "--n", "30", "--seed", "1", "--blocks",
-        "--db", url, cwd=cwd,
+        "--passes", "1", "--max-reps", "20", "--no-noise-floor", "--db", url, cwd=cwd,
     )  # fmt: skip
     assert out["measured"] > 30  # subnets plus lookup-table blocks
+    assert out["noise"] is None and out["median_reps"] <= 20
     fit = run_json("predictor", "fit", "--target", "cpu", "--db", url, cwd=cwd)
     assert fit["kind"] == "main" and fit["n_train"] >= 20
     for scores in (fit["holdout"], fit["baselines"]["macs"], fit["baselines"]["lut"]):
@@ -139,6 +140,9 @@ def test_fit_and_predict(trained):
         (["measure", "--run", "nope", "--target", "cpu"], "no run named"),
         (["measure", "--run", "tiny", "--target", "cpu", "--threads", "4"], "tflite target only"),
         (["measure", "--import", "missing.jsonl"], "no such file"),
+        (["measure", "--run", "tiny", "--passes", "0"], "--passes must be at least 1"),
+        (["measure", "--run", "tiny", "--max-reps", "3", "--passes", "2"], "give at least 4"),
+        (["measure", "--run", "tiny", "--passes", "1", "--jobs-out", "j.jsonl"], "latency.worker"),
         (["predictor", "fit", "--target", "tflite-int8-t2"], "no measurements"),
         (["predict", "--target", "tflite", "--subnet", "{}"], "no main predictor"),
         (["predict", "--target", "cpu", "--subnet", "{}"], "subnet JSON needs"),
