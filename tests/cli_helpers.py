@@ -11,8 +11,18 @@ from pathlib import Path
 TINY = str(Path(__file__).parent / "data" / "tiny_space.json")
 
 
+SHARED_CACHE = "HWNAS_TEST_JAX_CACHE"
+
+
+def cli_env(cwd: Path) -> dict[str, str]:
+    """The environment of an `hwnas` subprocess: XLA's compilation cache shared by the whole
+    test session where conftest set one (the tiny space's models recompile in every test
+    otherwise: most of a tiny training's 50 s on 2 cores), else one per working directory."""
+    return os.environ | {"HWNAS_JAX_CACHE": os.environ.get(SHARED_CACHE, str(cwd / "jaxcache"))}
+
+
 def hwnas(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    env = os.environ | {"HWNAS_JAX_CACHE": str(cwd / "jaxcache")}
+    env = cli_env(cwd)
     cmd = [sys.executable, "-m", "search.cli", *args]
     done = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env, timeout=600)
     if check:

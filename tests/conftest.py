@@ -6,7 +6,7 @@ import os
 import uuid
 
 import pytest
-from cli_helpers import prepare
+from cli_helpers import SHARED_CACHE, prepare
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -20,6 +20,14 @@ def _pg_admin_url() -> str:
             pytest.fail(f"CI must run the PostgreSQL tests but {PG_ENV} is not set")
         pytest.skip(f"no PostgreSQL server: set {PG_ENV} (e.g. from .ci/start-postgres)")
     return url
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shared_compile_cache(tmp_path_factory):
+    """One XLA compilation cache for every `hwnas` subprocess of the session."""
+    os.environ[SHARED_CACHE] = str(tmp_path_factory.mktemp("jaxcache"))
+    yield
+    os.environ.pop(SHARED_CACHE, None)
 
 
 @pytest.fixture

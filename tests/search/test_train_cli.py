@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -12,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cli_helpers import hwnas, train_args
+from cli_helpers import cli_env, hwnas, train_args
 from sqlalchemy import select
 
 from db.models import Checkpoint, EpochMetric, Run
@@ -67,7 +66,7 @@ def test_train_records_the_run_epochs_and_checkpoints(trained):
 
 def test_kill_9_then_resume_ends_with_the_same_weights(trained):
     cwd, url, result = trained
-    env = os.environ | {"HWNAS_JAX_CACHE": str(cwd / "jaxcache")}
+    env = cli_env(cwd)
     cmd = [sys.executable, "-m", "search.cli", *train_args("killed", url)]
     proc = subprocess.Popen(
         cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
