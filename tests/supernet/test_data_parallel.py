@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from cli_helpers import SHARED_CACHE
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = """
@@ -31,11 +32,15 @@ print(json.dumps({"devices": jax.device_count(), "params": np.concatenate(leaves
 
 
 def train(tmp_path: Path, devices: int) -> dict:
-    env = os.environ | {
-        "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
-        "PYTHONPATH": str(ROOT),
-        "JAX_PLATFORMS": "cpu",
-    }
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env |= {"PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu"}
+    if devices > 1:
+        env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    if SHARED_CACHE in os.environ:  # one device compiles as `hwnas train` did: reuse it
+        env |= {
+            "JAX_COMPILATION_CACHE_DIR": os.environ[SHARED_CACHE],
+            "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0.5",
+        }
     ckpt = tmp_path / f"d{devices}.ckpt"
     tiny = ROOT / "tests" / "data" / "tiny_space.json"
     done = subprocess.run(
