@@ -63,6 +63,19 @@ class Protocol:
     rel_ci: float = 0.01
     remeasure_iqr: float = 0.10
 
+    @classmethod
+    def limited(cls, passes: int, max_reps: int) -> Protocol:
+        """The default protocol with a user's `--passes` and `--max-reps` (ValueError when
+        a pass would get fewer than 2 timed calls)."""
+        if passes < 1:
+            raise ValueError(f"--passes must be at least 1, got {passes}")
+        if max_reps < 2 * passes:
+            raise ValueError(
+                f"--max-reps {max_reps} leaves under 2 timed calls per pass; "
+                f"give at least {2 * passes}"
+            )
+        return cls(passes=passes, max_reps=max_reps, min_reps=min(cls.min_reps, max_reps))
+
 
 @dataclass(frozen=True)
 class Stats:

@@ -142,6 +142,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     try:
+        protocol = Protocol.limited(args.passes, args.max_reps)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    try:
         jobs = read_lines(args.jobs, parse_job)
         if not jobs:
             raise JobFileError(f"{args.jobs} holds no jobs")
@@ -149,13 +154,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         def progress(done: int, total: int) -> None:
             print(f"measured {done}/{total}", file=sys.stderr, flush=True)
 
-        if args.passes < 1 or args.max_reps < 2 * args.passes:
-            raise JobFileError("--passes must be >= 1 and --max-reps >= 2 x --passes")
-        protocol = Protocol(
-            passes=args.passes,
-            max_reps=args.max_reps,
-            min_reps=min(Protocol.min_reps, args.max_reps),
-        )
         results = measure_jobs(jobs, args.jobs.parent, protocol, args.chunk, on_done=progress)
     except OSError as e:
         print(f"error: cannot read {e.filename}: {e.strerror}", file=sys.stderr)

@@ -29,15 +29,10 @@ from supernet.space import SearchSpace, Subnet
 
 def protocol_for(passes: int, max_reps: int) -> Protocol:
     """The default protocol with a user's `--passes` and `--max-reps`, checked."""
-    if passes < 1:
-        raise UserError(f"--passes must be at least 1, got {passes}")
-    if max_reps < 2 * passes:
-        raise UserError(
-            f"--max-reps {max_reps} leaves under 2 timed calls per pass; "
-            f"give at least {2 * passes}"
-        )
-    base = Protocol()
-    return Protocol(passes=passes, max_reps=max_reps, min_reps=min(base.min_reps, max_reps))
+    try:
+        return Protocol.limited(passes, max_reps)
+    except ValueError as e:
+        raise UserError(str(e)) from None
 
 
 def parse_target(kind: str, threads: int = 1, precision: str = "fp32", device: str = "") -> Target:

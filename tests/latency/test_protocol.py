@@ -147,3 +147,12 @@ def test_passes_split_the_repetitions_and_average_the_medians():
     assert both.remeasured and both.iqr_ms == pytest.approx(1.0)
     # the raw medians were 2.0 and 6.0: median x drift gives back their mean
     assert both.median_ms * both.drift == pytest.approx(4.0)
+
+
+def test_a_users_time_budget_keeps_two_calls_per_pass():
+    p = Protocol.limited(passes=1, max_reps=10)
+    assert (p.passes, p.max_reps, p.min_reps) == (1, 10, 10)
+    assert Protocol.limited(2, 200) == Protocol()
+    for passes, max_reps in [(0, 100), (3, 5)]:
+        with pytest.raises(ValueError, match=r"--passes|--max-reps"):
+            Protocol.limited(passes, max_reps)

@@ -112,6 +112,14 @@ def test_worker_refuses_a_bad_job_file(tmp_path):
     assert not (tmp_path / "r.jsonl").exists()
 
 
+def test_worker_refuses_passes_without_two_calls_each(tmp_path):
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text("")
+    done = worker(jobs, tmp_path / "r.jsonl", BLOCKED, "--passes", "20")  # --max-reps 30
+    assert done.returncode == 2 and "give at least 40" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and not (tmp_path / "r.jsonl").exists()
+
+
 def test_fit_and_predict(trained):
     cwd, url = trained
     out = run_json(
