@@ -211,6 +211,7 @@ PROTOCOL_FLAGS = {
     "passes": "passes over all the jobs, the repetitions split among them",
     "min_reps": "repetitions at least",
     "max_reps": "repetitions at most",
+    "max_ms": "... or fewer once their timed calls have taken this many ms",
 }
 
 

@@ -14,7 +14,11 @@ confidence interval, the spread kept with every median, and noisy results measur
   IQR went from 0.11-0.14 to 0.23-0.47.
 - Stopping: a runner stops once it has `min_reps` samples and the distribution-free 95%
   confidence interval of its median (order statistics, binomial) is within `rel_ci` of the
-  median, or at `max_reps`.
+  median, or its timed calls have taken `max_ms`, or at `max_reps`. On this project's
+  machine the interval rule alone never stops a model (XLA cpu's calls vary by 13-20%,
+  LiteRT's by ~20%: a 1% interval needs over a thousand calls), so the time budget decides:
+  a 0.1 ms tflite model gets `max_reps` calls for 0.1 s, a 10 ms cpu model 200 calls for 2 s
+  (a fixed cap of 200 calls gave the small models the same noisy median as the large ones).
 - Spread: every median carries its coefficient of variation and inter-quartile range.
 - Passes: the repetitions are split over `passes` passes over all the jobs (the worker's
   loop), each with freshly built runners, and a job's result is the mean of its passes'
@@ -55,11 +59,16 @@ class Protocol:
         """The repetitions of one pass: the budget split over `passes`."""
         n = max(self.passes, 1)
         return dataclasses.replace(
-            self, min_reps=-(-self.min_reps // n), max_reps=-(-self.max_reps // n), passes=1
+            self,
+            min_reps=-(-self.min_reps // n),
+            max_reps=-(-self.max_reps // n),
+            max_ms=self.max_ms / n,
+            passes=1,
         )
 
     min_reps: int = 20
-    max_reps: int = 200
+    max_reps: int = 1000
+    max_ms: float = 2000.0
     rel_ci: float = 0.01
     remeasure_iqr: float = 0.10
 
@@ -137,6 +146,8 @@ def converged(samples_ms: np.ndarray, p: Protocol) -> bool:
         return True
     if n < p.min_reps:
         return False
+    if float(np.sum(samples_ms)) >= p.max_ms:
+        return True
     lo, hi = median_ci(samples_ms)
     return (hi - lo) / 2 <= p.rel_ci * float(np.median(samples_ms))
 

@@ -171,7 +171,11 @@ def measure(
         ),
     ] = Protocol.passes,
     max_reps: Annotated[
-        int, typer.Option(help="Most timed calls per model, over all passes (fewer: faster).")
+        int,
+        typer.Option(
+            help="Most timed calls per model, over all passes (fewer: faster); a model also "
+            "stops once its timed calls have taken 2 s."
+        ),
     ] = Protocol.max_reps,
     noise_floor: Annotated[
         bool,

@@ -45,6 +45,15 @@ def test_stopping_rule():
     assert converged(np.random.default_rng(0).exponential(1.0, 100), p)
 
 
+def test_a_runner_stops_once_its_calls_have_taken_the_time_budget():
+    p = Protocol(min_reps=20, max_reps=1000, max_ms=100.0, rel_ci=0.0)
+    noisy = np.random.default_rng(0).uniform(1.0, 3.0, 60)  # 2 ms a call: 100 ms at 50
+    assert not converged(noisy[:19], p) and not converged(noisy[:45], p)
+    assert converged(noisy[:55], p)
+    fast = noisy / 100  # 0.02 ms a call: the count cap, not the budget, stops it
+    assert not converged(fast, p) and converged(np.tile(fast, 17), p)
+
+
 def test_summary_keeps_the_spread():
     s = summarise(np.array([1.0, 2.0, 3.0, 4.0, 100.0]))
     assert s.median_ms == 3.0 and s.iqr_ms == 2.0 and s.n_reps == 5 and s.cv > 1
@@ -138,8 +147,8 @@ def test_rewarm_stops_after_its_time_budget(monkeypatch):
 
 
 def test_passes_split_the_repetitions_and_average_the_medians():
-    one = Protocol(min_reps=21, max_reps=200, passes=2).per_pass()
-    assert (one.min_reps, one.max_reps, one.passes) == (11, 100, 1)
+    one = Protocol(min_reps=21, max_reps=200, max_ms=900.0, passes=2).per_pass()
+    assert (one.min_reps, one.max_reps, one.max_ms, one.passes) == (11, 100, 450.0, 1)
     a = summarise(np.asarray([1.0, 2.0, 3.0])).rescaled(1.0)
     b = summarise(np.asarray([4.0, 6.0, 8.0]), remeasured=True).rescaled(2.0)
     both = combine([a, b])
@@ -152,7 +161,7 @@ def test_passes_split_the_repetitions_and_average_the_medians():
 def test_a_users_time_budget_keeps_two_calls_per_pass():
     p = Protocol.limited(passes=1, max_reps=10)
     assert (p.passes, p.max_reps, p.min_reps) == (1, 10, 10)
-    assert Protocol.limited(2, 200) == Protocol()
+    assert Protocol.limited(2, 1000) == Protocol()
     for passes, max_reps in [(0, 100), (3, 5)]:
         with pytest.raises(ValueError, match=r"--passes|--max-reps"):
             Protocol.limited(passes, max_reps)
