@@ -202,8 +202,8 @@ def bench_results(ctx, path: str, noise_path: str | None) -> dict:
     return out
 
 
-# The protocol settings a run can change (the rule before 2026-11-30: --rewarm-calls 1
-# --passes 1), recorded with its figures.
+# The protocol settings a run can change, recorded with its figures (the rule before
+# 2026-11-30: --rewarm-calls 1 --passes 1 --max-reps 200 --max-ms inf).
 PROTOCOL_FLAGS = {
     "per_round": "timed calls per visit",
     "rewarm_calls": "untimed calls when a visit starts",

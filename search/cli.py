@@ -173,15 +173,16 @@ def measure(
     max_reps: Annotated[
         int,
         typer.Option(
-            help="Most timed calls per model, over all passes (fewer: faster); a model also "
-            "stops once its timed calls have taken 2 s."
+            help="Most timed calls per model, over all passes, in whole rounds of "
+            f"{Protocol.per_round} (fewer: faster); a model also stops once its timed calls "
+            f"have taken {Protocol.max_ms / 1000:g} s."
         ),
     ] = Protocol.max_reps,
     noise_floor: Annotated[
         bool,
         typer.Option(
-            help="Measure the last 10 subnets again at the end and report how well the two "
-            "measurements agree (the noise floor)."
+            help=f"Measure the last {latency_service.NOISE_JOBS} subnets again at the end and "
+            "report how well the two measurements agree (the noise floor)."
         ),
     ] = True,
     jobs_out: Annotated[
@@ -208,6 +209,8 @@ def measure(
             "--passes and --max-reps apply to measuring here; with --jobs-out give them to "
             "`python -m latency.worker`"
         )
+    if jobs_out is not None and not noise_floor:
+        raise UserError("--no-noise-floor applies to measuring here; drop it with --jobs-out")
     emit(
         latency_service.measure(db, run, t, n, seed, jobs_out, blocks, protocol, noise_floor),
         json,

@@ -61,7 +61,7 @@ class DemoConfig:
 CPU, TFLITE = Target("cpu"), Target("tflite", 1, "fp32")
 # The demo's cpu measurements: one pass of at most 100 calls instead of two passes over up to
 # 2 s of calls (a 4-13 ms model's median then carries about 2% more noise, small beside what
-# 24 subnets teach a predictor), and no noise-floor re-measurement: about 2-3 minutes less.
+# 24 subnets teach a predictor); neither target re-measures a noise floor. About 3 min less.
 DEMO_PROTOCOL = {CPU: Protocol(passes=1, max_reps=100)}
 STEPS = 7
 

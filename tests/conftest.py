@@ -25,9 +25,9 @@ def _pg_admin_url() -> str:
 @pytest.fixture(scope="session", autouse=True)
 def shared_compile_cache(tmp_path_factory):
     """One XLA compilation cache for every `hwnas` subprocess of the session."""
-    os.environ[SHARED_CACHE] = str(tmp_path_factory.mktemp("jaxcache"))
-    yield
-    os.environ.pop(SHARED_CACHE, None)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(SHARED_CACHE, str(tmp_path_factory.mktemp("jaxcache")))
+        yield
 
 
 @pytest.fixture

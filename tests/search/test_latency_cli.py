@@ -151,6 +151,7 @@ def test_fit_and_predict(trained):
         (["measure", "--run", "tiny", "--passes", "0"], "--passes must be at least 1"),
         (["measure", "--run", "tiny", "--max-reps", "3", "--passes", "2"], "give at least 4"),
         (["measure", "--run", "tiny", "--passes", "1", "--jobs-out", "j.jsonl"], "latency.worker"),
+        (["measure", "--run", "tiny", "--no-noise-floor", "--jobs-out", "j.jsonl"], "drop it"),
         (["predictor", "fit", "--target", "tflite-int8-t2"], "no measurements"),
         (["predict", "--target", "tflite", "--subnet", "{}"], "no main predictor"),
         (["predict", "--target", "cpu", "--subnet", "{}"], "subnet JSON needs"),
