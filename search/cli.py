@@ -204,13 +204,6 @@ def measure(
         raise UserError("give --run NAME (the supernet run to measure), or --import FILE")
     t = latency_service.parse_target(target, threads, precision, device)
     protocol = latency_service.protocol_for(passes, max_reps)
-    if jobs_out is not None and (passes, max_reps) != (Protocol.passes, Protocol.max_reps):
-        raise UserError(
-            "--passes and --max-reps apply to measuring here; with --jobs-out give them to "
-            "`python -m latency.worker`"
-        )
-    if jobs_out is not None and not noise_floor:
-        raise UserError("--no-noise-floor applies to measuring here; drop it with --jobs-out")
     emit(
         latency_service.measure(db, run, t, n, seed, jobs_out, blocks, protocol, noise_floor),
         json,

@@ -62,7 +62,7 @@ CPU, TFLITE = Target("cpu"), Target("tflite", 1, "fp32")
 # The demo's cpu measurements: one pass of at most 100 calls instead of two passes over up to
 # 2 s of calls (a 4-13 ms model's median then carries about 2% more noise, small beside what
 # 24 subnets teach a predictor); neither target re-measures a noise floor. About 3 min less.
-DEMO_PROTOCOL = {CPU: Protocol(passes=1, max_reps=100)}
+CPU_PROTOCOL = Protocol(passes=1, max_reps=100)
 STEPS = 7
 
 
@@ -112,7 +112,7 @@ def measure_step(db: Database, cfg: DemoConfig, target: Target, n: int) -> dict:
     if have >= n:
         found = {"target": target.key, "measured": have, "subnets": have}
         return _reused(f"{have} measured subnets on {target.key}") | found
-    protocol = DEMO_PROTOCOL.get(target, Protocol())
+    protocol = CPU_PROTOCOL if target == CPU else Protocol()
     result = latency_service.measure(
         cfg.db_url, cfg.run, target, n - have, cfg.seed + have, protocol=protocol, noise=False
     )

@@ -135,6 +135,8 @@ def measure(
     """Measure `n` random subnets (and with `blocks` every lookup-table layer) on `target`
     here and record them; with `jobs_out`, write a job file for a worker instead. With
     `noise`, the last subnets are measured again and their agreement reported."""
+    if jobs_out is not None:
+        _check_job_file_options(protocol, noise)
     subnets = None
     db = open_db(db_url, create=False)
     try:
@@ -157,7 +159,18 @@ def measure(
         db.dispose()
 
 
-def _measure_local(jobs, base: Path, protocol: Protocol = Protocol()) -> list[Result]:
+def _check_job_file_options(protocol: Protocol, noise: bool) -> None:
+    """A job file is measured by the worker, under the worker's own options."""
+    if protocol != Protocol():
+        raise UserError(
+            "--passes and --max-reps apply to measuring here; with --jobs-out give them to "
+            "`python -m latency.worker`"
+        )
+    if not noise:
+        raise UserError("--no-noise-floor applies to measuring here; drop it with --jobs-out")
+
+
+def _measure_local(jobs, base: Path, protocol: Protocol) -> list[Result]:
     passes = protocol.passes
     with tqdm(total=passes * len(jobs), desc=f"measuring ({passes} passes)", unit="model") as bar:
 
