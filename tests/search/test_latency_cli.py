@@ -62,6 +62,12 @@ def test_measure_tflite_here(trained):
     assert out["target"] == "tflite-fp32-t1" and out["measured"] == 3 and out["stored"] == 3
     assert out["median_cv"] >= 0 and out["median_ms"] > 0
     assert out["noise"]["n"] == 3 and 0 <= out["noise"]["within10"] <= 1
+    # Measured but never fitted: `predict` says which command to run.
+    done = hwnas(
+        "predict", "--target", "tflite", "--subnet", "{}", "--db", url, cwd=cwd, check=False
+    )
+    assert done.returncode == 2 and "no main predictor" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize("target, blocked", [("cpu", BLOCKED), ("tflite", [*BLOCKED, "jax"])])
@@ -153,7 +159,6 @@ def test_fit_and_predict(trained):
         (["measure", "--run", "tiny", "--passes", "1", "--jobs-out", "j.jsonl"], "latency.worker"),
         (["measure", "--run", "tiny", "--no-noise-floor", "--jobs-out", "j.jsonl"], "drop it"),
         (["predictor", "fit", "--target", "tflite-int8-t2"], "no measurements"),
-        (["predict", "--target", "tflite", "--subnet", "{}"], "no main predictor"),
         (["predict", "--target", "cpu", "--subnet", "{}"], "subnet JSON needs"),
     ],
 )
