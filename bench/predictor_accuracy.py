@@ -52,11 +52,11 @@ def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def measure_target(
-    ctx: RunContext, target: Target, subnets, n_noise: int, tmp: Path, protocol: Protocol
-):
+def measure_target(ctx, target: Target, subnets, args, tmp: Path, protocol: Protocol):
     """Latency of `subnets` (ms), block LUT, noise re-measurements, and the wall time per
-    subnet (prepare + measure)."""
+    subnet (prepare + measure). With `--test-max-ms`, the held-out subnets (and their
+    re-measurement) are measured after the rest with that time budget, their drift since
+    taken out by reference training subnets measured again."""
     model_dir = tmp / f"models-{target.key}"
     saved = tmp / f"jobs-{target.key}.jsonl"
     t0 = time.perf_counter()
@@ -66,17 +66,30 @@ def measure_target(
         model_dir.mkdir()
         jobs = build_jobs_for(ctx, target, subnets, blocks=True, model_dir=model_dir)
         saved.write_text("".join(j.to_json() + "\n" for j in jobs))
-    results = measure_jobs(
-        jobs, tmp, protocol, on_done=lambda k, n: log(f"  {target.key}: {k}/{n}")
-    )
+    subnet_jobs = [j for j in jobs if j.kind == "subnet"]
+    refs = subnet_jobs[:N_REFS]
+    test_protocol = protocol
+    if args.test_max_ms is None:
+        results = measure_jobs(jobs, tmp, protocol, on_done=progress(target, "all"))
+    else:
+        test_protocol = dataclasses.replace(protocol, max_ms=args.test_max_ms)
+        held = {j.id for j in subnet_jobs[args.n_train :]}
+        results = measure_jobs(
+            [j for j in jobs if j.id not in held], tmp, protocol, on_done=progress(target, "train")
+        )
+        baseline = {r.job: r.stats["median_ms"] for r in results if r.job in {j.id for j in refs}}
+        test = [j for j in subnet_jobs if j.id in held]
+        results += measure_jobs(
+            test, tmp, test_protocol, on_done=progress(target, "held-out"), seed=2,
+            refs=refs, baseline=baseline,
+        )  # fmt: skip
     wall = time.perf_counter() - t0
     by_job = {r.job: r for r in results}
-    subnet_jobs = [j for j in jobs if j.kind == "subnet"]
     y = np.asarray([by_job[j.id].stats["median_ms"] for j in subnet_jobs])
     blocks = {r.subnet_key: r.stats["median_ms"] for r in results if r.kind == "block"}
     cvs = np.asarray([by_job[j.id].stats["cv"] for j in subnet_jobs])
     # the last held-out subnets, measured again after everything else
-    noise = noise_floor(subnet_jobs[-n_noise:], subnet_jobs[:N_REFS], results, tmp, protocol)
+    noise = noise_floor(subnet_jobs[-args.n_noise :], refs, results, tmp, test_protocol)
     raw = {
         "keys": [j.subnet_key for j in subnet_jobs],
         "latency_ms": y.tolist(),
@@ -85,6 +98,10 @@ def measure_target(
         "blocks": blocks,
     }
     return y, blocks, cvs, noise, wall / len(jobs), raw
+
+
+def progress(target: Target, what: str):
+    return lambda k, n: log(f"  {target.key} ({what}): {k}/{n}")
 
 
 def spread(y: np.ndarray) -> dict:
@@ -121,7 +138,7 @@ def bench_target(ctx, target, args, tmp) -> dict:
     log(f"{target.key}: measuring {len(subnets)} subnets and the lookup-table layers")
     protocol = Protocol(**{name: getattr(args, name) for name in PROTOCOL_FLAGS})
     y, blocks, cvs, noise, per_job_s, raw = measure_target(
-        ctx, target, subnets, args.n_noise, tmp, protocol
+        ctx, target, subnets, args, tmp, protocol
     )
     t = SpaceTables(space)
     enc = t.encode(subnets)
@@ -145,6 +162,7 @@ def bench_target(ctx, target, args, tmp) -> dict:
         "n_test": len(te),
         "n_blocks": len(blocks),
         "protocol": dataclasses.asdict(protocol),
+        "test_max_ms": args.test_max_ms,
         "latency_ms": spread(y),
         "median_cv": float(np.median(cvs)),
         "noise_floor": noise,
@@ -228,6 +246,13 @@ def main() -> None:
         default = getattr(Protocol, name)
         flag = "--" + name.replace("_", "-")
         parser.add_argument(flag, type=type(default), default=default, help=text)
+    parser.add_argument(
+        "--test-max-ms",
+        type=float,
+        default=None,
+        help="measure the held-out subnets after the rest with this time budget (a steadier "
+        "ground truth on a noisy machine); default: all together, with --max-ms",
+    )
     parser.add_argument("--out", default=None)
     parser.add_argument(
         "--work", default=None, help="keep prepared models here and reuse them next time"
