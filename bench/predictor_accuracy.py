@@ -75,19 +75,19 @@ def measure_target(ctx, target: Target, subnets, args, tmp: Path, protocol: Prot
     test_protocol = protocol
     if args.test_max_ms is None:
         results = measure_jobs(jobs, tmp, protocol, on_done=progress(target, "all"))
+        n_timed, wall = len(jobs), time.perf_counter() - t0
     else:
         test_protocol = dataclasses.replace(protocol, max_ms=args.test_max_ms)
         held = {j.id for j in subnet_jobs[args.n_train :]}
-        results = measure_jobs(
-            [j for j in jobs if j.id not in held], tmp, protocol, on_done=progress(target, "train")
-        )
+        rest = [j for j in jobs if j.id not in held]
+        results = measure_jobs(rest, tmp, protocol, on_done=progress(target, "train"))
+        n_timed, wall = len(rest), time.perf_counter() - t0  # the cost at the usual budget
         baseline = {r.job: r.stats["median_ms"] for r in results if r.job in {j.id for j in refs}}
         test = [j for j in subnet_jobs if j.id in held]
         results += measure_jobs(
             test, tmp, test_protocol, on_done=progress(target, "held-out"), seed=2,
             refs=refs, baseline=baseline,
         )  # fmt: skip
-    wall = time.perf_counter() - t0
     by_job = {r.job: r for r in results}
     y = np.asarray([by_job[j.id].stats["median_ms"] for j in subnet_jobs])
     blocks = {r.subnet_key: r.stats["median_ms"] for r in results if r.kind == "block"}
@@ -101,7 +101,7 @@ def measure_target(ctx, target: Target, subnets, args, tmp: Path, protocol: Prot
         "again_ms": noise.pop("again_ms"),
         "blocks": blocks,
     }
-    return y, blocks, cvs, noise, wall / len(jobs), raw
+    return y, blocks, cvs, noise, wall / n_timed, raw
 
 
 def progress(target: Target, what: str):
@@ -255,7 +255,8 @@ def main() -> None:
         type=float,
         default=None,
         help="measure the held-out subnets after the rest with this time budget (a steadier "
-        "ground truth on a noisy machine); default: all together, with --max-ms",
+        "ground truth on a noisy machine; --max-reps still caps it); default: all together, "
+        "with --max-ms",
     )
     parser.add_argument("--out", default=None)
     parser.add_argument(
@@ -266,6 +267,8 @@ def main() -> None:
     )
     parser.add_argument("--noise-results", default=None, help="its re-measured subnets")
     args = parser.parse_args()
+    if args.test_max_ms is not None and args.n_train < N_REFS:
+        parser.error(f"--test-max-ms needs --n-train >= {N_REFS} (its drift references)")
     enable_compile_cache()
     db = open_db(args.db, create=False)
     ctx = RunContext(load_run(db, args.run))

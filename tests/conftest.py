@@ -42,8 +42,10 @@ def _run_root(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session", autouse=True)
 def shared_compile_cache(tmp_path_factory):
-    """One XLA compilation cache for every `hwnas` subprocess of the run, all workers' alike
-    (JAX writes each entry once under a content key, and a torn read only means a compile)."""
+    """One XLA compilation cache for every `hwnas` subprocess of the run, all workers' alike.
+    JAX neither locks nor renames its entries: two processes compiling the same program at once
+    may leave a torn entry, which JAX reports as a warning and compiles again (as when a
+    search's workers start together)."""
     cache = _run_root(tmp_path_factory) / "jaxcache"
     cache.mkdir(exist_ok=True)
     with pytest.MonkeyPatch.context() as mp:

@@ -144,6 +144,10 @@ def test_fit_and_predict(trained):
     )
     pred = run_json("predict", "--target", "cpu", "--subnet", subnet, "--db", url, cwd=cwd)
     assert pred["latency_ms"] > 0
+    # With a predictor fitted, a subnet missing its fields is the error named.
+    done = hwnas("predict", "--target", "cpu", "--subnet", "{}", "--db", url, cwd=cwd, check=False)
+    assert done.returncode == 2 and "subnet JSON needs" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize(
@@ -159,7 +163,6 @@ def test_fit_and_predict(trained):
         (["measure", "--run", "tiny", "--passes", "1", "--jobs-out", "j.jsonl"], "latency.worker"),
         (["measure", "--run", "tiny", "--no-noise-floor", "--jobs-out", "j.jsonl"], "drop it"),
         (["predictor", "fit", "--target", "tflite-int8-t2"], "no measurements"),
-        (["predict", "--target", "cpu", "--subnet", "{}"], "subnet JSON needs"),
     ],
 )
 def test_bad_input_exits_2(trained, args, message):
