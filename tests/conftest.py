@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import uuid
-from pathlib import Path
 
 import pytest
 from cli_helpers import SHARED_CACHE, prepare
@@ -23,33 +22,11 @@ def _pg_admin_url() -> str:
     return url
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(items):
-    """pytest-xdist (`--dist loadgroup`) keeps a module's tests on one worker, so that its
-    module-scoped fixtures (a trained run, a converted model) are built once; the tests that
-    share the session's `ready` run form one group. Runs before xdist reads the marks."""
-    for item in items:
-        group = "ready" if "ready" in item.fixturenames else item.nodeid.split("::")[0]
-        item.add_marker(pytest.mark.xdist_group(group))
-
-
-def _run_root(tmp_path_factory) -> Path:
-    """The folder every worker of this test run shares: the run's base temp folder (an
-    xdist worker's own base folder lies inside it)."""
-    base = tmp_path_factory.getbasetemp()
-    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
-
-
 @pytest.fixture(scope="session", autouse=True)
 def shared_compile_cache(tmp_path_factory):
-    """One XLA compilation cache for every `hwnas` subprocess of the run, all workers' alike.
-    JAX neither locks nor renames its entries: two processes compiling the same program at once
-    may leave a torn entry, which JAX reports as a warning and compiles again (as when a
-    search's workers start together)."""
-    cache = _run_root(tmp_path_factory) / "jaxcache"
-    cache.mkdir(exist_ok=True)
+    """One XLA compilation cache for every `hwnas` subprocess of the session."""
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(SHARED_CACHE, str(cache))
+        mp.setenv(SHARED_CACHE, str(tmp_path_factory.mktemp("jaxcache")))
         yield
 
 
