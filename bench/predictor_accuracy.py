@@ -78,12 +78,13 @@ def measure_target(ctx, target: Target, subnets, args, tmp: Path, protocol: Prot
         n_timed, wall = len(jobs), time.perf_counter() - t0
     else:
         test_protocol = dataclasses.replace(protocol, max_ms=args.test_max_ms)
-        held = {j.id for j in subnet_jobs[args.n_train :]}
+        test = subnet_jobs[args.n_train :]
+        held = {j.id for j in test}
         rest = [j for j in jobs if j.id not in held]
         results = measure_jobs(rest, tmp, protocol, on_done=progress(target, "train"))
         n_timed, wall = len(rest), time.perf_counter() - t0  # the cost at the usual budget
-        baseline = {r.job: r.stats["median_ms"] for r in results if r.job in {j.id for j in refs}}
-        test = [j for j in subnet_jobs if j.id in held]
+        first = {r.job: r.stats["median_ms"] for r in results}
+        baseline = {j.id: first[j.id] for j in refs}
         results += measure_jobs(
             test, tmp, test_protocol, on_done=progress(target, "held-out"), seed=2,
             refs=refs, baseline=baseline,
