@@ -2,12 +2,13 @@
 
 Run from the repository root:
 
-    PYTHONPATH=. python bench/train_throughput.py [--batch 64] [--steps 10] [--repeats 5]
-        [--space FILE] [--out result.json]
+    PYTHONPATH=. python bench/train_throughput.py [--space NAME|FILE] [--batch N] [--steps 10]
+        [--repeats 5] [--out result.json]
 
 It measures images/s, in one run on one machine, of
   (a) the supernet's training step (`make_train_step`) for the largest subnet alone: one
-      forward and backward pass through the supernet, depthwise convolutions as spatial matmuls;
+      forward and backward pass through the supernet, each depthwise layer in the form
+      `supernet.depthwise.choose` gives it;
   (b) a plain Flax linen model of the same largest subnet (`nn.Conv` with
       `feature_group_count` for the depthwise convolutions, `nn.BatchNorm`, `nn.Dense` SE),
       trained with the same optimizer, batch, resolution and cross-entropy loss;
@@ -15,7 +16,13 @@ It measures images/s, in one run on one machine, of
       at the step's resolution), counting batch x subnets images per step.
 Each is compiled first (compile seconds are reported for (a) and (b)), then timed over
 `--repeats` rounds of `--steps` steps, rounds of (a), (b) and (c) alternating so machine noise
-hits them alike. A table goes to stderr and one JSON object is the last line of stdout.
+hits them alike. In the same run it measures this machine's f32 matmul peak (a square `jnp.dot`,
+median of 5) and reports the useful MAC rate: the MACs of the subnets a step trains (forward
+and backward: 3x the forward MACs) per second, as a share of that peak; and the share of the
+MACs the step computes that are useful (masks run every kernel and expand ratio at the largest
+size, so a small subnet costs nearly what the largest does). Peak RSS of each of (a), (b), (c)
+comes from a child process per step (`--rss-of`), compiled from the same XLA cache.
+A table goes to stderr and one JSON object is the last line of stdout.
 
 What it should show: XLA on CPU runs grouped (depthwise) convolutions far below their FLOP
 count, so the supernet's step (a) should be at least 2x the plain model's (b): `ratio` >= 2.
@@ -26,7 +33,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -38,9 +47,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from search.train_service import default_batch_size, enable_compile_cache
 from supernet.layers import BN_EPS, BN_MOMENTUM, activation, hsigmoid, hswish
 from supernet.model import SuperNet, arch_arrays, stack_archs
-from supernet.space import LayerShape, SearchSpace, default_space
+from supernet.space import LayerShape, SearchSpace, Subnet, load_space
 from supernet.train import (
     TrainConfig,
     create_train_state,
@@ -167,7 +177,7 @@ def plain_runner(space: SearchSpace, tx, batch: int) -> tuple[Runner, float]:
 
 def sandwich_runner(space: SearchSpace, tx, batch: int) -> tuple[Runner, float, int]:
     """The training step over each step's sandwich; compiled (by calls) at every resolution."""
-    net, config = SuperNet(space), TrainConfig()
+    net, config = SuperNet(space), TrainConfig(batch_size=batch)
     data = {r: batch_data(space, batch, r) for r in space.resolutions}
 
     def args_for(i: int) -> tuple:
@@ -182,6 +192,55 @@ def sandwich_runner(space: SearchSpace, tx, batch: int) -> tuple[Runner, float, 
         seen.add(step_subnets(space, config, runner.i)[0].resolution)
         runner.run(1)
     return runner, time.perf_counter() - t0, len(step_subnets(space, config, 0))
+
+
+# ---- MACs, peak and memory ---------------------------------------------------------------------
+def masked(space: SearchSpace, subnet: Subnet) -> Subnet:
+    """What the supernet computes for `subnet`: its depths and resolution, every layer at the
+    largest kernel and expand ratio (the masks zero the rest, after computing it)."""
+    n = space.n_slots
+    k, e = (space.kernels[-1],) * n, (space.expands[-1],) * n
+    return space.subnet(subnet.resolution, subnet.depths, k, e)
+
+
+def step_macs(space: SearchSpace, config: TrainConfig, steps: range) -> tuple[float, float]:
+    """Useful and computed MACs (forward + backward = 3x forward) per image, summed over the
+    sandwich subnets of `steps`."""
+    useful = computed = 0.0
+    for i in steps:
+        for s in step_subnets(space, config, i):
+            useful += 3 * space.cost(s).macs
+            computed += 3 * space.cost(masked(space, s)).macs
+    return useful, computed
+
+
+def matmul_peak(n: int = 2048, repeats: int = 5) -> float:
+    """f32 GMAC/s of a square `jnp.dot` on this machine (median of `repeats`)."""
+    a = jnp.asarray(np.random.default_rng(0).normal(size=(n, n)).astype(np.float32))
+    dot = jax.jit(jnp.dot)
+    jax.block_until_ready(dot(a, a))
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(dot(a, a))
+        times.append(time.perf_counter() - t0)
+    return n**3 / statistics.median(times) / 1e9
+
+
+def child_rss(name: str, args: argparse.Namespace) -> float:
+    """Peak RSS (GB) of a fresh process that builds, compiles and runs two steps of `name`."""
+    cmd = [sys.executable, __file__, "--rss-of", name, "--batch", str(args.batch)]
+    if args.space:
+        cmd += ["--space", args.space]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])["maxrss_gb"]
+
+
+def rss_of(name: str, space: SearchSpace, tx, batch: int) -> None:
+    runner = {"supernet": supernet_runner, "plain": plain_runner, "sandwich": sandwich_runner}
+    r = runner[name](space, tx, batch)[0]
+    r.run(2)
+    print(json.dumps({"maxrss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6}))
 
 
 # ---- measuring and reporting -----------------------------------------------------------------
@@ -232,6 +291,18 @@ def print_table(result: dict) -> None:
     print(
         "compile s: " + ", ".join(f"{k} {v:.1f}" for k, v in result["compile_s"].items()), file=err
     )
+    print(
+        "peak RSS GB: " + ", ".join(f"{k} {v:.2f}" for k, v in result["peak_rss_gb"].items()),
+        file=err,
+    )
+    u = result["useful"]
+    print(
+        f"matmul peak {result['matmul_peak_gmac_s']:.1f} GMAC/s; useful MAC rate: largest "
+        f"{u['largest_gmac_s']:.1f} GMAC/s ({u['largest_share']:.1%}), sandwich "
+        f"{u['sandwich_gmac_s']:.1f} GMAC/s ({u['sandwich_share']:.1%}); useful share of the "
+        f"sandwich's computed MACs {u['sandwich_useful_of_computed']:.1%}",
+        file=err,
+    )
 
 
 def _positive(text: str) -> int:
@@ -243,29 +314,49 @@ def _positive(text: str) -> int:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--batch", type=_positive, default=64, help="images per step (default 64)")
+    p.add_argument(
+        "--batch",
+        type=_positive,
+        default=None,
+        help="images per step (default: hwnas train's for the space: 64, or 32 above 64 px)",
+    )
     p.add_argument(
         "--steps", type=_positive, default=10, help="steps per timed round (default 10)"
     )
     p.add_argument("--repeats", type=_positive, default=5, help="timed rounds of each (default 5)")
     p.add_argument(
-        "--space", type=Path, default=None, help="space .json/.toml (default: packaged)"
+        "--space", default=None, help="preset name or .json/.toml file (default: digits)"
+    )
+    p.add_argument(
+        "--rss-of",
+        choices=("supernet", "plain", "sandwich"),
+        default=None,
+        help="(internal) print the peak RSS of two steps of one runner and exit",
     )
     p.add_argument("--out", type=Path, default=None, help="also write the JSON result here")
     return p.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> dict:
+def main(argv: list[str] | None = None) -> dict | None:
     args = parse_args(argv)
-    space = SearchSpace.from_file(args.space) if args.space else default_space()
+    enable_compile_cache()
+    space = load_space(args.space)
+    args.batch = args.batch or default_batch_size(space)
     tx = make_optimizer(TrainConfig(), 100)
+    if args.rss_of:
+        return rss_of(args.rss_of, space, tx, args.batch)
+    peak = matmul_peak()
     sup, sup_compile = supernet_runner(space, tx, args.batch)
     plain, plain_compile = plain_runner(space, tx, args.batch)
     sand, sand_warmup, n_subnets = sandwich_runner(space, tx, args.batch)
+    first_timed = sand.i + 1  # measure() runs one untimed step first
     runners = {"supernet": sup, "plain": plain, "sandwich": sand}
     images = {"supernet": args.batch, "plain": args.batch, "sandwich": args.batch * n_subnets}
-    runs = {k: summary(v) for k, v in measure(runners, images, args).items()}
+    raw = measure(runners, images, args)
+    runs = {k: summary(v) for k, v in raw.items()}
+    peak_after = matmul_peak()
     result = {
+        "space": space.name,
         "batch": args.batch,
         "resolution": space.resolutions[-1],
         "supernet_img_s": runs["supernet"]["median"],
@@ -275,18 +366,43 @@ def main(argv: list[str] | None = None) -> dict:
         "sandwich_step_s": images["sandwich"] / runs["sandwich"]["median"],
         "sandwich_subnets": n_subnets,
         "compile_s": {"supernet": sup_compile, "plain": plain_compile, "sandwich": sand_warmup},
+        "matmul_peak_gmac_s": statistics.median([peak, peak_after]),
+        "matmul_peak_before_after": [peak, peak_after],
         "runs": runs,
         "steps": args.steps,
         "repeats": args.repeats,
         "device": jax.devices()[0].device_kind,
+        "backend": jax.default_backend(),
         "cpu_count": os.cpu_count(),
+        "argv": sys.argv,
     }
+    timed = range(first_timed, first_timed + args.steps * args.repeats)
+    result["useful"] = useful_rates(space, args, result, timed)
+    result["peak_rss_gb"] = {name: child_rss(name, args) for name in runners}
     print_table(result)
     line = json.dumps(result)
     if args.out:
         args.out.write_text(line + "\n")
     print(line)
     return result
+
+
+def useful_rates(space: SearchSpace, args, result: dict, timed: range) -> dict:
+    """Useful MAC rates of (a) and (c), as shares of the measured matmul peak."""
+    peak = result["matmul_peak_gmac_s"]
+    largest = 3 * space.cost(space.largest()).macs
+    useful, computed = step_macs(space, TrainConfig(batch_size=args.batch), timed)
+    sandwich_s = result["sandwich_step_s"] * len(timed)
+    largest_rate = largest * result["supernet_img_s"] / 1e9
+    sandwich_rate = useful * args.batch / sandwich_s / 1e9
+    return {
+        "largest_gmac_s": largest_rate,
+        "largest_share": largest_rate / peak,
+        "sandwich_gmac_s": sandwich_rate,
+        "sandwich_share": sandwich_rate / peak,
+        "sandwich_useful_of_computed": useful / computed,
+        "sandwich_computed_gmac_s": computed * args.batch / sandwich_s / 1e9,
+    }
 
 
 if __name__ == "__main__":

@@ -21,9 +21,8 @@ import time
 import numpy as np
 
 from db.session import open_db
-from search.train_service import enable_compile_cache, load_run
-from supernet.data import load_dataset
-from supernet.evaluate import Evaluator, calibration_batches
+from search.train_service import enable_compile_cache, load_run, run_dataset
+from supernet.evaluate import Evaluator, resized_calibration
 from supernet.model import SuperNet, arch_arrays, stack_archs
 from supernet.space import SearchSpace, Subnet
 from supernet.train import (
@@ -57,7 +56,7 @@ def train_from_scratch(space, data, config: TrainConfig, subnet: Subnet) -> floa
         for idx in epoch_batches(len(data.y_train), config, epoch):
             state, _ = step_fn(state, images[idx], data.y_train[idx], archs)
     ev = Evaluator.for_net(net)
-    calib = calibration_batches(images, config.recalib_batches, config.batch_size, config.seed)
+    calib = resized_calibration(data.x_train, subnet.resolution, config)
     val = resize_images(data.x_val, subnet.resolution)
     return ev.subnet_accuracy(
         state.params, state.batch_stats, archs_one(archs), calib, val, data.y_val
@@ -80,7 +79,7 @@ def main() -> None:
     db.dispose()
     space = SearchSpace.from_dict(run.space)
     config = TrainConfig.from_dict({k: v for k, v in run.config.items() if k != "checkpoint"})
-    data = load_dataset(run.dataset, run.data_dir, seed=config.seed)
+    data = run_dataset(run)
     variables = load_variables(space, run.config["checkpoint"])
     rows = []
     for subnet in spread_subnets(space):

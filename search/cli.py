@@ -59,8 +59,14 @@ JsonOpt = Annotated[
     bool, typer.Option("--json", help="Print one JSON object as the last line on stdout.")
 ]
 SpaceOpt = Annotated[
-    Path | None,
-    typer.Option("--space", metavar="FILE", help="Search space (.json/.toml); default: built in."),
+    str | None,
+    typer.Option(
+        "--space",
+        metavar="NAME|FILE",
+        help="Search space: a preset (digits, cifar, ofa-mbv3; see `hwnas space --list`) or a "
+        ".json/.toml file. Default: digits.",
+        show_default=False,
+    ),
 ]
 
 # Errors a user can cause; anything else is a bug and keeps its traceback.
@@ -74,9 +80,21 @@ USER_ERRORS: tuple[type[Exception], ...] = (
 
 
 @app.command()
-def space(space: SpaceOpt = None, db: DbOpt = None, json: JsonOpt = False) -> None:
-    """Describe the search space: number of subnets, largest and smallest subnet."""
-    emit(services.space_summary(space), json)
+def space(
+    space: SpaceOpt = None,
+    list_: Annotated[
+        bool, typer.Option("--list", help="List the preset spaces shipped with hwnas.")
+    ] = False,
+    db: DbOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Describe a search space (number of subnets, largest and smallest subnet), or list the
+    presets."""
+    if list_:
+        result = services.space_presets()
+        emit(result, json, human=services.presets_text(result))
+    else:
+        emit(services.space_summary(space), json)
 
 
 @app.command()
@@ -89,7 +107,9 @@ def train(
     ] = None,
     space: SpaceOpt = None,
     epochs: Annotated[int | None, typer.Option(help="Epochs (default 20).")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Batch size (default 64).")] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(help="Batch size (default 64; 32 for spaces above 64 px).")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the split, init, data order, subnets.")] = 0,
     name: Annotated[str | None, typer.Option(help="Run name (default: the dataset).")] = None,
     resume: Annotated[

@@ -23,7 +23,7 @@ from db.session import Database, open_db
 from search.export_latency import latency, latency_target
 from search.files import check_destination, write_new
 from search.output import UserError, log
-from search.train_service import enable_compile_cache, load_run
+from search.train_service import enable_compile_cache, load_run, run_dataset
 from supernet.convert import PRECISIONS
 from supernet.space import SearchSpace, Subnet
 from supernet.train import TrainConfig
@@ -102,7 +102,6 @@ def build(db: Database, run: Run, subnet: Subnet, req: ExportRequest) -> dict:
     """Convert, prove and measure; the flatbuffer is returned under `flatbuffer`."""
     from latency.litert_infer import litert_io, litert_logits
     from supernet.convert import to_tflite
-    from supernet.data import load_dataset
     from supernet.deploy import input_contract, jax_logits, recalibrated_standalone
     from supernet.train import resize_images
     from supernet.trainer import load_variables
@@ -110,7 +109,7 @@ def build(db: Database, run: Run, subnet: Subnet, req: ExportRequest) -> dict:
     enable_compile_cache()
     space = SearchSpace.from_dict(run.space)
     config = TrainConfig.from_dict({k: v for k, v in run.config.items() if k != "checkpoint"})
-    data = load_dataset(run.dataset, run.data_dir, seed=config.seed)
+    data = run_dataset(run)
     log(f"export: recalibrating BatchNorm for {subnet.key}")
     variables = load_variables(space, run.config["checkpoint"])
     module, sv = recalibrated_standalone(space, variables, subnet, data.x_train, config)

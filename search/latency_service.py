@@ -23,7 +23,7 @@ from latency.protocol import Protocol
 from latency.targets import Target, TargetError
 from latency.worker import N_REFS, measure_jobs
 from search.output import UserError, log
-from search.train_service import enable_compile_cache, load_run
+from search.train_service import enable_compile_cache, load_run, run_dataset
 from supernet.space import SearchSpace, Subnet
 
 
@@ -76,13 +76,10 @@ class RunContext:
         self._data = None
 
     def representative(self, resolution: int) -> np.ndarray:
-        from supernet.data import load_dataset
         from supernet.train import resize_images
 
         if self._data is None:
-            self._data = load_dataset(
-                self.run.dataset, self.run.data_dir, seed=self.run.config.get("seed", 0)
-            )
+            self._data = run_dataset(self.run)
         rng = np.random.default_rng(7)
         idx = rng.permutation(len(self._data.x_train))[:64]
         return resize_images(self._data.x_train[idx], resolution)

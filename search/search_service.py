@@ -37,7 +37,7 @@ from search.pareto import pareto_mask
 from search.predictor_service import load_predictor_row
 from search.samplers import SAMPLERS, make_sampler
 from search.storage import GRACE_S, HEARTBEAT_S, optuna_storage
-from search.train_service import enable_compile_cache, load_run
+from search.train_service import enable_compile_cache, load_run, run_dataset
 from supernet.space import SearchSpace
 
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -245,14 +245,13 @@ def _differs(old: dict, new: dict) -> str:
 def build_evaluator(run: Run, predictors: dict[str, Predictor]) -> TrialEvaluator:
     """Accuracy oracle (compiled for every resolution) and predictors of a finished run."""
     from supernet.accuracy import AccuracyOracle
-    from supernet.data import load_dataset
     from supernet.train import TrainConfig
     from supernet.trainer import load_variables
 
     enable_compile_cache()
     space = SearchSpace.from_dict(run.space)
     config = TrainConfig.from_dict({k: v for k, v in run.config.items() if k != "checkpoint"})
-    data = load_dataset(run.dataset, run.data_dir, seed=config.seed)
+    data = run_dataset(run)
     oracle = AccuracyOracle(space, load_variables(space, run.config["checkpoint"]), data, config)
     oracle.warm_up()
     return TrialEvaluator(space, oracle, predictors)

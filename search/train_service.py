@@ -17,7 +17,7 @@ from db.models import Checkpoint, EpochMetric, Run, utcnow
 from db.session import Database, open_db
 from search.output import UserError, log
 from supernet.data import DATASETS, Dataset, load_dataset
-from supernet.space import SearchSpace, Subnet
+from supernet.space import SearchSpace, Subnet, load_space
 from supernet.train import TrainConfig
 
 DEFAULT_RUNS_DIR = Path("runs")
@@ -32,9 +32,29 @@ def enable_compile_cache() -> None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
-def load_space_for(data: Dataset, space_file: str | Path | None) -> SearchSpace:
-    space = SearchSpace.from_file(space_file)
-    return dataclasses.replace(space, num_classes=data.num_classes)
+MIN_IMAGE_SIZE = 32  # folder images are decoded at least this large (as before presets)
+
+
+def image_size_for(space: SearchSpace) -> int:
+    """The side a folder dataset's images are decoded at: the space's largest resolution."""
+    return max(MIN_IMAGE_SIZE, space.resolutions[-1])
+
+
+LARGE_IMAGE_BATCH = 32  # default batch above 64 px: ~4 GB of XLA temporaries at 224 px on CPU
+
+
+def default_batch_size(space: SearchSpace) -> int:
+    """64 (the digits' and CIFAR's default), or 32 for spaces above 64 px: at 224 px the
+    training step of the largest subnets needed 8.1 GB of XLA temporaries at batch 64 on CPU
+    (`compiled.memory_analysis()`), 4.3 GB at 32."""
+    return TrainConfig().batch_size if space.resolutions[-1] <= 64 else LARGE_IMAGE_BATCH
+
+
+def run_dataset(run: Run) -> Dataset:
+    """The dataset of a recorded run, split and sized as it was for training."""
+    space = SearchSpace.from_dict(run.space)
+    seed = run.config.get("seed", 0)
+    return load_dataset(run.dataset, run.data_dir, seed=seed, image_size=image_size_for(space))
 
 
 def _check_args(dataset: str, epochs: int | None, batch_size: int | None) -> None:
@@ -105,8 +125,9 @@ def train(
 ) -> dict:
     """Train (or resume) a supernet run and record it; returns the contract's JSON keys."""
     _check_args(dataset, epochs, batch_size)
-    data = load_dataset(dataset, data_dir, seed=seed)
-    space = load_space_for(data, space_file)
+    space = load_space(space_file)
+    data = load_dataset(dataset, data_dir, seed=seed, image_size=image_size_for(space))
+    space = dataclasses.replace(space, num_classes=data.num_classes)
     name = name or dataset
     db = open_db(db_url)
     try:
@@ -122,7 +143,7 @@ def train(
             config = dataclasses.replace(
                 defaults,
                 epochs=epochs or defaults.epochs,
-                batch_size=batch_size or defaults.batch_size,
+                batch_size=batch_size or default_batch_size(space),
                 seed=seed,
             )
             ckpt = (Path(runs_dir) / name / "supernet.ckpt").resolve()
@@ -204,7 +225,7 @@ def subnet_info(
 
     enable_compile_cache()
     config = TrainConfig.from_dict({k: v for k, v in run.config.items() if k != "checkpoint"})
-    data = load_dataset(run.dataset, run.data_dir, seed=config.seed)
+    data = run_dataset(run)
     variables = load_variables(space, run.config["checkpoint"])
     cost = space.cost(subnet)
     return {

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from supernet.data import Dataset
-from supernet.evaluate import batch_moments, calibration_batches
+from supernet.evaluate import batch_moments, resized_calibration
 from supernet.model import SuperNet, arch_arrays
 from supernet.space import SearchSpace, Subnet
 from supernet.train import TrainConfig, resize_images
@@ -53,8 +53,7 @@ class AccuracyOracle:
     def _inputs_for(self, r: int) -> tuple:
         if r not in self._inputs:
             c = self._config
-            train = resize_images(self._data.x_train, r)
-            calib = np.stack(calibration_batches(train, c.recalib_batches, c.batch_size, c.seed))
+            calib = np.stack(resized_calibration(self._data.x_train, r, c))
             val = resize_images(self._data.x_val, r)
             self._inputs[r] = tuple(jax.device_put((calib, val, self._data.y_val)))
         return self._inputs[r]

@@ -12,11 +12,11 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from supernet.evaluate import EVAL_BATCH, Evaluator, calibration_batches
+from supernet.evaluate import Evaluator, eval_batch, resized_calibration
 from supernet.extract import StandaloneNet, standalone
 from supernet.model import SuperNet, arch_arrays
 from supernet.space import SearchSpace, Subnet
-from supernet.train import MEAN, STD, resize_images
+from supernet.train import MEAN, STD
 
 
 def recalibrated_standalone(
@@ -25,8 +25,7 @@ def recalibrated_standalone(
     """The standalone model of `subnet` with BatchNorm statistics recomputed for it on the
     run's calibration batches (`config`: the run's TrainConfig)."""
     ev = Evaluator.for_net(SuperNet(space))
-    images = resize_images(train_u8, subnet.resolution)
-    calib = calibration_batches(images, config.recalib_batches, config.batch_size, config.seed)
+    calib = resized_calibration(train_u8, subnet.resolution, config)
     stats = ev.recalibrate(variables, arch_arrays(space, subnet), calib)
     return standalone(space, subnet, {"params": variables["params"], "batch_stats": stats})
 
@@ -34,9 +33,9 @@ def recalibrated_standalone(
 def jax_logits(module: StandaloneNet, variables: dict, x: np.ndarray) -> np.ndarray:
     """Logits of the standalone model for all of `x` (normalised, at its resolution)."""
     fn = jax.jit(lambda v, b: module.apply(v, b))
-    out = []
-    for i in range(0, len(x), EVAL_BATCH):
-        out.append(np.asarray(fn(variables, x[i : i + EVAL_BATCH])))
+    out, n = [], eval_batch(x.shape[1])
+    for i in range(0, len(x), n):
+        out.append(np.asarray(fn(variables, x[i : i + n])))
     return np.concatenate(out)
 
 

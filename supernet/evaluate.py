@@ -15,8 +15,16 @@ import jax.numpy as jnp
 import numpy as np
 
 from supernet.model import Arch, SuperNet
+from supernet.train import TrainConfig, resize_images
 
 EVAL_BATCH = 256
+EVAL_PIXELS = 64 * 224 * 224  # an evaluation batch holds at most this many input pixels
+
+
+def eval_batch(resolution: int) -> int:
+    """Images per evaluation batch at `resolution`: 256 up to 112 px, 64 at 224 px (so the
+    activations of a forward pass stay within a few hundred MB per layer)."""
+    return max(1, min(EVAL_BATCH, EVAL_PIXELS // (resolution * resolution)))
 
 
 @dataclass(frozen=True)
@@ -43,13 +51,13 @@ class Evaluator:
 
     def predict(self, variables: dict, arch: Arch, x: np.ndarray) -> np.ndarray:
         """Logits for all of `x`, in fixed-size batches (the last one padded)."""
-        out = []
-        for i in range(0, len(x), EVAL_BATCH):
-            chunk = x[i : i + EVAL_BATCH]
-            pad = EVAL_BATCH - len(chunk)
+        out, n = [], eval_batch(x.shape[1])
+        for i in range(0, len(x), n):
+            chunk = x[i : i + n]
+            pad = n - len(chunk)
             if pad:
                 chunk = np.concatenate([chunk, np.zeros((pad, *chunk.shape[1:]), chunk.dtype)])
-            out.append(np.asarray(self.logits(variables, chunk, arch))[: EVAL_BATCH - pad])
+            out.append(np.asarray(self.logits(variables, chunk, arch))[: n - pad])
         return np.concatenate(out)
 
     def accuracy(self, variables: dict, arch: Arch, x: np.ndarray, y: np.ndarray) -> float:
@@ -79,3 +87,12 @@ def calibration_batches(images: np.ndarray, n_batches: int, batch: int, seed: in
 
 def _is_tuple(node) -> bool:
     return isinstance(node, tuple)
+
+
+def resized_calibration(images_u8: np.ndarray, resolution: int, config: TrainConfig) -> list:
+    """The BN recalibration batches of `config` from uint8 images, resized to `resolution`
+    batch by batch (the same images as resizing the whole set first)."""
+    batches = calibration_batches(
+        images_u8, config.recalib_batches, config.batch_size, config.seed
+    )
+    return [resize_images(b, resolution) for b in batches]

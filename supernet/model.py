@@ -7,6 +7,8 @@ argument (as FlexiViT's Patchify): no module holds an "active subnet". The choic
 - elastic expand ratio: the first `mid` channels of the expanded layer (a mask);
 - elastic depth: a skipped layer is a `lax.cond` that runs nothing;
 - elastic resolution: the input arrives at the subnet's resolution (a compile per resolution).
+Each depthwise layer takes the form `supernet.depthwise.choose` gives for its map size and
+backend; large-map blocks are rematerialised in the backward pass (`REMAT_MIN_POSITIONS`).
 """
 
 from __future__ import annotations
@@ -19,12 +21,12 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from supernet.depthwise import depthwise
 from supernet.layers import (
     BN_MOMENTUM,
     activation,
     batch_norm,
     conv1x1,
-    depthwise_matmul,
     hsigmoid,
     hswish,
     kernel_mask,
@@ -32,6 +34,11 @@ from supernet.layers import (
 from supernet.space import SearchSpace, Subnet, se_width
 
 BN_NAMES = ("bn1", "bn2", "bn3")
+# Blocks whose input map has at least this many positions (28x28 and up: 224 px inputs) keep
+# only their input for the backward pass and recompute the rest (jax.checkpoint). Their forward
+# pass is about a tenth of forward + backward, and at 224 px, batch 64, their activations
+# would otherwise take most of the step's memory.
+REMAT_MIN_POSITIONS = 28 * 28
 
 
 class Arch(NamedTuple):
@@ -118,8 +125,14 @@ class ElasticBlock(nn.Module):
     def __call__(self, x: jax.Array, slot: Arch, train: bool) -> jax.Array:
         running = {k: v.value for k, v in self.stats.items()}
 
+        def forward(x, p, slot, running):
+            return self._forward(x, p, slot, running, train)
+
+        if x.shape[1] * x.shape[2] >= REMAT_MIN_POSITIONS:
+            forward = jax.checkpoint(forward)
+
         def run(x):
-            return self._forward(x, slot, running, train)
+            return forward(x, self.p, slot, running)
 
         def skip(x):
             return x, running
@@ -131,8 +144,8 @@ class ElasticBlock(nn.Module):
         _update_stats(self, self.stats, moments, train)
         return y
 
-    def _forward(self, x, slot: Arch, running: dict, train: bool):
-        p, act = self.p, activation(self.act)
+    def _forward(self, x, p: dict, slot: Arch, running: dict, train: bool):
+        act = activation(self.act)
         mask = (jnp.arange(self.mid_max) < slot.mid).astype(x.dtype)
         moments = {}
 
@@ -151,17 +164,16 @@ class ElasticBlock(nn.Module):
         h = act(bn("bn1", conv1x1(x, p["expand"])) * mask)
         k_max = max(self.kernels)
         dw = p["dw"] * kernel_mask(k_max, slot.kernel)[:, :, None]
-        h = depthwise_matmul(h, dw, self.stride)
+        h = depthwise(h, dw, self.stride)
         h = act(bn("bn2", h) * mask)
         if self.se:
-            h = h * self._excite(h, slot)[:, None, None, :]
+            h = h * self._excite(h, p, slot)[:, None, None, :]
         y = bn("bn3", conv1x1(h, p["project"]))
         if self.stride == 1 and self.c_in == self.c_out:
             y = y + x
         return y, moments
 
-    def _excite(self, h, slot: Arch):
-        p = self.p
+    def _excite(self, h, p: dict, slot: Arch):
         se_mask = (jnp.arange(p["se_b1"].shape[0]) < slot.se_mid).astype(h.dtype)
         pooled = jnp.mean(h, axis=(1, 2))  # (B, C): rank 2 before any Dense (TFLite)
         s = jax.nn.relu(pooled @ p["se_w1"] + p["se_b1"]) * se_mask

@@ -19,7 +19,9 @@ from pathlib import Path
 import numpy as np
 
 ACTIVATIONS = ("relu", "hswish")
-DEFAULT_SPACE_FILE = Path(__file__).parent / "spaces" / "default.json"
+PRESETS_DIR = Path(__file__).parent / "spaces"
+DEFAULT_PRESET = "digits"
+DEFAULT_SPACE_FILE = PRESETS_DIR / f"{DEFAULT_PRESET}.json"
 
 
 class SpaceError(ValueError):
@@ -483,3 +485,28 @@ _SUBNET_HINT = '{"resolution": R, "depths": [...], "kernels": [...], "expands": 
 
 def default_space() -> SearchSpace:
     return SearchSpace.from_file(None)
+
+
+def presets() -> dict[str, Path]:
+    """The spaces shipped with hwnas, by name (the file's stem): digits, cifar, ofa-mbv3."""
+    return {p.stem: p for p in sorted(PRESETS_DIR.glob("*.json"))}
+
+
+def load_space(spec: str | Path | None = None) -> SearchSpace:
+    """A space by preset name or from a .json/.toml file; None gives the default preset.
+
+    Raises:
+        SpaceError: `spec` is neither a preset nor a readable space file.
+    """
+    if spec is None:
+        return default_space()
+    shipped = presets()
+    if str(spec) in shipped:
+        return SearchSpace.from_file(shipped[str(spec)])
+    path = Path(spec)
+    if path.suffix.lower() in (".json", ".toml") or path.exists():
+        return SearchSpace.from_file(path)
+    raise SpaceError(
+        f"unknown space {str(spec)!r}: give a preset ({', '.join(shipped)}) "
+        "or a .json/.toml space file"
+    )

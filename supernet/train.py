@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
+from functools import partial
 from typing import Any, NamedTuple
 
 import jax
@@ -139,13 +140,22 @@ def normalise(images_u8: np.ndarray) -> np.ndarray:
     return ((images_u8.astype(np.float32) / 255.0) - MEAN) / STD
 
 
-def resize_images(images_u8: np.ndarray, resolution: int) -> np.ndarray:
-    """uint8 (N, H, W, C) -> normalised float32 (N, R, R, C), bilinear (half-pixel centres)."""
-    x = normalise(images_u8)
-    if x.shape[1:3] == (resolution, resolution):
-        return x
+def resize_images(images_u8: np.ndarray, resolution: int, chunk: int = 256) -> np.ndarray:
+    """uint8 (N, H, W, C) -> normalised float32 (N, R, R, C), bilinear (half-pixel centres),
+    `chunk` images at a time so that a large set never exists as float32 at its source size."""
+    if images_u8.shape[1:3] == (resolution, resolution):
+        return normalise(images_u8)
+    parts = [
+        np.asarray(_resize(normalise(images_u8[i : i + chunk]), resolution))
+        for i in range(0, len(images_u8), chunk)
+    ]
+    return np.concatenate(parts) if parts else np.zeros((0, resolution, resolution, 3), "f4")
+
+
+@partial(jax.jit, static_argnums=1)
+def _resize(x: jax.Array, resolution: int) -> jax.Array:
     shape = (x.shape[0], resolution, resolution, x.shape[3])
-    return np.asarray(jax.image.resize(jnp.asarray(x), shape, "bilinear", antialias=True))
+    return jax.image.resize(x, shape, "bilinear", antialias=True)
 
 
 class Sharder:
@@ -170,19 +180,21 @@ class Sharder:
 def run_epoch(
     state: TrainState,
     train_step: Callable,
-    images: dict[int, np.ndarray],
+    images_u8: np.ndarray,
     labels: np.ndarray,
     space: SearchSpace,
     config: TrainConfig,
     epoch: int,
     sharder: Sharder,
 ) -> Iterator[tuple[TrainState, dict]]:
-    """Yield (state, metrics) after every step of one epoch."""
+    """Yield (state, metrics) after every step of one epoch; each batch is resized to the
+    step's resolution as it is drawn (memory does not grow with resolutions x images)."""
     for idx in epoch_batches(len(labels), config, epoch):
         step = int(state.step)
         subnets = step_subnets(space, config, step)
         archs = stack_archs([arch_arrays(space, s) for s in subnets])
-        x, y = sharder.put_batch(images[subnets[0].resolution][idx], labels[idx])
+        x = resize_images(images_u8[idx], subnets[0].resolution)
+        x, y = sharder.put_batch(x, labels[idx])
         t0 = time.perf_counter()
         state, metrics = train_step(state, x, y, archs)
         metrics = {k: float(v) for k, v in metrics.items()}

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from supernet import checkpoint
 from supernet.data import Dataset
-from supernet.evaluate import Evaluator, calibration_batches
+from supernet.evaluate import Evaluator, resized_calibration
 from supernet.model import SuperNet, arch_arrays
 from supernet.space import SearchSpace, Subnet
 from supernet.train import (
@@ -52,7 +52,6 @@ class Prepared:
 
     net: SuperNet
     tx: object
-    images: dict[int, np.ndarray]
     val: dict[int, np.ndarray]
     steps_per_epoch: int
 
@@ -64,11 +63,10 @@ def prepare(space: SearchSpace, data: Dataset, config: TrainConfig) -> Prepared:
             f"batch size {config.batch_size} must divide over {n_dev} devices and not exceed "
             f"the {len(data.y_train)} training images"
         )
-    images = {r: resize_images(data.x_train, r) for r in space.resolutions}
     ends = {space.resolutions[0], space.resolutions[-1]}
     val = {r: resize_images(data.x_val, r) for r in ends}
     steps = len(data.y_train) // config.batch_size
-    return Prepared(SuperNet(space), make_optimizer(config, steps), images, val, steps)
+    return Prepared(SuperNet(space), make_optimizer(config, steps), val, steps)
 
 
 def initial_state(prep: Prepared, config: TrainConfig, ckpt: Path, resume: bool):
@@ -86,9 +84,7 @@ def evaluate_ends(prep: Prepared, ev: Evaluator, state: TrainState, data: Datase
     out = []
     for subnet in (space.largest(), space.smallest()):
         r = subnet.resolution
-        calib = calibration_batches(
-            prep.images[r], config.recalib_batches, config.batch_size, config.seed
-        )
+        calib = resized_calibration(data.x_train, r, config)
         arch = arch_arrays(space, subnet)
         out.append(
             ev.subnet_accuracy(
@@ -127,7 +123,9 @@ def train_and_evaluate(
             leave=False,
         )
         losses = []
-        steps = run_epoch(state, step_fn, prep.images, data.y_train, space, config, epoch, sharder)
+        steps = run_epoch(
+            state, step_fn, data.x_train, data.y_train, space, config, epoch, sharder
+        )
         for new_state, m in steps:
             state = new_state
             losses.append(m["loss"])
@@ -189,8 +187,7 @@ def subnet_val_accuracy(space, variables, data: Dataset, subnet: Subnet, config)
     net = SuperNet(space)
     ev = Evaluator.for_net(net)
     r = subnet.resolution
-    train_r = resize_images(data.x_train, r)
-    calib = calibration_batches(train_r, config.recalib_batches, config.batch_size, config.seed)
+    calib = resized_calibration(data.x_train, r, config)
     val = resize_images(data.x_val, r)
     arch = arch_arrays(space, subnet)
     return ev.subnet_accuracy(

@@ -29,6 +29,19 @@ def test_space_json_has_the_contract_keys(capsys):
     assert result["largest"]["resolution"] == 16 and len(result["largest"]["kernels"]) == 20
 
 
+def test_space_presets_are_listed_and_load_by_name(capsys):
+    code, result, err = run(capsys, "space", "--list", "--json")
+    assert code == 0, err
+    names = {row["name"]: row for row in result["presets"]}
+    assert set(names) == {"digits", "cifar", "ofa-mbv3"}
+    assert names["ofa-mbv3"]["resolutions"] == [128, 160, 192, 224]
+    code, result, err = run(capsys, "space", "--space", "ofa-mbv3", "--json")
+    assert code == 0, err
+    assert result["space"] == "ofa-mbv3" and result["largest"]["resolution"] == 224
+    code, text, err = run(capsys, "space", "--list")
+    assert code == 0 and "ofa-mbv3" in text.splitlines()[-1], err
+
+
 def test_db_init_then_status(capsys, db_url):
     code, result, err = run(capsys, "db", "init", "--db", db_url, "--json")
     assert code == 0, err
@@ -57,6 +70,8 @@ def assert_one_line_error(code: int, err: str, needle: str) -> None:
         (["space", "--bogus"], "No such option"),
         (["space", "--space", "{tmp}/missing.json"], "does not exist"),
         (["space", "--space", "{tmp}/bad.json", "--db", "sqlite:///{tmp}/x.db"], "unknown space"),
+        (["space", "--space", "nonsense"], "unknown space 'nonsense'"),
+        (["train", "--space", "nonsense", "--db", "sqlite:///{tmp}/x.db"], "unknown space"),
         (["db", "status", "--db", "sqlite:///{tmp}/x.db"], "hwnas db init"),
         (["db", "init", "--db", "sqlite:///{tmp}/nodir/x.db"], "does not exist"),
         (["db", "init", "--db", "nonsense"], "not a database URL"),

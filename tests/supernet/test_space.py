@@ -8,7 +8,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from supernet.space import SearchSpace, SpaceError, StageSpec, Subnet, default_space
+from supernet.space import (
+    SearchSpace,
+    SpaceError,
+    StageSpec,
+    Subnet,
+    default_space,
+    load_space,
+    presets,
+)
 
 SPACE = default_space()
 
@@ -219,3 +227,38 @@ def test_sized_sampling_covers_the_ends_of_the_size_range():
     assert sized.min() < uniform.min()  # uniform sampling never came near the smallest
     for s in (space.sample_sized(rng) for _ in range(50)):
         space.validate(s)
+
+
+# ---- presets --------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("name", "top", "macs_range"),
+    [("digits", 16, (0.5e6, 10e6)), ("cifar", 32, (5e6, 80e6)), ("ofa-mbv3", 224, (30e6, 600e6))],
+)
+def test_presets_load_by_name(name, top, macs_range):
+    space = load_space(name)
+    assert space.resolutions[-1] == top
+    lo, hi = macs_range
+    assert lo < space.cost(space.smallest()).macs < space.cost(space.largest()).macs < hi
+    assert load_space(str(presets()[name])) == space  # the same space from its file
+
+
+def test_ofa_preset_has_once_for_alls_dimensions():
+    space = load_space("ofa-mbv3")
+    assert [s.width for s in space.stages] == [24, 40, 80, 112, 160]
+    assert [s.stride for s in space.stages] == [2, 2, 2, 1, 2]
+    assert [s.se for s in space.stages] == [False, True, False, True, True]
+    assert [s.act for s in space.stages] == ["relu", "relu", "hswish", "hswish", "hswish"]
+    assert (space.stem_width, space.stem_stride, space.head_width) == (16, 2, 1280)
+    assert (space.depths, space.kernels, space.expands) == ((2, 3, 4), (3, 5, 7), (3, 4, 6))
+    assert space.resolutions == (128, 160, 192, 224)
+    largest = space.largest()
+    assert 550e6 < space.cost(largest).macs < 600e6  # OFA's largest: about 595 M
+
+
+def test_default_is_the_digits_preset():
+    assert load_space(None) == load_space("digits") == default_space()
+
+
+def test_an_unknown_space_name_is_refused_with_the_presets_named():
+    with pytest.raises(SpaceError, match=r"unknown space 'nonsense'.*cifar, digits, ofa-mbv3"):
+        load_space("nonsense")

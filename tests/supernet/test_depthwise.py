@@ -1,0 +1,122 @@
+"""The depthwise forms agree (forward and both gradients), the rule picks by size and backend,
+and a 224-px space still trains with one compiled step per resolution."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from supernet import depthwise as dw
+from supernet.model import SuperNet, arch_arrays, stack_archs
+from supernet.space import SearchSpace
+from supernet.train import TrainConfig, create_train_state, make_optimizer, make_train_step
+
+CASES = [  # (h, w, channels, kernel, stride): odd and even maps, both strides, every kernel
+    (5, 5, 3, 3, 1),
+    (6, 7, 4, 5, 2),
+    (7, 7, 3, 7, 2),
+    (9, 8, 5, 7, 1),
+    (14, 14, 6, 7, 1),
+    (15, 15, 4, 5, 2),
+    (28, 28, 3, 3, 2),
+]
+
+
+def _loss(form: str, stride: int):
+    def loss(x, w):
+        # a nonlinear loss so the output gradient differs everywhere
+        return jnp.sum(jnp.sin(dw.depthwise(x, w, stride, form)))
+
+    return loss
+
+
+def _inputs(h, w, c, k):
+    rng = np.random.default_rng(h * 100 + w * 10 + k)
+    x = rng.normal(size=(2, h, w, c)).astype(np.float32)
+    return jnp.asarray(x), jnp.asarray(rng.normal(size=(k, k, c)).astype(np.float32))
+
+
+def _close(a, b) -> float:
+    """Largest difference relative to the reference's largest magnitude."""
+    return float(jnp.max(jnp.abs(a - b)) / jnp.maximum(jnp.max(jnp.abs(b)), 1.0))
+
+
+@pytest.mark.parametrize("form", ["matmul", "shift"])
+@pytest.mark.parametrize(("h", "w", "c", "k", "stride"), CASES)
+def test_forms_agree_with_the_grouped_convolution(form, h, w, c, k, stride):
+    x, wk = _inputs(h, w, c, k)
+    ref = dw.depthwise(x, wk, stride, "conv")
+    got = dw.depthwise(x, wk, stride, form)
+    assert got.shape == ref.shape == (2, -(-h // stride), -(-w // stride), c)
+    assert _close(got, ref) < 1e-5
+    g_ref = jax.grad(_loss("conv", stride), argnums=(0, 1))(x, wk)
+    g_got = jax.jit(jax.grad(_loss(form, stride), argnums=(0, 1)))(x, wk)
+    assert _close(g_got[0], g_ref[0]) < 1e-5  # input gradient
+    assert _close(g_got[1], g_ref[1]) < 1e-5  # weight gradient
+
+
+def test_shift_gradient_is_its_own_not_autodiffs():
+    """The shifted form's backward pass is the hand-written one (the fast one)."""
+    x, wk = _inputs(9, 9, 3, 5)
+    jaxpr = str(jax.make_jaxpr(jax.grad(_loss("shift", 1), argnums=1))(x, wk))
+    assert "custom_vjp" in jaxpr
+    assert "dot_general" in jaxpr  # the weight gradient's row matmuls
+
+
+@pytest.mark.parametrize(
+    ("h", "w", "backend", "form"),
+    [
+        (7, 7, "cpu", "matmul"),
+        (14, 14, "cpu", "matmul"),
+        (20, 20, "cpu", "matmul"),
+        (21, 21, "cpu", "shift"),
+        (28, 28, "cpu", "shift"),
+        (112, 112, "cpu", "shift"),
+        (7, 7, "gpu", "conv"),
+        (112, 112, "gpu", "conv"),
+        (14, 14, "tpu", "conv"),
+    ],
+)
+def test_the_form_follows_map_size_and_backend(h, w, backend, form):
+    assert dw.choose(h, w, backend) == form
+
+
+def test_unknown_form_is_refused():
+    x, wk = _inputs(5, 5, 3, 3)
+    with pytest.raises(ValueError, match="unknown depthwise form"):
+        dw.depthwise(x, wk, 1, "fft")
+
+
+NARROW_224 = SearchSpace(
+    name="narrow-224",
+    stages=({"width": 4, "stride": 2}, {"width": 8, "stride": 2, "se": True, "act": "hswish"}),
+    depths=(1, 2),
+    kernels=(3, 5),
+    expands=(2, 3),
+    resolutions=(192, 224),
+    stem_width=4,
+    stem_stride=2,
+    head_width=8,
+)
+
+
+def test_one_compile_per_resolution_at_224_px():
+    """Maps of 112x112 down to 28x28: shift and matmul forms and rematerialised blocks in one
+    step, compiled once per resolution whatever the subnets."""
+    space, config = NARROW_224, TrainConfig(batch_size=2)
+    net, tx = SuperNet(space), make_optimizer(config, 10)
+    state, step = create_train_state(net, tx, 0), make_train_step(net, tx)
+    rng = np.random.default_rng(0)
+    keys = set()
+    for r in (192, 224, 192, 224):
+        subnets = [space.sample(rng) for _ in range(3)]
+        subnets = [space.subnet(r, s.depths, s.kernels, s.expands) for s in subnets]
+        keys |= {s.key for s in subnets}
+        archs = stack_archs([arch_arrays(space, s) for s in subnets])
+        x = rng.normal(size=(2, r, r, 3)).astype(np.float32)
+        state, metrics = step(state, x, np.array([0, 1], np.int32), archs)
+        assert np.isfinite(metrics["loss"])
+    assert len(keys) > 2
+    assert step._cache_size() == 2
