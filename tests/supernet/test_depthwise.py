@@ -3,6 +3,8 @@ and a 224-px space still trains with one compiled step per resolution."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -89,17 +91,7 @@ def test_unknown_form_is_refused():
         dw.depthwise(x, wk, 1, "fft")
 
 
-NARROW_224 = SearchSpace(
-    name="narrow-224",
-    stages=({"width": 4, "stride": 2}, {"width": 8, "stride": 2, "se": True, "act": "hswish"}),
-    depths=(1, 2),
-    kernels=(3, 5),
-    expands=(2, 3),
-    resolutions=(192, 224),
-    stem_width=4,
-    stem_stride=2,
-    head_width=8,
-)
+NARROW_224 = SearchSpace.from_file(Path(__file__).parent.parent / "data" / "narrow_224.json")
 
 
 def test_one_compile_per_resolution_at_224_px():

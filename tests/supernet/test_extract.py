@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from functools import cache
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -123,6 +124,22 @@ def test_default_space_largest_and_random():
     for subnet in subnets:
         net, sliced = standalone(space, subnet, variables)
         assert param_count(sliced) == space.cost(subnet).params
+        expected = np.asarray(evaluator(space).logits(variables, x, arch_arrays(space, subnet)))
+        got = np.asarray(jax.jit(net.apply)(sliced, x))
+        assert np.abs(expected).max() > 0.05
+        np.testing.assert_allclose(got, expected, rtol=0, atol=ATOL)
+
+
+def test_standalone_matches_supernet_at_224_px():
+    """At 224 px the supernet's depthwise layers run as shifted multiply-adds (112x112 to
+    28x28) and spatial matmuls (14x14 and below); the standalone model's as grouped
+    convolutions: the logits still agree to 1e-4."""
+    space = SearchSpace.from_file(Path(__file__).parent.parent / "data" / "narrow_224.json")
+    variables = random_variables(space, seed=4)
+    sampled = space.sample(np.random.default_rng(6))
+    for subnet in (space.largest(), dataclasses.replace(sampled, resolution=224)):
+        x = images(space, 224, 2, seed=3)
+        net, sliced = standalone(space, subnet, variables)
         expected = np.asarray(evaluator(space).logits(variables, x, arch_arrays(space, subnet)))
         got = np.asarray(jax.jit(net.apply)(sliced, x))
         assert np.abs(expected).max() > 0.05
