@@ -40,13 +40,13 @@ def image_size_for(space: SearchSpace) -> int:
     return max(MIN_IMAGE_SIZE, space.resolutions[-1])
 
 
-LARGE_IMAGE_BATCH = 32  # default batch above 64 px: ~4 GB of XLA temporaries at 224 px on CPU
+LARGE_IMAGE_BATCH = 32  # default batch above 64 px: 4.4 GB of XLA temporaries at 224 px on CPU
 
 
 def default_batch_size(space: SearchSpace) -> int:
     """64 (the digits' and CIFAR's default), or 32 for spaces above 64 px: at 224 px the
     training step of the largest subnets needed 8.1 GB of XLA temporaries at batch 64 on CPU
-    (`compiled.memory_analysis()`), 4.3 GB at 32."""
+    (`compiled.memory_analysis()`), 4.4 GB at 32."""
     return TrainConfig().batch_size if space.resolutions[-1] <= 64 else LARGE_IMAGE_BATCH
 
 
