@@ -240,7 +240,16 @@ def rss_of(name: str, space: SearchSpace, tx, batch: int) -> None:
     runner = {"supernet": supernet_runner, "plain": plain_runner, "sandwich": sandwich_runner}
     r = runner[name](space, tx, batch)[0]
     r.run(2)
-    print(json.dumps({"maxrss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6}))
+    print(json.dumps({"maxrss_gb": peak_rss_gb()}))
+
+
+def peak_rss_gb() -> float:
+    """This process's peak RSS: VmHWM belongs to its own address space (getrusage's ru_maxrss
+    keeps the parent's peak across fork and exec on Linux, so every child reported it)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1e6
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
 
 
 # ---- measuring and reporting -----------------------------------------------------------------
