@@ -149,7 +149,8 @@ def resize_images(images_u8: np.ndarray, resolution: int, chunk: int = 256) -> n
         np.asarray(_resize(normalise(images_u8[i : i + chunk]), resolution))
         for i in range(0, len(images_u8), chunk)
     ]
-    return np.concatenate(parts) if parts else np.zeros((0, resolution, resolution, 3), "f4")
+    empty = np.zeros((0, resolution, resolution, images_u8.shape[3]), np.float32)
+    return np.concatenate(parts) if parts else empty
 
 
 @partial(jax.jit, static_argnums=1)
