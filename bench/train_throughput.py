@@ -262,6 +262,10 @@ def summary(img_s: list[float]) -> dict:
     }
 
 
+def say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
 def measure(runners: dict[str, Runner], images: dict[str, int], args) -> dict[str, list[float]]:
     """Alternate rounds of every runner; images/s of each round."""
     for r in runners.values():  # one untimed step each after compiling
@@ -270,7 +274,7 @@ def measure(runners: dict[str, Runner], images: dict[str, int], args) -> dict[st
     for rep in range(args.repeats):
         for name, r in runners.items():
             out[name].append(images[name] * args.steps / r.run(args.steps))
-        line = ", ".join(f"{n} {v[-1]:.0f}" for n, v in out.items())
+        line = ", ".join(f"{n} {v[-1]:.1f}" for n, v in out.items())
         print(f"round {rep + 1}/{args.repeats}: {line} img/s", file=sys.stderr)
     return out
 
@@ -355,9 +359,15 @@ def main(argv: list[str] | None = None) -> dict | None:
     if args.rss_of:
         return rss_of(args.rss_of, space, tx, args.batch)
     peak = matmul_peak()
+    say(f"matmul peak {peak:.1f} GMAC/s; compiling (a) the supernet's step for the largest subnet")
     sup, sup_compile = supernet_runner(space, tx, args.batch)
+    say(f"(a) compiled in {sup_compile:.0f} s; compiling (b) the plain model")
     plain, plain_compile = plain_runner(space, tx, args.batch)
+    say(f"(b) compiled in {plain_compile:.0f} s; compiling (c) the sandwich at every resolution")
     sand, sand_warmup, n_subnets = sandwich_runner(space, tx, args.batch)
+    say(
+        f"(c) warmed up in {sand_warmup:.0f} s; timing {args.repeats} rounds of {args.steps} steps"
+    )
     first_timed = sand.i + 1  # measure() runs one untimed step first
     runners = {"supernet": sup, "plain": plain, "sandwich": sand}
     images = {"supernet": args.batch, "plain": args.batch, "sandwich": args.batch * n_subnets}
@@ -387,6 +397,7 @@ def main(argv: list[str] | None = None) -> dict | None:
     }
     timed = range(first_timed, first_timed + args.steps * args.repeats)
     result["useful"] = useful_rates(space, args, result, timed)
+    say("peak RSS: one child process per step")
     result["peak_rss_gb"] = {name: child_rss(name, args) for name in runners}
     print_table(result)
     line = json.dumps(result)

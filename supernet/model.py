@@ -30,6 +30,7 @@ from supernet.layers import (
     hsigmoid,
     hswish,
     kernel_mask,
+    patches,
 )
 from supernet.space import SearchSpace, Subnet, se_width
 
@@ -208,6 +209,35 @@ class BatchNorm(nn.Module):
         return y
 
 
+class Stem(nn.Module):
+    """The stem's k x k convolution as a matmul over its input's windows (`patches`): XLA on
+    CPU took 250 ms for its weight gradient as a convolution at 224 px, batch 32. Its kernel
+    is `nn.Conv`'s (name, shape, initialiser), so the standalone subnet reads it unchanged."""
+
+    features: int
+    stride: int
+    size: int = 3
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        k, c = self.size, x.shape[-1]
+        w = self.param("kernel", nn.initializers.lecun_normal(), (k, k, c, self.features))
+        return conv1x1(patches(x, k, self.stride), w.reshape(k * k * c, self.features))
+
+
+class Pointwise(nn.Module):
+    """A 1x1 convolution with `nn.Conv`'s kernel (1, 1, c, d), run as `conv1x1` (whose
+    backward pass avoids XLA's convolution gradient: 250 ms for the head at 224 px)."""
+
+    features: int
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        shape = (1, 1, x.shape[-1], self.features)
+        w = self.param("kernel", nn.initializers.lecun_normal(), shape)
+        return conv1x1(x, w[0, 0])
+
+
 class SuperNet(nn.Module):
     """The whole supernet: stem, elastic stages, head. `__call__(x, arch, train)`."""
 
@@ -215,9 +245,7 @@ class SuperNet(nn.Module):
 
     def setup(self) -> None:
         sp = self.space
-        self.stem = nn.Conv(
-            sp.stem_width, (3, 3), strides=sp.stem_stride, padding="SAME", use_bias=False
-        )
+        self.stem = Stem(sp.stem_width, sp.stem_stride)
         self.stem_bn = BatchNorm(sp.stem_width)
         blocks, c_in = [], sp.stem_width
         for spec in sp.stages:
@@ -236,7 +264,7 @@ class SuperNet(nn.Module):
                 )
             c_in = spec.width
         self.blocks = blocks
-        self.head = nn.Conv(sp.head_width, (1, 1), use_bias=False)
+        self.head = Pointwise(sp.head_width)
         self.head_bn = BatchNorm(sp.head_width)
         self.classifier = nn.Dense(sp.num_classes)
 
