@@ -18,20 +18,22 @@ backend (`choose`):
   DEPTHWISE_CONV_2D in the exported model.
 
 Measured on this 2-core CPU (jax 0.10.2, batch 32, kernel 7, forward + both gradients, median
-of 5 after a warm-up; `python bench/depthwise_forms.py`), ms:
+after a warm-up; `python bench/depthwise_forms.py`), ms. `shift` has the hand-written backward
+pass (2026-12-02, 3 repeats); `shift (autodiff)` and `conv` are from 2026-12-01 (5 repeats):
 
-    input      channels stride   matmul   shift(autodiff)   conv
-    7x7        960      1        21.8     166.4             1183.1
-    14x14      480      1        164.7    277.0             1276.9
-    14x14      672      2        64.6     159.4             1236.0
-    28x28      240      1        1007.1   602.4             1932.5
-    28x28      144      2        174.4    168.1             862.4
-    56x56      144      1        -        2174.9            10031.4
-    112x112    96       2        -        2140.0            10537.7
+    input      channels stride   matmul   shift    shift (autodiff)   conv
+    7x7        960      1        27.2     170.0    166.4              1183.1
+    14x14      672      1        177.8    379.9    -                  -
+    14x14      480      1        138.6    267.2    277.0              1276.9
+    14x14      672      2        75.7     167.6    159.4              1236.0
+    28x28      240      1        1069.4   572.8    602.4              1932.5
+    28x28      144      2        174.0    106.0    168.1              862.4
+    56x56      144      1        -        -        2174.9             10031.4
+    112x112    96       2        -        -        2140.0             10537.7
 
-So on CPU the matmul form wins up to 14x14 inputs (196 positions) and ties at 28x28 with
-stride 2; from 28x28 at stride 1 the shifted form wins. `MATMUL_MAX_POSITIONS` sits between.
-On a GPU every layer takes the grouped convolution.
+So on CPU the matmul form wins up to 14x14 inputs (196 positions, 2x faster than shift) and
+the shifted form from 28x28 (784 positions, at stride 1 and 2). `MATMUL_MAX_POSITIONS` sits
+between. On a GPU every layer takes the grouped convolution.
 """
 
 from __future__ import annotations
