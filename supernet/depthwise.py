@@ -116,20 +116,24 @@ def depthwise_matmul(x: jax.Array, w: jax.Array, stride: int) -> jax.Array:
 
 
 # ---- shift ----------------------------------------------------------------------------------
-def _pad_same(x: jax.Array, k: int, stride: int) -> jax.Array:
+def pad_same(x: jax.Array, k: int, stride: int) -> jax.Array:
     ph, pw = same_padding(x.shape[1], k, stride), same_padding(x.shape[2], k, stride)
     return jnp.pad(x, ((0, 0), ph, pw, (0, 0)))
+
+
+def tap_window(xp: jax.Array, i: int, j: int, stride: int, ho: int, wo: int) -> jax.Array:
+    """The (ho, wo) input positions that tap (i, j) reads from the padded input `xp`."""
+    limit = (xp.shape[0], i + (ho - 1) * stride + 1, j + (wo - 1) * stride + 1, xp.shape[-1])
+    return lax.slice(xp, (0, i, j, 0), limit, (1, stride, stride, 1))
 
 
 def _taps(xp: jax.Array, w: jax.Array, stride: int, ho: int, wo: int) -> jax.Array:
     """Valid (unpadded) strided correlation of `xp` with w: k*k shifted multiply-adds."""
     k = w.shape[0]
-    b, c = xp.shape[0], xp.shape[-1]
     out = None
     for i in range(k):
         for j in range(k):
-            limit = (b, i + (ho - 1) * stride + 1, j + (wo - 1) * stride + 1, c)
-            term = lax.slice(xp, (0, i, j, 0), limit, (1, stride, stride, 1)) * w[i, j]
+            term = tap_window(xp, i, j, stride, ho, wo) * w[i, j]
             out = term if out is None else out + term
     return out
 
@@ -138,7 +142,7 @@ def _taps(xp: jax.Array, w: jax.Array, stride: int, ho: int, wo: int) -> jax.Arr
 def depthwise_shift(x: jax.Array, w: jax.Array, stride: int) -> jax.Array:
     """Depthwise convolution as k*k fused shifted multiply-adds (larger maps on CPU)."""
     k, h, wd = w.shape[0], x.shape[1], x.shape[2]
-    return _taps(_pad_same(x, k, stride), w, stride, math.ceil(h / stride), math.ceil(wd / stride))
+    return _taps(pad_same(x, k, stride), w, stride, math.ceil(h / stride), math.ceil(wd / stride))
 
 
 def _shift_fwd(x, w, stride):
@@ -187,7 +191,7 @@ def _weight_grad(x: jax.Array, g: jax.Array, k: int, stride: int) -> jax.Array:
     The rows run in a `lax.scan`, so one row's operands exist at a time (as a Python loop,
     XLA kept all k of them live: 5-10x the input's size in temporaries).
     """
-    xp = _pad_same(x, k, stride)
+    xp = pad_same(x, k, stride)
     b, ho, wo, c = g.shape
     wp = xp.shape[2]
     xt = jnp.transpose(xp, (3, 0, 1, 2))  # (c, b, rows, columns)

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from supernet.depthwise import same_padding
+from supernet.depthwise import pad_same, tap_window
 
 BN_EPS = 1e-5
 BN_MOMENTUM = 0.9
@@ -114,18 +114,7 @@ conv1x1.defvjp(_conv1x1_fwd, _conv1x1_bwd)
 def patches(x: jax.Array, k: int, stride: int) -> jax.Array:
     """(B, H, W, C) -> (B, Ho, Wo, k*k*C): the SAME-padded k x k windows, (i, j, c) order, so
     that a (k, k, C, D) kernel reshaped to (k*k*C, D) turns the convolution into `conv1x1`."""
-    b, h, w, c = x.shape
-    ph, pw = same_padding(h, k, stride), same_padding(w, k, stride)
-    xp = jnp.pad(x, ((0, 0), ph, pw, (0, 0)))
-    ho, wo = -(-h // stride), -(-w // stride)
-    cols = [
-        lax.slice(
-            xp,
-            (0, i, j, 0),
-            (b, i + (ho - 1) * stride + 1, j + (wo - 1) * stride + 1, c),
-            (1, stride, stride, 1),
-        )
-        for i in range(k)
-        for j in range(k)
-    ]
+    xp = pad_same(x, k, stride)
+    ho, wo = -(-x.shape[1] // stride), -(-x.shape[2] // stride)
+    cols = [tap_window(xp, i, j, stride, ho, wo) for i in range(k) for j in range(k)]
     return jnp.concatenate(cols, axis=-1)
