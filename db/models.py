@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 from sqlalchemy import JSON, ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 def utcnow() -> datetime:
@@ -118,12 +118,14 @@ class Measurement(Base):
 
 
 class Predictor(Base):
-    """A fitted latency predictor, stored as JSON (never pickled)."""
+    """A fitted latency predictor, stored as JSON (never pickled). `name` is set on the
+    predictors a search refits between its rounds (`SEARCH/rN`)."""
 
     __tablename__ = "hwnas_predictors"
     id: Mapped[int] = mapped_column(primary_key=True)
     target_id: Mapped[int] = mapped_column(ForeignKey("hwnas_targets.id"))
     kind: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str | None] = mapped_column(String(240))
     n_train: Mapped[int]
     metrics: Mapped[dict[str, Any]]
     model: Mapped[dict[str, Any]]
@@ -145,10 +147,33 @@ class Search(Base):
     status: Mapped[str] = mapped_column(String(32), default="created")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     candidates: Mapped[list[Candidate]] = relationship(back_populates="search")
+    rounds: Mapped[list[SearchRound]] = relationship(
+        back_populates="search", order_by="SearchRound.round"
+    )
+
+
+class SearchRound(Base):
+    """One round of a search's closed loop: the Optuna study it ran in (round 0's has the
+    search's name, round N's `SEARCH~rN`), the predictor that scored its trials per target,
+    and, once its front was measured, how the measurements agreed with the predictions."""
+
+    __tablename__ = "hwnas_search_rounds"
+    __table_args__ = (UniqueConstraint("search_id", "round"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    search_id: Mapped[int] = mapped_column(ForeignKey("hwnas_searches.id", ondelete="CASCADE"))
+    round: Mapped[int]
+    study_name: Mapped[str] = mapped_column(String(240))
+    predictors: Mapped[dict[str, Any]]  # target key -> hwnas_predictors.id
+    trials: Mapped[int]  # the study's finished trials this round ends at
+    agreement: Mapped[dict[str, Any] | None]  # target key -> front vs measurement
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+    search: Mapped[Search] = relationship(back_populates="rounds")
 
 
 class Candidate(Base):
-    """A subnet evaluated by a search trial."""
+    """A subnet evaluated by a search trial. `predicted_ms` is by the newest round's
+    predictors (`scored_round`); what the trial's own round predicted stays in its study."""
 
     __tablename__ = "hwnas_candidates"
     __table_args__ = (UniqueConstraint("search_id", "trial_number"),)
@@ -162,6 +187,10 @@ class Candidate(Base):
     macs: Mapped[int]
     predicted_ms: Mapped[dict[str, Any]]
     measured_ms: Mapped[dict[str, Any] | None]
+    # targets whose prediction left the predictor's fitted range (`Predictor.extrapolated`)
+    extrapolated: Mapped[list[Any]] = mapped_column(default=list)
+    round: Mapped[int] = mapped_column(default=0)  # the round whose study ran the trial
+    scored_round: Mapped[int] = mapped_column(default=0)  # the round whose predictor scored it
     feasible: Mapped[bool] = mapped_column(default=True)
     pareto: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -19,6 +19,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from db.migrate import can_migrate, migrate
 from db.models import SCHEMA_VERSION, Base, Meta
 
 DEFAULT_URL = "sqlite:///hwnas.db"
@@ -148,7 +149,9 @@ def _check_schema(db: Database, *, create: bool) -> None:
     if has_meta:
         with db.read() as s:
             found = s.scalar(select(Meta.value).where(Meta.key == "schema_version"))
-        if found != str(SCHEMA_VERSION):
+        if can_migrate(found):
+            migrate(db.engine, found)
+        elif found != str(SCHEMA_VERSION):
             raise DbError(
                 f"database {_safe(db.url)} has hwnas schema version {found}, this hwnas needs "
                 f"{SCHEMA_VERSION}; point --db at a new database or recreate this one"

@@ -30,6 +30,10 @@ class Encoded:
     k: np.ndarray
     e: np.ndarray
 
+    def take(self, idx: np.ndarray) -> Encoded:
+        """The subnets at `idx` (indices or a mask)."""
+        return Encoded(self.r[idx], self.k[idx], self.e[idx])
+
 
 class SpaceTables:
     """Per-slot constants of a space, and per-(resolution, slot) spatial sizes."""

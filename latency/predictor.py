@@ -31,6 +31,7 @@ from latency.features import Encoded, SpaceTables, macs, physical, table, table_
 from supernet.space import SearchSpace, Subnet
 
 PREDICTOR_KINDS = ("main", "macs", "lut")
+RANGE_SLACK = 1e-6  # relative: a feature equal to a measured extreme is inside the range
 RIDGE_GRID = (1e-2, 1e-1, 1.0, 10.0, 100.0, 1e3, 1e4)
 
 
@@ -50,6 +51,32 @@ class Predictor:
         c = {k: np.asarray(v) for k, v in self.coef.items()}
         raw = self._linear(t, enc, c)
         return np.maximum(raw, c["floor"][0]) if "floor" in c else raw
+
+    def extrapolated_encoded(self, t: SpaceTables, enc: Encoded) -> np.ndarray:
+        """True where a prediction leaves what the predictor was fitted on: the linear model
+        falls below the floor (the floor then hides how fast it thinks the subnet is), or a
+        physical feature (layers, MACs per operation kind, activation volume, resolution) lies
+        outside the range of the measured subnets (`with_range`). Predictors stored before
+        the range was kept are checked against their floor only."""
+        c = {k: np.asarray(v) for k, v in self.coef.items()}
+        out = np.zeros(len(enc.r), bool)
+        if "floor" in c:
+            out |= self._linear(t, enc, c) < c["floor"][0]
+        if "feature_lo" in c:
+            f = physical(t, enc)
+            slack = RANGE_SLACK * np.maximum(np.abs(c["feature_hi"]), 1e-12)
+            out |= ((f < c["feature_lo"] - slack) | (f > c["feature_hi"] + slack)).any(1)
+        return out
+
+    def extrapolated(self, subnets: Sequence[Subnet]) -> np.ndarray:
+        t = SpaceTables(self.space)
+        return self.extrapolated_encoded(t, t.encode(subnets))
+
+    def with_range(self, t: SpaceTables, enc: Encoded) -> Predictor:
+        """The predictor with the range of physical features of the subnets it was fitted on."""
+        f = physical(t, enc)
+        lo, hi = f.min(0).tolist(), f.max(0).tolist()
+        return dataclasses.replace(self, coef={**self.coef, "feature_lo": lo, "feature_hi": hi})
 
     def _linear(self, t: SpaceTables, enc: Encoded, c: dict) -> np.ndarray:
         if self.kind == "macs":
@@ -83,18 +110,24 @@ class Predictor:
 
 
 def _weighted_lstsq(
-    x: np.ndarray, y: np.ndarray, penalty: np.ndarray, nonneg: np.ndarray | None = None
+    x: np.ndarray,
+    y: np.ndarray,
+    penalty: np.ndarray,
+    nonneg: np.ndarray | None = None,
+    weight: np.ndarray | None = None,
 ) -> np.ndarray:
-    """argmin_w sum(((x w - y) / y)^2) + sum(penalty * w^2), with the weights where `nonneg`
-    is True kept >= 0 (costs that cannot be negative: an unconstrained fit on few subnets
-    gives some a negative weight, and a search then finds subnets predicted impossibly fast)."""
-    xw = x / y[:, None]
+    """argmin_w sum(weight * ((x w - y) / y)^2) + sum(penalty * w^2), with the weights where
+    `nonneg` is True kept >= 0 (costs that cannot be negative: an unconstrained fit on few
+    subnets gives some a negative weight, and a search then finds subnets predicted impossibly
+    fast). `weight` (default 1 per subnet) is how much each measurement counts."""
+    root = np.ones_like(y) if weight is None else np.sqrt(weight)
+    xw = x / y[:, None] * root[:, None]
     a = xw.T @ xw + np.diag(penalty)
-    w = np.linalg.solve(a + 1e-9 * np.eye(len(a)), xw.T @ np.ones_like(y))
+    w = np.linalg.solve(a + 1e-9 * np.eye(len(a)), xw.T @ root)
     if nonneg is None or (w[nonneg] >= 0).all():
         return w
     rows = np.vstack([xw, np.diag(np.sqrt(penalty + 1e-9))])
-    target = np.concatenate([np.ones(len(y)), np.zeros(len(penalty))])
+    target = np.concatenate([root, np.zeros(len(penalty))])
     lower = np.where(nonneg, 0.0, -np.inf)
     return lsq_linear(rows, target, bounds=(lower, np.inf), method="bvls").x
 
@@ -155,26 +188,38 @@ def _main_design(t: SpaceTables, enc: Encoded, lut: np.ndarray | None, per_kind:
     return np.concatenate([p, table(t, enc)], 1), nonneg
 
 
-def _fit_main_coef(x: np.ndarray, nonneg: np.ndarray, y: np.ndarray, lam: float) -> np.ndarray:
+def _fit_main_coef(
+    x: np.ndarray, nonneg: np.ndarray, y: np.ndarray, lam: float, weight: np.ndarray | None = None
+) -> np.ndarray:
     """`nonneg` covers the unpenalised leading columns (True: kept >= 0); the table columns
     after them are ridge-penalised by `lam` and free."""
     n_pen = x.shape[1] - len(nonneg)
     penalty = np.concatenate([np.zeros(len(nonneg)), np.full(n_pen, lam)])
-    return _weighted_lstsq(x, y, penalty, np.concatenate([nonneg, np.zeros(n_pen, bool)]))
+    keep = np.concatenate([nonneg, np.zeros(n_pen, bool)])
+    return _weighted_lstsq(x, y, penalty, keep, weight)
 
 
-def choose_ridge(x: np.ndarray, nonneg: np.ndarray, y: np.ndarray, folds: int = 5, seed: int = 0):
-    """The ridge strength with the lowest cross-validated mean relative error."""
+def choose_ridge(
+    x: np.ndarray,
+    nonneg: np.ndarray,
+    y: np.ndarray,
+    weight: np.ndarray | None = None,
+    folds: int = 5,
+    seed: int = 0,
+):
+    """The ridge strength with the lowest cross-validated (weighted) mean relative error."""
+    weight = np.ones_like(y) if weight is None else weight
     order = np.random.default_rng(seed).permutation(len(y))
     parts = np.array_split(order, folds)
     best, best_err = RIDGE_GRID[0], np.inf
     for lam in RIDGE_GRID:
-        errs = []
+        errs, ws = [], []
         for i, test in enumerate(parts):
             train = np.concatenate([p for j, p in enumerate(parts) if j != i])
-            w = _fit_main_coef(x[train], nonneg, y[train], lam)
+            w = _fit_main_coef(x[train], nonneg, y[train], lam, weight[train])
             errs.append(np.abs(x[test] @ w / y[test] - 1))
-        err = float(np.mean(np.concatenate(errs)))
+            ws.append(weight[test])
+        err = float(np.average(np.concatenate(errs), weights=np.concatenate(ws)))
         if err < best_err:
             best, best_err = lam, err
     return best
@@ -186,8 +231,10 @@ def fit_main(
     enc: Encoded,
     y: np.ndarray,
     lut: np.ndarray | None = None,
+    weight: np.ndarray | None = None,
 ) -> Predictor:
-    """Fit `main`; `lut` (per table column, the layer measured alone) is used when complete."""
+    """Fit `main`; `lut` (per table column, the layer measured alone) is used when complete;
+    `weight` per measurement (default 1)."""
     if len(y) < 10:
         raise PredictorError(f"{len(y)} measurements are too few to fit; measure at least 10")
     if lut is not None and np.isnan(lut).any():
@@ -196,8 +243,8 @@ def fit_main(
     per_kind = lut is not None and len(y) >= PER_KIND_MIN_RATIO * (n_phys + t.n_kinds)
     x, nonneg = _main_design(t, enc, lut, per_kind)
     n_unpen = len(nonneg)
-    lam = choose_ridge(x, nonneg, y) if len(y) >= 25 else RIDGE_GRID[-1]
-    w = _fit_main_coef(x, nonneg, y, lam)
+    lam = choose_ridge(x, nonneg, y, weight) if len(y) >= 25 else RIDGE_GRID[-1]
+    w = _fit_main_coef(x, nonneg, y, lam, weight)
     folded = w[n_unpen:]
     if lut is not None:  # the LUT coefficients after the physical ones, per table column
         kind_of_column = np.arange(len(lut)) // (len(lut) // t.n_kinds)

@@ -125,3 +125,52 @@ def test_four_processes_write_one_sqlite_file_without_locking_errors(sqlite_url)
         assert status(db)["tables"]["hwnas_runs"] == 100
     finally:
         db.dispose()
+
+
+def _downgrade_to_v2(db_url: str) -> None:
+    """A database as hwnas with schema version 2 left it: no rounds table, no round columns,
+    one search with one candidate."""
+    db = open_db(db_url)
+    with db.write() as s:
+        s.add(Run(name="r", dataset="digits", space={}, config={}))
+    with db.engine.begin() as conn:
+        conn.execute(text("DROP TABLE hwnas_search_rounds"))
+        conn.execute(text("ALTER TABLE hwnas_predictors DROP COLUMN name"))
+        for column in ("extrapolated", "round", "scored_round"):
+            conn.execute(text(f"ALTER TABLE hwnas_candidates DROP COLUMN {column}"))
+        conn.execute(text(
+            "INSERT INTO hwnas_searches (name, run_id, study_name, targets, budgets, sampler, "
+            "status, created_at) SELECT 's', id, 's', '[]', '{}', 'tpe', 'finished', created_at "
+            "FROM hwnas_runs"
+        ))  # fmt: skip
+        conn.execute(text(
+            "INSERT INTO hwnas_candidates (search_id, trial_number, subnet_key, subnet, accuracy, "
+            "params, macs, predicted_ms, feasible, pareto, created_at) SELECT id, 0, 'k', '{}', "
+            "0.5, 1, 2, '{\"cpu\": 1.0}', true, true, created_at FROM hwnas_searches"
+        ))  # fmt: skip
+        conn.execute(update(Meta).where(Meta.key == "schema_version").values(value="2"))
+    db.dispose()
+
+
+def test_a_version_2_database_is_migrated_keeping_its_rows(db_url, capsys):
+    from db.models import Candidate, Search, SearchRound
+
+    _downgrade_to_v2(db_url)
+    db = open_db(db_url, create=False)
+    try:
+        assert schema_version(db) == SCHEMA_VERSION
+        assert "migrated from schema version 2" in capsys.readouterr().err
+        with db.read() as s:
+            c = s.scalars(select(Candidate)).one()
+            assert (c.predicted_ms, c.extrapolated, c.round, c.scored_round) == (
+                {"cpu": 1.0}, [], 0, 0,
+            )  # fmt: skip
+            assert s.scalars(select(Search)).one().rounds == []
+        with db.write() as s:
+            s.add(SearchRound(search_id=c.search_id, round=0, study_name="s", predictors={},
+                              trials=1))  # fmt: skip
+    finally:
+        db.dispose()
+    again = open_db(db_url, create=False)  # opened again: nothing left to migrate
+    again.dispose()
+    assert "migrated" not in capsys.readouterr().err

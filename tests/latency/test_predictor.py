@@ -191,3 +191,33 @@ def test_measured_layers_get_one_coefficient_per_layer_kind(space, sample, monke
     one = fit_main(space, t, t.encode(sample[:150]), y[:150], per_col)
     assert one.coef["lut_per_kind"] == [0.0]
     assert per_kind < 0.01 < np.abs(one.predict(sample[300:]) / y[300:] - 1).max()
+
+
+def test_predictions_outside_the_fitted_range_are_flagged(space, sample):
+    """The smallest and largest subnets lie outside a fit on mid-sized subnets; a training
+    subnet does not; a prediction the floor lifts is flagged even inside the range."""
+    y, _ = synthetic_latency(space, sample, noise=0.01)
+    t = SpaceTables(space)
+    mid = sample[:300]
+    p = fit_main(space, t, t.encode(mid), y[:300]).with_range(t, t.encode(mid))
+    assert not p.extrapolated(mid).any()
+    assert p.extrapolated([space.smallest(), space.largest()]).all()
+    floored = p.with_floor(float(p.predict(mid).max()) * 2)
+    assert floored.extrapolated(mid).all()
+    again = Predictor.from_dict(json.loads(json.dumps(p.to_dict())))
+    np.testing.assert_array_equal(again.extrapolated(sample), p.extrapolated(sample))
+
+
+def test_weights_pull_the_fit_towards_the_weighted_subnets(space, sample):
+    """A device the model cannot express (a quadratic term): weighting 20 subnets 10x makes
+    their relative error smaller than with equal weights."""
+    y, _ = synthetic_latency(space, sample[:200])
+    t = SpaceTables(space)
+    enc = t.encode(sample[:200])
+    y = y + 0.05 * (macs(t, enc) / macs(t, enc).mean()) ** 2
+    weight = np.ones(200)
+    weight[:20] = 10.0
+    plain = fit_main(space, t, enc, y)
+    focused = fit_main(space, t, enc, y, weight=weight)
+    err = lambda p: np.abs(p.predict(sample[:20]) / y[:20] - 1).mean()  # noqa: E731
+    assert err(focused) < 0.8 * err(plain)
