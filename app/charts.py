@@ -52,8 +52,20 @@ def _rows_with(df: pd.DataFrame, col: str) -> pd.DataFrame:
     return df[df[col].notna()] if col in df else df.iloc[0:0]
 
 
+EXTRAPOLATED = ("extrapolated prediction", {"size": 16, "symbol": "circle-open",
+                                           "line": {"width": 2}, "color": "orange"})  # fmt: skip
+
+
+def extrapolated_on(df: pd.DataFrame, target: str) -> pd.Series:
+    """Rows whose prediction on `target` left the predictor's fitted range."""
+    if "extrapolated" not in df:
+        return pd.Series(False, index=df.index)
+    return df["extrapolated"].fillna("").map(lambda s: target in s.split(", "))
+
+
 def _target_traces(data: pd.DataFrame, col: str, prefix: str, gl: bool) -> list:
     kinds = point_kinds(data)
+    out = extrapolated_on(data, col.split(":", 1)[1])
     traces = []
     for search in sorted(data["search"].unique()) if len(data) else []:
         for kind, (label, marker) in KIND_STYLE.items():
@@ -64,6 +76,10 @@ def _target_traces(data: pd.DataFrame, col: str, prefix: str, gl: bool) -> list:
             part = part.sort_values(col) if front else part
             name = f"{search}{prefix}: {label}"
             traces.append(_points(part, col, name, marker, front, gl and not front))
+        part = data[(data["search"] == search) & out]
+        if not part.empty:  # a ring around each point whose latency is extrapolated
+            label, marker = EXTRAPOLATED
+            traces.append(_points(part, col, f"{search}{prefix}: {label}", marker, False, gl))
     return traces
 
 

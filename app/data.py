@@ -70,9 +70,10 @@ def _search_row(x: Search, run: str, states: dict, best: dict, counts: dict) -> 
 
 CANDIDATE_COLUMNS = (Candidate.id, Search.name, Candidate.trial_number, Candidate.subnet_key,
                      Candidate.accuracy, Candidate.params, Candidate.macs, Candidate.feasible,
-                     Candidate.pareto, Candidate.predicted_ms, Candidate.measured_ms)  # fmt: skip
+                     Candidate.pareto, Candidate.round, Candidate.extrapolated,
+                     Candidate.predicted_ms, Candidate.measured_ms)  # fmt: skip
 FRAME_COLUMNS = ("candidate", "search", "trial", "key", "accuracy", "params", "macs", "feasible",
-                 "pareto")  # fmt: skip
+                 "pareto", "round", "extrapolated")  # fmt: skip
 
 
 def candidates(db: Database, search_names: list[str]) -> pd.DataFrame:
@@ -88,6 +89,7 @@ def candidates(db: Database, search_names: list[str]) -> pd.DataFrame:
         )
         rows = s.execute(q).all()
     df = pd.DataFrame([r[:-2] for r in rows], columns=list(FRAME_COLUMNS))
+    df["extrapolated"] = [", ".join(x or ()) for x in df["extrapolated"]]
     for prefix, i in (("predicted", -2), ("measured", -1)):
         lat = pd.DataFrame.from_records([r[i] or {} for r in rows], index=df.index)
         df = df.join(lat.add_prefix(f"{prefix}:"))
@@ -96,13 +98,14 @@ def candidates(db: Database, search_names: list[str]) -> pd.DataFrame:
 
 def candidates_version(db: Database, search_names: list[str]) -> tuple:
     """Changes whenever the candidates of these searches do (new trials, a new front, new
-    measurements): the key under which a page may reuse `candidates`."""
+    measurements, a closed-loop round's re-scoring): the key under which a page may reuse
+    `candidates`."""
     with db.read() as s:
         q = (
             select(func.count(Candidate.id), func.max(Candidate.id),
                    func.sum(case((Candidate.pareto, 1), else_=0)),
                    func.sum(func.length(cast(Candidate.measured_ms, String))),
-                   func.max(Search.id))
+                   func.sum(Candidate.scored_round), func.max(Search.id))
             .join(Search)
             .where(Search.name.in_(search_names))
         )  # fmt: skip

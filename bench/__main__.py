@@ -31,6 +31,7 @@ BENCHES: dict[str, tuple[str, ...]] = {
     "export_front": ("db", "search"),
     "dashboard_render": (),
     "train_throughput": (),
+    "closed_loop": ("db", "run"),
 }
 DEFAULT = ("search_efficiency", "weight_sharing", "dashboard_render", "train_throughput")
 

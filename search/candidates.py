@@ -22,8 +22,13 @@ from search.objective import Problem
 from search.pareto import pareto_mask
 
 
-def candidate_row(search_id: int, trial: FrozenTrial, problem: Problem) -> Candidate:
+def candidate_row(
+    search_id: int, trial: FrozenTrial, problem: Problem, round_: int = 0
+) -> Candidate:
+    """The row of a finished trial; `round_` is the round whose study ran it (a trial copied
+    into a later round's study says its own round in the `round` attribute)."""
     c = trial.user_attrs["candidate"]
+    round_ = int(trial.user_attrs.get("round", round_))
     return Candidate(
         search_id=search_id,
         trial_number=trial.number,
@@ -34,6 +39,9 @@ def candidate_row(search_id: int, trial: FrozenTrial, problem: Problem) -> Candi
         macs=int(c["macs"]),
         predicted_ms=dict(c["latency_ms"]),
         measured_ms=None,
+        extrapolated=list(c.get("extrapolated", [])),
+        round=round_,
+        scored_round=int(trial.user_attrs.get("scored_round", round_)),
         feasible=problem.feasible(c["latency_ms"]),
     )
 
@@ -45,33 +53,37 @@ def finished(trials: list[FrozenTrial]) -> list[FrozenTrial]:
 class Recorder:
     """Optuna callback: record each finished trial of this worker as a candidate."""
 
-    def __init__(self, db: Database, search_id: int, problem: Problem) -> None:
-        self.db, self.search_id, self.problem = db, search_id, problem
+    def __init__(self, db: Database, search_id: int, problem: Problem, round_: int = 0) -> None:
+        self.db, self.search_id, self.problem, self.round = db, search_id, problem, round_
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         if trial.state != TrialState.COMPLETE or "candidate" not in trial.user_attrs:
             return
         # another machine's sync may have recorded it first
         with contextlib.suppress(IntegrityError), self.db.write() as s:
-            s.add(candidate_row(self.search_id, trial, self.problem))
+            s.add(candidate_row(self.search_id, trial, self.problem, self.round))
 
 
-def sync(db: Database, search_id: int, trials: list[FrozenTrial], problem: Problem) -> int:
+def sync(
+    db: Database, search_id: int, trials: list[FrozenTrial], problem: Problem, round_: int = 0
+) -> int:
     """Insert the rows of finished trials that have none; returns how many were added."""
     try:
-        return _sync(db, search_id, trials, problem)
+        return _sync(db, search_id, trials, problem, round_)
     except IntegrityError:  # a worker elsewhere recorded one meanwhile: read again
-        return _sync(db, search_id, trials, problem)
+        return _sync(db, search_id, trials, problem, round_)
 
 
-def _sync(db: Database, search_id: int, trials: list[FrozenTrial], problem: Problem) -> int:
+def _sync(
+    db: Database, search_id: int, trials: list[FrozenTrial], problem: Problem, round_: int
+) -> int:
     with db.write() as s:
         have = set(
             s.scalars(select(Candidate.trial_number).where(Candidate.search_id == search_id))
         )
         new = [t for t in finished(trials) if t.number not in have]
         for t in new:
-            s.add(candidate_row(search_id, t, problem))
+            s.add(candidate_row(search_id, t, problem, round_))
     return len(new)
 
 

@@ -285,10 +285,22 @@ def search(
     trials: Annotated[
         int,
         typer.Option(
-            help="Finished trials the study should have (running it again "
-            "with a larger number continues it)."
+            help="Trials of the first round (running it again with a larger number continues it)."
         ),
     ] = 100,
+    rounds: Annotated[
+        int,
+        typer.Option(
+            help="Closed loop: after the front is measured, up to this many more rounds, each "
+            "refitting the predictors with the front's measurements, re-scoring every trial "
+            "and searching on; it stops once every front subnet measures within 10% of its "
+            "prediction (0: one round, no refit)."
+        ),
+    ] = search_service.DEFAULT_ROUNDS,
+    round_trials: Annotated[
+        int | None,
+        typer.Option(help="Trials of each later round (default: a third of --trials, >= 10)."),
+    ] = None,
     sampler: Annotated[str, typer.Option(help="tpe (default), nsga2, gp or random.")] = "tpe",
     workers: Annotated[int, typer.Option(help="Local worker processes.")] = 1,
     name: Annotated[
@@ -307,7 +319,11 @@ def search(
         ),
     ] = "auto",
     measure: Annotated[
-        bool, typer.Option(help="Measure the Pareto front on this machine's targets at the end.")
+        bool,
+        typer.Option(
+            help="Measure the Pareto front on this machine's targets after each round "
+            "(--no-measure: one round, nothing measured)."
+        ),
     ] = True,
     initial: Annotated[
         int,
@@ -323,7 +339,8 @@ def search(
     """Search the accuracy/latency Pareto front with Optuna under hard latency budgets."""
     result = search_service.search(
         db, run, target, budget or [], trials, sampler, workers, name, seed, objective or [],
-        measure=measure, progress=not quiet, margin=margin, initial=initial,
+        measure=measure, progress=not quiet, margin=margin, initial=initial, rounds=rounds,
+        round_trials=round_trials,
     )  # fmt: skip
     emit(result, json)
 

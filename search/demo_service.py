@@ -39,6 +39,7 @@ class DemoConfig:
     n_cpu: int = 24  # about 2 s a subnet on 2 cores: an XLA compile, then up to 100 calls
     n_tflite: int = 40
     trials: int = 150
+    rounds: int = 3  # closed-loop rounds after the first (each: 50 trials, front measured)
     search: str = "demo"
     budget_quantile: float = 0.4  # tflite budget: this quantile of random subnets' latency
     seed: int = 0
@@ -151,6 +152,7 @@ def search_step(db: Database, cfg: DemoConfig) -> dict:
             else s.scalar(select(func.count(Candidate.id)).where(Candidate.search_id == row.id))
         )
         finished = row is not None and row.status == "finished" and n >= cfg.trials
+        finished = finished and bool(row.rounds)  # a search of an older hwnas: continue it
     if finished:
         found = search_service.report(db, cfg.search)
         check = front_check(found["pareto"], found["budgets"])
@@ -165,6 +167,8 @@ def search_step(db: Database, cfg: DemoConfig) -> dict:
         cfg.trials,
         name=cfg.search,
         seed=cfg.seed,
+        rounds=cfg.rounds,
+        protocols={CPU.key: CPU_PROTOCOL},
     )
     return {"reused": False} | result
 
@@ -275,6 +279,18 @@ def config_from(folder: str | Path, **overrides) -> DemoConfig:
     return dataclasses.replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
 
 
+def _round_line(r: dict) -> str:
+    """One round of the search's closed loop: each target's front against its measurement."""
+    a = r.get("agreement") or {}
+    parts = [
+        f"{key} {v['n'] * v['within10_of_predicted']:.0f}/{v['n']} "
+        f"(worst {100 * v['worst_off']:.0f}% off)"
+        for key, v in sorted(a.items())
+    ]
+    what = "; ".join(parts) if parts else "front not measured"
+    return f"  round {r['round']}     {r['trials']} trials; front within 10% of predicted: {what}"
+
+
 def summary_text(result: dict) -> str:
     """The demo's result in a few readable lines."""
     st, lines = result["steps"], [f"hwnas demo: done in {result['seconds']:.0f} s"]
@@ -298,6 +314,8 @@ def summary_text(result: dict) -> str:
         f"  search      {s['trials']} trials{rate}, {len(s['pareto'])} on the front, "
         "budget " + ", ".join(f"{k} <= {v:g} ms" for k, v in s["budgets"].items()) + f" [{how(s)}]"
     )
+    for r in s.get("rounds", []):
+        lines.append(_round_line(r))
     for key, c in (st.get("budget_check") or {}).items():
         extra = (
             (
@@ -308,8 +326,8 @@ def summary_text(result: dict) -> str:
             else ""
         )
         lines.append(
-            f"  front on {key}: measured/predicted {c['median_measured_over_predicted']:.2f}"
-            f"{extra}"
+            f"  front on {key}: measured/predicted {c['median_measured_over_predicted']:.2f}, "
+            f"{c['n'] * c['within10_of_predicted']:.0f} of {c['n']} within 10%{extra}"
         )
     b, e = st["best"], st["export"]
     lines.append(f"  best        candidate {b['candidate']}, accuracy {b['accuracy']:.4f}")

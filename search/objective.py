@@ -9,11 +9,12 @@ read back.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import optuna
 
+from latency.features import SpaceTables
 from latency.predictor import Predictor
 from supernet.space import SearchSpace, Subnet
 
@@ -27,6 +28,7 @@ class Evaluation:
     latency_ms: Mapping[str, float]
     params: int
     macs: int
+    extrapolated: tuple[str, ...] = ()  # targets whose prediction left the fitted range
 
     def to_dict(self) -> dict:
         return {
@@ -36,6 +38,7 @@ class Evaluation:
             "latency_ms": dict(self.latency_ms),
             "params": self.params,
             "macs": self.macs,
+            "extrapolated": list(self.extrapolated),
         }
 
 
@@ -92,6 +95,25 @@ def suggest_subnet(trial: optuna.Trial, space: SearchSpace) -> Subnet:
     return space.subnet(resolution, depths, kernels, expands)
 
 
+def score(
+    predictors: Mapping[str, Predictor], subnets: Sequence[Subnet]
+) -> tuple[list[dict[str, float]], list[tuple[str, ...]]]:
+    """Per subnet: the predicted ms on every target, and the targets whose prediction is
+    extrapolated (`Predictor.extrapolated`)."""
+    lat: list[dict[str, float]] = [{} for _ in subnets]
+    flags: list[list[str]] = [[] for _ in subnets]
+    for key, p in predictors.items():
+        t = SpaceTables(p.space)
+        enc = t.encode(subnets)
+        for i, (ms, out) in enumerate(
+            zip(p.predict_encoded(t, enc), p.extrapolated_encoded(t, enc), strict=True)
+        ):
+            lat[i][key] = float(ms)
+            if out:
+                flags[i].append(key)
+    return lat, [tuple(f) for f in flags]
+
+
 class TrialEvaluator:
     """Accuracy (supernet weights, BN recalibrated) and predicted latency per target."""
 
@@ -107,13 +129,20 @@ class TrialEvaluator:
 
     def __call__(self, subnet: Subnet) -> Evaluation:
         cost = self.space.cost(subnet)
-        lat = {k: float(p.predict([subnet])[0]) for k, p in self._predictors.items()}
-        return Evaluation(subnet, self._accuracy(subnet), lat, cost.params, cost.macs)
+        (lat,), (flags,) = score(self._predictors, [subnet])
+        return Evaluation(subnet, self._accuracy(subnet), lat, cost.params, cost.macs, flags)
 
 
-def make_objective(space: SearchSpace, problem: Problem, evaluate: TrialEvaluator) -> Callable:
+def make_objective(
+    space: SearchSpace, problem: Problem, evaluate: TrialEvaluator, round_: int = 0
+) -> Callable:
+    """The trial function; a trial of a later round of the closed loop (`search.rounds`)
+    says its round in the `round` attribute."""
+
     def objective(trial: optuna.Trial) -> list[float]:
         cand = evaluate(suggest_subnet(trial, space)).to_dict()
+        if round_:
+            trial.set_user_attr("round", round_)
         trial.set_user_attr("candidate", cand)
         return problem.values(cand)
 

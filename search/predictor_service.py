@@ -102,10 +102,7 @@ def _fit_all(data: TargetData, train: np.ndarray, test: np.ndarray):
     t = SpaceTables(data.space)
     enc_all = t.encode(data.subnets)
     y = data.latency_ms
-
-    def sub(idx):
-        return type(enc_all)(enc_all.r[idx], enc_all.k[idx], enc_all.e[idx])
-
+    sub = enc_all.take
     lut = lut_vector(t, data.blocks)
     fitted = {
         "main": fit_main(data.space, t, sub(train), y[train], lut),
@@ -113,7 +110,8 @@ def _fit_all(data: TargetData, train: np.ndarray, test: np.ndarray):
     }
     if not np.isnan(lut).any():
         fitted["lut"] = fit_lut(data.space, t, sub(train), y[train], lut)
-    fitted = {k: p.with_floor(FLOOR * float(y[train].min())) for k, p in fitted.items()}
+    floor = FLOOR * float(y[train].min())
+    fitted = {k: p.with_floor(floor).with_range(t, sub(train)) for k, p in fitted.items()}
     scores = {k: metrics(p.predict_encoded(t, sub(test)), y[test]) for k, p in fitted.items()}
     return fitted, scores
 
@@ -170,6 +168,67 @@ def _store(db: Database, target: Target, fitted: dict, scores: dict, n_train: in
                     target_id=t.id, kind=k, n_train=n_train, metrics=scores[k], model=p.to_dict()
                 )
             )
+
+
+def refit_main(
+    db: Database, target: Target, name: str, focus: set[str], holdout: float = 0.2, seed: int = 0
+) -> int:
+    """Refit `target`'s main predictor on every measured subnet, the subnets in `focus` (the
+    ones a search measured on its fronts) together weighing as much as the rest, up to 10x
+    each: the fit then follows the region the search works in. Stored as `name`; its
+    metrics are those of the same fit on a training split, scored on the held-out rest.
+    Returns the new row's id."""
+    data = load_target_data(db, target)
+    t = SpaceTables(data.space)
+    enc, y = t.encode(data.subnets), data.latency_ms
+    hot = np.asarray([s.key in focus for s in data.subnets])
+    weight = np.where(hot, np.clip((~hot).sum() / max(hot.sum(), 1), 1.0, FOCUS_MAX), 1.0)
+    lut = lut_vector(t, data.blocks)
+    train, test = holdout_split(len(y), holdout, seed)
+    try:
+        part = _fit_weighted(data, t, enc.take(train), y[train], lut, weight[train])
+        whole = _fit_weighted(data, t, enc, y, lut, weight)
+    except PredictorError as e:
+        raise UserError(str(e)) from None
+    scores = metrics(part.predict_encoded(t, enc.take(test)), y[test])
+    with db.write() as s:
+        row = PredictorRow(target_id=_target_row(s, target).id, kind="main", name=name,
+                           n_train=len(y), metrics=scores, model=whole.to_dict())  # fmt: skip
+        s.add(row)
+        s.flush()
+        return row.id
+
+
+FOCUS_MAX = 10.0
+
+
+def _fit_weighted(data: TargetData, t: SpaceTables, enc, y, lut, weight) -> Predictor:
+    p = fit_main(data.space, t, enc, y, lut, weight)
+    return p.with_floor(FLOOR * float(y.min())).with_range(t, enc)
+
+
+def load_predictor_by_id(db: Database, predictor_id: int) -> tuple[Predictor, dict]:
+    """A stored predictor by its row id, and its held-out metrics."""
+    with db.read() as s:
+        row = s.get(PredictorRow, predictor_id)
+        if row is None:
+            raise UserError(f"predictor {predictor_id} is not in this database")
+        model, scores = row.model, dict(row.metrics)
+    try:
+        return Predictor.from_dict(model), scores
+    except PredictorError as e:
+        raise UserError(str(e)) from None
+
+
+def newest_predictor_id(db: Database, target: Target, kind: str = "main") -> int | None:
+    with db.read() as s:
+        t = _target_row(s, target)
+        return s.scalar(
+            select(PredictorRow.id)
+            .where(PredictorRow.target_id == t.id, PredictorRow.kind == kind)
+            .order_by(PredictorRow.id.desc())
+            .limit(1)
+        )
 
 
 def load_predictor(db: Database, target: Target, kind: str = "main") -> Predictor:

@@ -53,10 +53,60 @@ def fronts(data, figs: dict) -> list[str]:
     header = ["candidate", "accuracy", "MACs"] + [f"{k} predicted / measured (ms)" for k in keys]
     rows = [
         [c["candidate"], f"{c['accuracy']:.4f}", f"{c['macs']:,}"]
-        + [f"{_ms(c['predicted_ms'][k])} / {_ms(c['measured_ms'].get(k))}" for k in keys]
+        + [f"{_pred(c, k)} / {_ms(c['measured_ms'].get(k))}" for k in keys]
         for c in front
     ]
-    return [*out, "The front of the search (every objective at once):", "", *_table(header, rows)]
+    note = (
+        ["\\* extrapolated: the subnet lies outside what the predictor was fitted on (below "
+         "its floor, or a feature beyond the measured range); measure it before trusting it.", ""]
+        if any(c.get("extrapolated") for c in front) else []
+    )  # fmt: skip
+    intro = "The front of the search (every objective at once):"
+    return [*out, intro, "", *_table(header, rows), *note, *closed_loop(data)]
+
+
+def _pred(c: dict, key: str) -> str:
+    star = "\\*" if key in (c.get("extrapolated") or ()) else ""
+    return f"{_ms(c['predicted_ms'][key])}{star}"
+
+
+def closed_loop(data) -> list[str]:
+    """Per round of the search: its predictors and how its measured front agreed."""
+    rounds = data.search.get("rounds") or []
+    if not rounds:
+        return []
+    rows = []
+    for r in rounds:
+        names = ", ".join(
+            f"{k}: {v['name'] or 'fitted #' + str(v['id'])}" for k, v in r["predictors"].items()
+        )
+        agree = r.get("agreement") or {}
+        rows.append(
+            [r["round"], r["trials"], names] + [_agree(agree.get(k)) for k in data.latency_keys]
+        )
+    header = ["round", "trials", "predictors"] + [
+        f"{k}: front within ±10%" for k in data.latency_keys
+    ]
+    return [
+        "### Closed loop: the front measured after each round",
+        "",
+        "After each round the front is measured; unless every subnet is within ±10% of its "
+        "prediction, the measurements join the predictor's data, it is refitted (named "
+        "`SEARCH/rN`), every trial is re-scored and the search goes on. *new*: the front "
+        "subnets first measured that round (predicted before they were measured).",
+        "",
+        *_table(header, rows),
+    ]
+
+
+def _agree(a: dict | None) -> str:
+    if not a:
+        return "—"
+    n, share, worst = a["n"], a["within10_of_predicted"], _pct(a.get("worst_off"))
+    text = f"{n * share:.0f} of {n} (worst {worst} off"
+    if a.get("fresh"):
+        text += f"; new {a['fresh'] * a['fresh_within10']:.0f} of {a['fresh']}"
+    return text + ")"
 
 
 def predictors(data, figs: dict) -> list[str]:

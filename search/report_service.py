@@ -24,6 +24,7 @@ from db.models import Target as TargetRow
 from db.session import Database, open_db
 from latency.predictor import Predictor
 from latency.targets import Target
+from search import rounds
 from search.output import UserError, log
 from search.predictor_service import load_target_data
 from search.search_service import find_search
@@ -76,6 +77,7 @@ def gather(db: Database, name: str, bench: dict) -> ReportData:
         row = find_search(s, name)
         run = s.get(Run, row.run_id)
         search = {c: getattr(row, c) for c in ("name", "targets", "budgets", "sampler", "seed")}
+        search_id = row.id
         run_info = {
             c: getattr(run, c)
             for c in (
@@ -103,6 +105,7 @@ def gather(db: Database, name: str, bench: dict) -> ReportData:
         ]
     if not cands:
         raise UserError(f"search {name!r} has no finished trial yet; run `hwnas search` first")
+    search["rounds"] = rounds.history(db, search_id)
     keys = [k for k in search["targets"] if k in cands[0]["predicted_ms"]]
     targets = {k: t for k in keys if (t := target_report(db, k)) is not None}
     return ReportData(search, run_info, cands, targets, exports, bench)
@@ -120,6 +123,9 @@ def _candidate(c: Candidate) -> dict:
         "measured_ms",
         "feasible",
         "pareto",
+        "extrapolated",
+        "round",
+        "scored_round",
     )
     out = {k: getattr(c, k) for k in keep}
     out["candidate"] = out.pop("id")

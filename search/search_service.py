@@ -15,6 +15,7 @@ import dataclasses
 import multiprocessing
 import time
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,11 +31,12 @@ from db.session import Database, open_db
 from latency.predictor import Predictor
 from latency.targets import Target, TargetError
 from search import candidates
+from search import rounds as rounds_
 from search.initial_design import N_INITIAL, enqueue_initial
 from search.objective import EXTRAS, Problem, TrialEvaluator, make_objective
-from search.output import UserError
+from search.output import UserError, log
 from search.pareto import pareto_mask
-from search.predictor_service import load_predictor_row
+from search.predictor_service import load_predictor_by_id, newest_predictor_id
 from search.samplers import SAMPLERS, make_sampler
 from search.storage import GRACE_S, HEARTBEAT_S, optuna_storage
 from search.train_service import enable_compile_cache, load_run, run_dataset
@@ -53,6 +55,14 @@ class SearchSpec:
     sampler: str
     seed: int | None
     initial: int = N_INITIAL
+    # the closed loop's current round (`search.rounds`): its study and scoring predictors
+    round: int = 0
+    study: str = ""
+    predictors: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def study_name(self) -> str:
+        return self.study or self.name
 
     def settings(self) -> dict:
         return {
@@ -124,10 +134,14 @@ def _check_args(trials: int, sampler: str, workers: int, initial: int) -> None:
 def load_predictors(
     db: Database, space: SearchSpace, problem: Problem, run_name: str
 ) -> dict[str, Predictor]:
-    return {k: p for k, (p, _) in _load_predictor_rows(db, space, problem, run_name).items()}
+    """The newest predictor of every target of `problem`, checked against `space`."""
+    return {k: p for k, (p, _, _) in _load_predictor_rows(db, space, problem, run_name).items()}
 
 
-def _load_predictor_rows(db, space: SearchSpace, problem: Problem, run_name: str) -> dict:
+def _load_predictor_rows(
+    db, space: SearchSpace, problem: Problem, run_name: str, ids: Mapping[str, int] = {}
+) -> dict:
+    """target -> (predictor, metrics, row id): the rows `ids` names, else the newest."""
     out = {}
     for key in problem.targets:
         how = (
@@ -135,12 +149,15 @@ def _load_predictor_rows(db, space: SearchSpace, problem: Problem, run_name: str
             f"fit one (`hwnas predictor fit --target {key}`)"
         )
         try:
-            p, scores = load_predictor_row(db, Target.parse(key))
+            pid = ids.get(key) or newest_predictor_id(db, Target.parse(key))
+            p, scores = load_predictor_by_id(db, pid) if pid else (None, None)
         except UserError:
-            raise UserError(f"no latency predictor for target {key}; {how}") from None
+            p = None
+        if p is None:
+            raise UserError(f"no latency predictor for target {key}; {how}")
         if p.space.to_dict() != space.to_dict():
             raise UserError(f"the {key} predictor was fitted on another search space; {how}")
-        out[key] = (p, scores)
+        out[key] = (p, scores, pid)
     return out
 
 
@@ -243,7 +260,19 @@ def _differs(old: dict, new: dict) -> str:
 
 
 def build_evaluator(run: Run, predictors: dict[str, Predictor]) -> TrialEvaluator:
-    """Accuracy oracle (compiled for every resolution) and predictors of a finished run."""
+    """Accuracy oracle (compiled for every resolution) and predictors of a finished run; the
+    oracle is kept for the process's later rounds of the same run."""
+    key = (run.name, run.config["checkpoint"])
+    if key not in _ORACLES:
+        _ORACLES.clear()
+        _ORACLES[key] = _oracle(run)
+    return TrialEvaluator(_ORACLES[key].space, _ORACLES[key], predictors)
+
+
+_ORACLES: dict = {}
+
+
+def _oracle(run: Run):
     from supernet.accuracy import AccuracyOracle
     from supernet.train import TrainConfig
     from supernet.trainer import load_variables
@@ -254,7 +283,7 @@ def build_evaluator(run: Run, predictors: dict[str, Predictor]) -> TrialEvaluato
     data = run_dataset(run)
     oracle = AccuracyOracle(space, load_variables(space, run.config["checkpoint"]), data, config)
     oracle.warm_up()
-    return TrialEvaluator(space, oracle, predictors)
+    return oracle
 
 
 class WorkerContext:
@@ -264,8 +293,8 @@ class WorkerContext:
         self.db = open_db(spec.db_url, create=False)
         run = load_run(self.db, spec.run)
         space = SearchSpace.from_dict(run.space)
-        predictors = load_predictors(self.db, space, spec.problem, spec.run)
-        self.evaluate = build_evaluator(run, predictors)
+        rows = _load_predictor_rows(self.db, space, spec.problem, spec.run, dict(spec.predictors))
+        self.evaluate = build_evaluator(run, {k: p for k, (p, _, _) in rows.items()})
         self.space = self.evaluate.space
         with self.db.read() as s:
             self.search_id = s.scalar(select(Search.id).where(Search.name == spec.name))
@@ -281,12 +310,12 @@ def run_worker(spec: SearchSpec, index: int, progress: bool) -> None:
             return
         callbacks = [
             MaxTrialsCallback(spec.trials, states=(TrialState.COMPLETE,)),
-            candidates.Recorder(ctx.db, ctx.search_id, spec.problem),
+            candidates.Recorder(ctx.db, ctx.search_id, spec.problem, spec.round),
         ]
         bar = _Bar(study, spec, enabled=progress)
         if progress:
             callbacks.append(bar)
-        objective = make_objective(ctx.space, spec.problem, ctx.evaluate)
+        objective = make_objective(ctx.space, spec.problem, ctx.evaluate, spec.round)
         study.optimize(objective, n_trials=remaining, callbacks=callbacks)
         bar.close()
     finally:
@@ -297,7 +326,7 @@ def _load_study(spec: SearchSpec, index: int) -> optuna.Study:
     constraints = spec.problem.constraints if spec.problem.budgets else None
     seed = None if spec.seed is None else spec.seed + index
     return optuna.load_study(
-        study_name=spec.name,
+        study_name=spec.study_name,
         storage=optuna_storage(spec.db_url),
         sampler=make_sampler(spec.sampler, seed, constraints),
     )
@@ -378,6 +407,9 @@ def settle_stale(study: optuna.Study) -> bool:
 # ---- the command ------------------------------------------------------------------------------
 
 
+DEFAULT_ROUNDS = 3
+
+
 def search(
     db_url: str | None,
     run_name: str,
@@ -393,57 +425,180 @@ def search(
     progress: bool = True,
     margin: str = "auto",
     initial: int = N_INITIAL,
+    rounds: int = DEFAULT_ROUNDS,
+    round_trials: int | None = None,
+    protocols: Mapping = {},
 ) -> dict:
+    """Run (or continue) a search: `trials` trials, the front measured, then up to `rounds`
+    more rounds of `round_trials` trials each with refitted predictors until the measured
+    front agrees with its predictions (`search.rounds`); `measure=False` runs one round.
+    `protocols`: target key -> the measurement protocol of its fronts (default: standard)."""
     _check_args(trials, sampler, workers, initial)
-    problem = parse_problem(list(targets), list(budgets), list(extras))
+    _check_rounds(rounds, round_trials)
+    step = round_trials or default_round_trials(trials)
+    base = SearchSpec(db_url or "", name or f"{run_name}-search", run_name, Problem(()),
+                      trials, sampler, seed, initial)  # fmt: skip
+    spec, search_id, state = _prepare(db_url, run_name, (targets, budgets, extras), margin,
+                                      base, step)  # fmt: skip
+    new, t0 = [], time.perf_counter()
+    while True:
+        spec_r = dataclasses.replace(spec, round=state.round, study=state.study,
+                                     predictors=state.predictors, trials=state.trials)  # fmt: skip
+        new.append(_run_round_trials(spec_r, workers, progress))
+        if not measure:
+            break
+        state, done = _end_round(spec_r, search_id, state, (rounds, step), protocols)
+        if done:
+            break
+    wall = time.perf_counter() - t0
+    result = finish(spec_r, search_id, measure)
+    return result | {"margins": dict(spec.problem.margins), "seconds": wall} | rate(new)
+
+
+def default_round_trials(trials: int) -> int:
+    """Trials per later round: a third of the first round's, at least 10."""
+    return max(10, trials // 3)
+
+
+def _check_rounds(rounds: int, round_trials: int | None) -> None:
+    if not 0 <= rounds <= 20:
+        raise UserError(f"--rounds must be between 0 and 20, got {rounds}")
+    if round_trials is not None and round_trials < 1:
+        raise UserError(f"--round-trials must be at least 1, got {round_trials}")
+
+
+def _prepare(db_url, run_name, problem_args, margin, spec: SearchSpec, step: int):
+    """Check everything, then create or find the search and the round to work in."""
+    problem = parse_problem(*(list(a) for a in problem_args))
     db = open_db(db_url, create=False)
     try:
         run = load_run(db, run_name)
         space = SearchSpace.from_dict(run.space)
-        rows = _load_predictor_rows(db, space, problem, run_name)
+        first = _first_round_ids(db, spec.name)
+        rows = _load_predictor_rows(db, space, problem, run_name, first)
         problem = dataclasses.replace(problem, margins=margins_for(problem, rows, margin))
-        predictors = {k: p for k, (p, _) in rows.items()}
-        check_budgets(space, problem, predictors)
-        spec = SearchSpec(db.url, name or f"{run_name}-search", run_name, problem, trials,
-                          sampler, seed, initial)  # fmt: skip
+        check_budgets(space, problem, {k: p for k, (p, _, _) in rows.items()})
+        spec = dataclasses.replace(spec, db_url=db.url, problem=problem)
         search_id = open_search(db, spec, run)
+        ids = {k: pid for k, (_, _, pid) in rows.items()}
+        state = rounds_.begin(db, search_id, spec.name, ids, spec.trials, step)
     finally:
         db.dispose()
+    return spec, search_id, state
+
+
+def _first_round_ids(db: Database, name: str) -> dict[str, int]:
+    """The predictors round 0 of an existing search used (its margins and budget check)."""
+    with db.read() as s:
+        row = s.scalars(select(Search).where(Search.name == name)).one_or_none()
+        first = row.rounds[0].predictors if row is not None and row.rounds else {}
+        return {k: int(v) for k, v in first.items()}
+
+
+def _run_round_trials(spec: SearchSpec, workers: int, progress: bool) -> list:
+    """Run the round's study up to `spec.trials` finished trials; returns the new ones."""
     study = _create_study(spec)
-    enqueue_initial(study, space, spec.sampler, min(spec.initial, trials), spec.seed)
-    before, t0 = {t.number for t in _complete(study)}, time.perf_counter()
-    _run_workers(spec, workers, progress, study)
-    if settle_stale(study) and len(_complete(study)) < trials:
+    if spec.round == 0:
+        enqueue_initial(study, SearchSpace.from_dict(_run_space(spec)), spec.sampler,
+                        min(spec.initial, spec.trials), spec.seed)  # fmt: skip
+    before = {t.number for t in _complete(study)}
+    if len(before) < spec.trials:
         _run_workers(spec, workers, progress, study)
-    wall = time.perf_counter() - t0
-    new = [t for t in _complete(study) if t.number not in before]
-    result = finish(spec, study, search_id, measure)
-    return result | {"margins": dict(problem.margins), "seconds": wall} | rate(new)
+        if settle_stale(study) and len(_complete(study)) < spec.trials:
+            _run_workers(spec, workers, progress, study)
+    return [t for t in _complete(study) if t.number not in before]
+
+
+def _run_space(spec: SearchSpec) -> dict:
+    db = open_db(spec.db_url, create=False)
+    try:
+        return load_run(db, spec.run).space
+    finally:
+        db.dispose()
+
+
+def _end_round(spec: SearchSpec, search_id: int, state, plan: tuple[int, int], protocols):
+    """Mark and measure the round's front; start the next round unless it agrees or the
+    rounds are spent. Returns (the state to continue in, whether the loop is done)."""
+    from search.remeasure import front_rows, measure_candidates, remeasure_front
+
+    db = open_db(spec.db_url, create=False)
+    try:
+        study = _sync_and_mark(db, spec, search_id)
+        (max_rounds, step), agreement = plan, state.agreement
+        if agreement is None:
+            agreement = remeasure_front(db, search_id, spec, protocols)
+            rounds_.record(db, search_id, state.round, agreement)
+        _log_round(state.round, agreement)
+        if rounds_.agrees(agreement) or state.round >= max_rounds:
+            return state, True
+        behind = rounds_.behind_front(db, search_id, spec.problem, len(front_rows(db, search_id)))
+        if behind:
+            log(f"round {state.round}: {len(behind)} extrapolated subnets behind the front")
+            measure_candidates(db, search_id, spec.problem.targets, behind, protocols)
+        return _next_round(db, spec, search_id, state, study, step), False
+    finally:
+        db.dispose()
+
+
+def _sync_and_mark(db: Database, spec: SearchSpec, search_id: int) -> optuna.Study:
+    study = optuna.load_study(study_name=spec.study_name, storage=optuna_storage(spec.db_url))
+    candidates.sync(db, search_id, study.get_trials(deepcopy=False), spec.problem, spec.round)
+    candidates.mark_pareto(db, search_id, spec.problem)
+    return study
+
+
+def _next_round(db: Database, spec: SearchSpec, search_id: int, state, study, step: int):
+    r = state.round + 1
+    ids = rounds_.refit(db, spec.name, search_id, state, r)
+    predictors = {k: load_predictor_by_id(db, i)[0] for k, i in ids.items()}
+    rescored = rounds_.rescore(db, search_id, predictors, r, spec.problem)
+    rounds_.next_study(db.url, study, rounds_.study_name(spec.name, r), spec.problem, rescored, r)
+    log(f"round {r}: predictors refitted, {len(rescored)} trials re-scored; {step} more trials")
+    return rounds_.start(db, search_id, state, ids, state.trials + step)
+
+
+def _log_round(r: int, agreement: dict) -> None:
+    for key, a in sorted(agreement.items()):
+        fresh = a.get("fresh", 0)
+        new = (f"; of the {fresh} measured now, {fresh * a['fresh_within10']:.0f}"
+               if fresh else "; none new")  # fmt: skip
+        log(
+            f"round {r}: front on {key}: {a['n'] * a['within10_of_predicted']:.0f} of {a['n']} "
+            f"within 10% of predicted (worst {100 * a['worst_off']:.1f}% off){new}"
+        )
 
 
 def _complete(study: optuna.Study) -> list:
     return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
 
 
-def rate(new: list) -> dict:
-    """Trials per second while trials ran (from the first start to the last finish of this
-    invocation's trials: the workers' start-up and compiles are not counted)."""
-    if not new:
+def rate(rounds: list[list]) -> dict:
+    """Trials per second while trials ran: per round, from the first start to the last finish
+    of this invocation's trials (the workers' start-up and compiles, and the measurements
+    between rounds, are not counted)."""
+    rounds = [r for r in rounds if r]
+    if not rounds:
         return {"new_trials": 0, "trials_per_s": None}
-    span = max(t.datetime_complete for t in new) - min(t.datetime_start for t in new)
-    return {"new_trials": len(new), "trials_per_s": len(new) / max(span.total_seconds(), 1e-9)}
+    n = sum(len(r) for r in rounds)
+    span = sum(
+        (max(t.datetime_complete for t in r) - min(t.datetime_start for t in r)).total_seconds()
+        for r in rounds
+    )
+    return {"new_trials": n, "trials_per_s": n / max(span, 1e-9)}
 
 
 def _create_study(spec: SearchSpec) -> optuna.Study:
     study = optuna.create_study(
-        study_name=spec.name,
+        study_name=spec.study_name,
         storage=optuna_storage(spec.db_url),
         directions=spec.problem.directions,
         load_if_exists=True,
     )
     # describes the study to optuna-dashboard users; another machine may set it meanwhile
-    with contextlib.suppress(IntegrityError, optuna.exceptions.StorageInternalError):
-        study.set_user_attr("hwnas", spec.settings())
+    if spec.round == 0:
+        with contextlib.suppress(IntegrityError, optuna.exceptions.StorageInternalError):
+            study.set_user_attr("hwnas", spec.settings())
     return study
 
 
@@ -454,17 +609,18 @@ def _run_workers(spec: SearchSpec, workers: int, progress: bool, study: optuna.S
         run_pool(spec, workers, progress, study)
 
 
-def finish(spec: SearchSpec, study: optuna.Study, search_id: int, measure: bool) -> dict:
-    """Sync the candidates, mark the front, measure it here, and report."""
+def finish(spec: SearchSpec, search_id: int, measure: bool) -> dict:
+    """Sync the candidates and mark the front (the loop has measured it), and report."""
     db = open_db(spec.db_url, create=False)
     try:
-        candidates.sync(db, search_id, study.get_trials(deepcopy=False), spec.problem)
-        candidates.mark_pareto(db, search_id, spec.problem)
+        _sync_and_mark(db, spec, search_id)
         check = None
         if measure:
-            from search.remeasure import remeasure_front
+            from search.remeasure import budget_check, front_rows
 
-            check = remeasure_front(db, search_id, spec)
+            front = front_rows(db, search_id)
+            measured = {c.id: dict(c.measured_ms or {}) for c in front}
+            check = budget_check(front, measured, dict(spec.problem.budgets))
         with db.write() as s:
             s.get(Search, search_id).status = "finished"
         return report(db, spec.name) | {"budget_check": check}
@@ -495,6 +651,7 @@ def report(db: Database, name: str) -> dict:
             "feasible": sum(r.feasible for r in rows),
             "budgets": row.budgets,
             "pareto": [_front_entry(r) for r in front],
+            "rounds": rounds_.history(db, row.id),
         }
 
 
@@ -508,6 +665,8 @@ def _front_entry(r: Candidate) -> dict:
         "latency_ms": r.predicted_ms,
         "params": r.params,
         "macs": r.macs,
+        "extrapolated": list(r.extrapolated),
+        "round": r.round,
     }
     if r.measured_ms:
         out["measured_ms"] = r.measured_ms
@@ -521,10 +680,11 @@ def pareto(db_url: str | None, name: str) -> dict:
         with db.read() as s:
             row = find_search(s, name)
             search_id, objectives, budgets = row.id, row.targets, row.budgets
-        study = optuna.load_study(study_name=name, storage=optuna_storage(db.url))
+            study_name, round_ = row.study_name, max(len(row.rounds) - 1, 0)
+        study = optuna.load_study(study_name=study_name, storage=optuna_storage(db.url))
         margins = study.user_attrs.get("hwnas", {}).get("margins", {})
         problem = _problem_of(objectives, budgets, margins)
-        if candidates.sync(db, search_id, study.get_trials(deepcopy=False), problem):
+        if candidates.sync(db, search_id, study.get_trials(deepcopy=False), problem, round_):
             candidates.mark_pareto(db, search_id, problem)
         return report(db, name)
     finally:

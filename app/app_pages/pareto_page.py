@@ -64,6 +64,13 @@ def details(row: pd.Series) -> None:
             kind, target = k.split(":", 1)
             lat[target][f"{kind}_ms"] = v
     st.dataframe(pd.DataFrame(lat).T, width="content")
+    if row.get("extrapolated"):
+        st.warning(
+            f"Predicted latency on {row['extrapolated']} is extrapolated: this subnet lies "
+            "outside what the predictor was fitted on (below its floor, or a feature beyond "
+            "the measured subnets). Measure it before trusting the figure; the search's next "
+            "round measures such subnets first."
+        )
     subnet = data.candidate_subnet(db, int(row["candidate"]))
     st.plotly_chart(arch_figure(subnet))
     st.dataframe(layers_table(subnet), hide_index=True, width="content")

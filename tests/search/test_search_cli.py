@@ -63,7 +63,7 @@ def test_a_budget_bounds_the_front_and_the_front_is_measured(ready):
     free = run_json(*search_args(url, "free", 8), cwd=cwd)
     lat = sorted(p["latency_ms"]["tflite-fp32-t1"] for p in free["pareto"])
     budget = lat[len(lat) // 2] * 1.05
-    args = search_args(url, "budget", 8, "--budget", f"tflite={budget}")
+    args = search_args(url, "budget", 8, "--budget", f"tflite={budget}", "--rounds", "1")
     args.remove("--no-measure")
     out = run_json(*args, cwd=cwd)
     assert out["pareto"], out
