@@ -28,6 +28,7 @@ from scipy.optimize import lsq_linear
 from scipy.stats import kendalltau
 
 from latency.features import Encoded, SpaceTables, macs, physical, table, table_index, table_size
+from latency.residual import correction, fit_residual
 from supernet.space import SearchSpace, Subnet
 
 PREDICTOR_KINDS = ("main", "macs", "lut")
@@ -47,10 +48,22 @@ class Predictor:
 
     def predict_encoded(self, t: SpaceTables, enc: Encoded) -> np.ndarray:
         """Predicted ms, never below the stored `floor` (a linear model extrapolated past its
-        training data can reach zero or below; a latency cannot)."""
+        training data can reach zero or below; a latency cannot), times the local correction
+        where one is stored (`with_residual`)."""
         c = {k: np.asarray(v) for k, v in self.coef.items()}
+        return self._floored(t, enc, c) * correction(c, physical(t, enc))
+
+    def _floored(self, t: SpaceTables, enc: Encoded, c: dict) -> np.ndarray:
         raw = self._linear(t, enc, c)
         return np.maximum(raw, c["floor"][0]) if "floor" in c else raw
+
+    def with_residual(self, t: SpaceTables, enc: Encoded, y: np.ndarray) -> Predictor:
+        """The predictor with a local correction learnt from its residuals on the measured
+        subnets `enc` (`latency.residual`); any earlier correction is replaced."""
+        c = {k: np.asarray(v) for k, v in self.coef.items() if not k.startswith("resid_")}
+        base = self._floored(t, enc, c)
+        extra = fit_residual(physical(t, enc), np.log(y / base))
+        return dataclasses.replace(self, coef={k: v.tolist() for k, v in c.items()} | extra)
 
     def extrapolated_encoded(self, t: SpaceTables, enc: Encoded) -> np.ndarray:
         """True where a prediction leaves what the predictor was fitted on: the linear model

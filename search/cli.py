@@ -431,8 +431,17 @@ def demo(
         Path,
         typer.Option("--dir", help="Folder for the demo's database, checkpoints and exports."),
     ] = Path("hwnas-demo"),
-    epochs: Annotated[int | None, typer.Option(help="Supernet epochs (default 12).")] = None,
-    trials: Annotated[int | None, typer.Option(help="Search trials (default 200).")] = None,
+    epochs: Annotated[
+        int | None,
+        typer.Option(help=f"Supernet epochs (default {demo_service.DemoConfig.epochs})."),
+    ] = None,
+    trials: Annotated[
+        int | None,
+        typer.Option(
+            help=f"Trials of the search's first round (default {demo_service.DemoConfig.trials}"
+            f"; up to {demo_service.DemoConfig.rounds} closed-loop rounds follow)."
+        ),
+    ] = None,
     json: JsonOpt = False,
 ) -> None:
     """From nothing to a measured int8 TFLite model on the built-in digits: train, measure cpu

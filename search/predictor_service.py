@@ -204,7 +204,7 @@ FOCUS_MAX = 10.0
 
 def _fit_weighted(data: TargetData, t: SpaceTables, enc, y, lut, weight) -> Predictor:
     p = fit_main(data.space, t, enc, y, lut, weight)
-    return p.with_floor(FLOOR * float(y.min())).with_range(t, enc)
+    return p.with_floor(FLOOR * float(y.min())).with_range(t, enc).with_residual(t, enc, y)
 
 
 def load_predictor_by_id(db: Database, predictor_id: int) -> tuple[Predictor, dict]:

@@ -532,7 +532,8 @@ def _end_round(spec: SearchSpec, search_id: int, state, plan: tuple[int, int], p
         _log_round(state.round, agreement)
         if rounds_.agrees(agreement) or state.round >= max_rounds:
             return state, True
-        behind = rounds_.behind_front(db, search_id, spec.problem, len(front_rows(db, search_id)))
+        limit = min(len(front_rows(db, search_id)), rounds_.BEHIND_MAX)
+        behind = rounds_.behind_front(db, search_id, spec.problem, limit)
         if behind:
             log(f"round {state.round}: {len(behind)} extrapolated subnets behind the front")
             measure_candidates(db, search_id, spec.problem.targets, behind, protocols)
