@@ -39,7 +39,6 @@ from search.pareto import pareto_mask
 from search.predictor_service import refit_main
 from search.storage import optuna_storage
 
-AGREE = 0.10  # a front subnet agrees when |measured / predicted - 1| <= this
 BEHIND_MAX = 4  # extrapolated subnets behind the front measured between rounds, at most
 
 
