@@ -537,6 +537,7 @@ def _end_round(spec: SearchSpec, search_id: int, state, plan: tuple[int, int], p
         if behind:
             log(f"round {state.round}: {len(behind)} extrapolated subnets behind the front")
             measure_candidates(db, search_id, spec.problem.targets, behind, protocols)
+        state = dataclasses.replace(state, agreement=agreement)
         return _next_round(db, spec, search_id, state, study, step), False
     finally:
         db.dispose()
