@@ -339,6 +339,15 @@ def _cmd(bench: dict) -> list[str]:
     return [f"Produced by `{bench['command']}`.", ""] if bench.get("command") else []
 
 
+def _trial_flags(search: dict, cands: list) -> str:
+    """`--trials` (the first round's) and the closed loop's rounds as the search ran them."""
+    ends = [r["trials"] for r in search.get("rounds") or []]
+    if not ends:  # a search of an hwnas before the closed loop
+        return f"--trials {len(cands)}"
+    flags = f"--trials {ends[0]} --rounds {len(ends) - 1}"
+    return flags + (f" --round-trials {ends[1] - ends[0]}" if len(ends) > 1 else "")
+
+
 def reproduce(data, versions: dict, db_url: str, out_dir: str) -> list[str]:
     s, r = data.search, data.run
     cfg = r["config"]
@@ -355,8 +364,8 @@ def reproduce(data, versions: dict, db_url: str, out_dir: str) -> list[str]:
     targets = " ".join(f"--target {k}" for k in s["targets"])
     seed = f" --seed {s['seed']}" if s["seed"] is not None else ""
     lines.append(
-        f"hwnas search --run {r['name']} {targets} {budgets} --trials "
-        f"{len(data.candidates)} --sampler {s['sampler']}{seed} --name {s['name']}"
+        f"hwnas search --run {r['name']} {targets} {budgets} {_trial_flags(s, data.candidates)}"
+        f" --sampler {s['sampler']}{seed} --name {s['name']}"
     )
     lines += [
         f"hwnas export --candidate {e['candidate']} {_flags(e['precision'])} --out {e['path']}"

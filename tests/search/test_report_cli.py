@@ -76,7 +76,9 @@ def test_numbers_come_from_the_database(reported):
 def test_commands_and_versions(reported):
     cwd, _, _, best = reported
     text = (cwd / "rep" / "report.md").read_text()
-    assert "hwnas search --run tiny --target tflite-fp32-t1  --trials 8 --sampler tpe" in text
+    rounds = text.split("hwnas search --run tiny --target tflite-fp32-t1  --trials 8 --rounds ")
+    assert len(rounds) == 2, "the search's command, with its first round's trials and rounds"
+    assert " --sampler tpe --seed 1 --name to-report" in rounds[1].splitlines()[0]
     assert f"hwnas export --candidate {best.id} --precision fp32" in text
     assert "hwnas measure --run tiny --target tflite-fp32-t1 --n " in text
     assert f"- jax: {metadata.version('jax')}" in text
