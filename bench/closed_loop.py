@@ -120,7 +120,7 @@ def main() -> None:
         "rounds": rounds,
         "rounds_needed": len(rounds) - 1,
         "final": out["budget_check"][target.key],
-        "seconds": {
+        "part_seconds": {
             "measure": state["measure_seconds"],
             "fit": fitted["seconds"],
             "search_this_run": time.perf_counter() - t0,
