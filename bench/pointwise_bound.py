@@ -31,10 +31,10 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+from train_throughput import matmul_peak  # bench/ is on the path: run as bench/NAME.py
 
 from search.train_service import default_batch_size
 from supernet.space import SearchSpace, load_space
-from train_throughput import matmul_peak  # bench/ is on the path: run as bench/NAME.py
 
 
 def pointwise_shapes(space: SearchSpace, batch: int) -> list[tuple[int, int, int]]:
