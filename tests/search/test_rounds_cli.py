@@ -8,8 +8,8 @@ the measured front disagrees and the loop has to refit and continue."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -44,8 +44,13 @@ def halve(model: dict) -> dict:
 def fooled(ready, tmp_path):
     """A copy of the shared database whose newest tflite predictor underestimates by 2x."""
     cwd, url = ready
-    src = url.removeprefix("sqlite:///")
-    shutil.copy(src, tmp_path / "hwnas.db")
+    src = sqlite3.connect(url.removeprefix("sqlite:///"))
+    dst = sqlite3.connect(tmp_path / "hwnas.db")
+    try:  # SQLite's backup API: a consistent copy, the write-ahead log's pages included
+        src.backup(dst)
+    finally:
+        src.close()
+        dst.close()
     url = f"sqlite:///{tmp_path / 'hwnas.db'}"
     db = open_db(url, create=False)
     try:
