@@ -221,11 +221,18 @@ def load_predictor_by_id(db: Database, predictor_id: int) -> tuple[Predictor, di
 
 
 def newest_predictor_id(db: Database, target: Target, kind: str = "main") -> int | None:
+    """The target's own newest predictor of `kind` (fitted by `hwnas predictor fit`); the
+    ones a search refits between its rounds (named `SEARCH/rN`, weighted towards that
+    search's fronts) serve that search only."""
     with db.read() as s:
         t = _target_row(s, target)
         return s.scalar(
             select(PredictorRow.id)
-            .where(PredictorRow.target_id == t.id, PredictorRow.kind == kind)
+            .where(
+                PredictorRow.target_id == t.id,
+                PredictorRow.kind == kind,
+                PredictorRow.name.is_(None),
+            )
             .order_by(PredictorRow.id.desc())
             .limit(1)
         )
@@ -236,24 +243,15 @@ def load_predictor(db: Database, target: Target, kind: str = "main") -> Predicto
 
 
 def load_predictor_row(db: Database, target: Target, kind: str = "main") -> tuple[Predictor, dict]:
-    """The newest predictor of `kind` for `target`, and its held-out metrics."""
-    with db.read() as s:
-        t = _target_row(s, target)
-        row = s.scalars(
-            select(PredictorRow)
-            .where(PredictorRow.target_id == t.id, PredictorRow.kind == kind)
-            .order_by(PredictorRow.id.desc())
-        ).first()
-        if row is None:
-            raise UserError(
-                f"no {kind} predictor for target {target.key}; run `hwnas predictor fit "
-                f"--target {target.key}`"
-            )
-        model, scores = row.model, dict(row.metrics)
-    try:
-        return Predictor.from_dict(model), scores
-    except PredictorError as e:
-        raise UserError(str(e)) from None
+    """The target's own newest predictor of `kind` (`newest_predictor_id`), and its held-out
+    metrics."""
+    pid = newest_predictor_id(db, target, kind)
+    if pid is None:
+        raise UserError(
+            f"no {kind} predictor for target {target.key}; run `hwnas predictor fit "
+            f"--target {target.key}`"
+        )
+    return load_predictor_by_id(db, pid)
 
 
 def predict(db_url: str | None, target: Target, subnet_json: str, kind: str = "main") -> dict:

@@ -147,7 +147,9 @@ def target_report(db: Database, key: str) -> TargetReport | None:
     with db.read() as s:
         t = s.scalars(select(TargetRow).where(TargetRow.key == key)).one()
         rows = s.scalars(
-            select(PredictorRow).where(PredictorRow.target_id == t.id).order_by(PredictorRow.id)
+            select(PredictorRow)
+            .where(PredictorRow.target_id == t.id, PredictorRow.name.is_(None))
+            .order_by(PredictorRow.id)
         ).all()
         newest = {r.kind: (r.model, r.metrics) for r in rows}  # later rows win
         fingerprint = dict(t.fingerprint)
