@@ -147,9 +147,15 @@ def measurements(db: Database, target: str) -> pd.DataFrame:
 
 
 def predictors(db: Database, target: str) -> dict[str, dict]:
-    """The latest predictor of each kind for `target`: its held-out figures."""
+    """The target's own latest predictor of each kind (not a search's round refits): its
+    held-out figures."""
     with db.read() as s:
-        q = select(Predictor).join(TargetRow).where(TargetRow.key == target).order_by(Predictor.id)
+        q = (
+            select(Predictor)
+            .join(TargetRow)
+            .where(TargetRow.key == target, Predictor.name.is_(None))
+            .order_by(Predictor.id)
+        )
         return {p.kind: {"n_train": p.n_train, **p.metrics} for p in s.scalars(q)}
 
 
