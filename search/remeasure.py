@@ -43,7 +43,7 @@ def remeasure_front(db: Database, search_id: int, spec, protocols: Mapping = {})
         return {}
     order = sorted(front, key=lambda c: not c.extrapolated)
     measured, fresh = measure_candidates(
-        db, search_id, spec.problem.targets, [c.id for c in order]
+        db, search_id, spec.problem.targets, [c.id for c in order], protocols
     )
     check = budget_check(front, measured, dict(spec.problem.budgets))
     for key, entry in check.items():  # the subnets measured now: predicted before measured
