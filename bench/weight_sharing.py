@@ -78,7 +78,7 @@ def main() -> None:
     run = load_run(db, args.run)
     db.dispose()
     space = SearchSpace.from_dict(run.space)
-    config = TrainConfig.from_dict({k: v for k, v in run.config.items() if k != "checkpoint"})
+    config = TrainConfig.from_dict(run.config)
     data = run_dataset(run)
     variables = load_variables(space, run.config["checkpoint"])
     rows = []

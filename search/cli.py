@@ -30,6 +30,7 @@ from search.initial_design import N_INITIAL
 from search.output import EXIT_USER_ERROR, UserError, emit, fail
 from supernet.checkpoint import CheckpointError
 from supernet.data import DataError
+from supernet.distributed import Cluster, ClusterError
 from supernet.space import SpaceError
 
 app = typer.Typer(
@@ -76,6 +77,7 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     SpaceError,
     DataError,
     CheckpointError,
+    ClusterError,
 )
 
 
@@ -119,10 +121,48 @@ def train(
         Path, typer.Option(help="Where checkpoints go (runs/NAME/supernet.ckpt).")
     ] = train_service.DEFAULT_RUNS_DIR,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+    loader: Annotated[
+        str,
+        typer.Option(
+            help="How a folder is read: auto (in memory up to 1 GB decoded, else streamed), "
+            "memory, or stream (grain workers decode, crop and flip; memory independent of "
+            "the number of images)."
+        ),
+    ] = "auto",
+    workers: Annotated[
+        int | None,
+        typer.Option(help="Decoding processes of a streamed folder (default: cores - 1, 1-8)."),
+    ] = None,
+    checkpoint_minutes: Annotated[
+        float, typer.Option(help="Also checkpoint within an epoch this often (minutes).")
+    ] = 10.0,
+    coordinator: Annotated[
+        str | None,
+        typer.Option(
+            envvar="JAX_COORDINATOR_ADDRESS",
+            help="Several hosts: process 0's HOST:PORT (env JAX_COORDINATOR_ADDRESS).",
+        ),
+    ] = None,
+    num_processes: Annotated[
+        int | None,
+        typer.Option(envvar="JAX_NUM_PROCESSES", help="Processes in the job (default 1)."),
+    ] = None,
+    process_id: Annotated[
+        int | None,
+        typer.Option(envvar="JAX_PROCESS_ID", help="This process's id, 0..N-1 (0 writes)."),
+    ] = None,
     db: DbOpt = None,
     json: JsonOpt = False,
 ) -> None:
-    """Train the weight-shared supernet (sandwich rule, in-place distillation)."""
+    """Train the weight-shared supernet (sandwich rule, in-place distillation), on one
+    process or on several hosts (one process each: docs/multihost.md)."""
+    launch = train_service.Launch(
+        loader=loader,
+        workers=workers,
+        cluster=Cluster.from_args(coordinator, num_processes, process_id),
+        checkpoint_minutes=checkpoint_minutes,
+        progress=not quiet,
+    )
     result = train_service.train(
         db,
         dataset,
@@ -134,7 +174,7 @@ def train(
         name=name,
         resume=resume,
         runs_dir=runs_dir,
-        progress=not quiet,
+        launch=launch,
     )
     emit(result, json)
 

@@ -108,7 +108,7 @@ def build(db: Database, run: Run, subnet: Subnet, req: ExportRequest) -> dict:
 
     enable_compile_cache()
     space = SearchSpace.from_dict(run.space)
-    config = TrainConfig.from_dict({k: v for k, v in run.config.items() if k != "checkpoint"})
+    config = TrainConfig.from_dict(run.config)
     data = run_dataset(run)
     log(f"export: recalibrating BatchNorm for {subnet.key}")
     variables = load_variables(space, run.config["checkpoint"])

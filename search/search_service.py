@@ -279,7 +279,7 @@ def _oracle(run: Run):
 
     enable_compile_cache()
     space = SearchSpace.from_dict(run.space)
-    config = TrainConfig.from_dict({k: v for k, v in run.config.items() if k != "checkpoint"})
+    config = TrainConfig.from_dict(run.config)
     data = run_dataset(run)
     oracle = AccuracyOracle(space, load_variables(space, run.config["checkpoint"]), data, config)
     oracle.warm_up()

@@ -7,7 +7,9 @@ record runs, epoch metrics and checkpoints in the database.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +19,7 @@ from db.models import Checkpoint, EpochMetric, Run, utcnow
 from db.session import Database, open_db
 from search.output import UserError, log
 from supernet.data import DATASETS, Dataset, load_dataset
+from supernet.distributed import Cluster
 from supernet.space import SearchSpace, Subnet, load_space
 from supernet.train import TrainConfig
 
@@ -51,10 +54,16 @@ def default_batch_size(space: SearchSpace) -> int:
 
 
 def run_dataset(run: Run) -> Dataset:
-    """The dataset of a recorded run, split and sized as it was for training."""
+    """The dataset of a recorded run, split and sized as it was for training (a streamed
+    folder: its recalibration pool and validation images, `feed_service.streamed_dataset`)."""
     space = SearchSpace.from_dict(run.space)
     seed = run.config.get("seed", 0)
-    return load_dataset(run.dataset, run.data_dir, seed=seed, image_size=image_size_for(space))
+    size = image_size_for(space)
+    if run.config.get("loader") == "stream":
+        from search.feed_service import streamed_dataset
+
+        return streamed_dataset(run.data_dir, size, seed)
+    return load_dataset(run.dataset, run.data_dir, seed=seed, image_size=size)
 
 
 def _check_args(dataset: str, epochs: int | None, batch_size: int | None) -> None:
@@ -78,7 +87,7 @@ def _existing_run(db: Database, name: str, resume: bool) -> Run | None:
         return run
 
 
-def _create_run(db, name, dataset, data_dir, space, config, ckpt) -> None:
+def _create_run(db, name, dataset, data_dir, space, config, ckpt, loader: str) -> None:
     with db.write() as s:
         s.add(
             Run(
@@ -86,7 +95,7 @@ def _create_run(db, name, dataset, data_dir, space, config, ckpt) -> None:
                 dataset=dataset,
                 data_dir=str(data_dir) if data_dir else None,
                 space=space.to_dict(),
-                config=config.to_dict() | {"checkpoint": str(ckpt)},
+                config=config.to_dict() | {"checkpoint": str(ckpt), "loader": loader},
                 status="running",
             )
         )
@@ -109,6 +118,17 @@ def _recorders(db: Database, name: str):
     return on_epoch, on_checkpoint
 
 
+@dataclass(frozen=True)
+class Launch:
+    """How a training run reads its data and which process of a job this is."""
+
+    loader: str = "auto"  # auto, memory or stream (`feed_service`)
+    workers: int | None = None  # decoding processes of a streamed folder
+    cluster: Cluster = field(default_factory=Cluster)
+    checkpoint_minutes: float = 10.0  # mid-epoch checkpoints this far apart
+    progress: bool = True
+
+
 def train(
     db_url: str | None,
     dataset: str,
@@ -122,71 +142,109 @@ def train(
     resume: bool = False,
     runs_dir: str | Path = DEFAULT_RUNS_DIR,
     progress: bool = True,
+    launch: Launch | None = None,
 ) -> dict:
-    """Train (or resume) a supernet run and record it; returns the contract's JSON keys."""
+    """Train (or resume) a supernet run and record it; returns the contract's JSON keys.
+    In a job of several processes only process 0 touches the database; the others take the
+    run's settings from the arguments (all processes get the same ones) or, resuming, from
+    the checkpoint under `runs_dir`, which every host must see."""
+    launch = launch or Launch(progress=progress)
     _check_args(dataset, epochs, batch_size)
+    if launch.checkpoint_minutes <= 0:
+        raise UserError(f"--checkpoint-minutes must be above 0, got {launch.checkpoint_minutes}")
     space = load_space(space_file)
-    data = load_dataset(dataset, data_dir, seed=seed, image_size=image_size_for(space))
-    space = dataclasses.replace(space, num_classes=data.num_classes)
+    launch.cluster.start()  # before anything runs on a device
+    from search.feed_service import make_feed
+
+    feed = make_feed(dataset, data_dir, image_size_for(space), seed, launch.loader,
+                     launch.workers)  # fmt: skip
+    space = dataclasses.replace(space, num_classes=feed.num_classes)
     name = name or dataset
+    if not launch.cluster.leader:
+        config, ckpt = _follower_settings(space, epochs, batch_size, seed, name, runs_dir, resume)
+        return _train(space, feed, config, ckpt, resume, launch, None)
     db = open_db(db_url)
     try:
         run = _existing_run(db, name, resume)
         if run is not None:
-            config = TrainConfig.from_dict(
-                {k: v for k, v in run.config.items() if k != "checkpoint"}
-            )
+            config = TrainConfig.from_dict(run.config)
             space = SearchSpace.from_dict(run.space)
             ckpt = Path(run.config["checkpoint"])
         else:
-            defaults = TrainConfig()
-            config = dataclasses.replace(
-                defaults,
-                epochs=epochs or defaults.epochs,
-                batch_size=batch_size or default_batch_size(space),
-                seed=seed,
-            )
-            ckpt = (Path(runs_dir) / name / "supernet.ckpt").resolve()
-            _create_run(db, name, dataset, data_dir, space, config, ckpt)
-        return _train_recorded(db, name, space, data, config, ckpt, run is not None, progress)
+            config = _new_config(space, epochs, batch_size, seed)
+            ckpt = _checkpoint_path(runs_dir, name)
+            _create_run(db, name, dataset, data_dir, space, config, ckpt, feed.kind)
+        return _train(space, feed, config, ckpt, run is not None, launch, (db, name))
     finally:
         db.dispose()
 
 
-def _train_recorded(db, name, space, data, config, ckpt, resume, progress) -> dict:
-    from supernet.trainer import train_and_evaluate
+def _new_config(space: SearchSpace, epochs, batch_size, seed: int) -> TrainConfig:
+    defaults = TrainConfig()
+    return dataclasses.replace(
+        defaults,
+        epochs=epochs or defaults.epochs,
+        batch_size=batch_size or default_batch_size(space),
+        seed=seed,
+    )
+
+
+def _checkpoint_path(runs_dir, name: str) -> Path:
+    return (Path(runs_dir) / name / "supernet.ckpt").resolve()
+
+
+def _follower_settings(space, epochs, batch_size, seed, name, runs_dir, resume):
+    """A process other than 0: the run's config from its checkpoint when resuming one that
+    exists, else from the arguments."""
+    from supernet import checkpoint
+
+    ckpt = _checkpoint_path(runs_dir, name)
+    if resume and ckpt.exists():
+        raw, _ = checkpoint.read_state_dict(ckpt)
+        if "config" in raw:
+            return TrainConfig.from_dict(json.loads(raw["config"])), ckpt
+    return _new_config(space, epochs, batch_size, seed), ckpt
+
+
+def _train(space, feed, config, ckpt, resume, launch: Launch, recorded) -> dict:
+    from supernet.trainer import Options, train_and_evaluate
 
     enable_compile_cache()
-    on_epoch, on_checkpoint = _recorders(db, name)
+    on_epoch = on_checkpoint = None
+    if recorded is not None:
+        on_epoch, on_checkpoint = _recorders(*recorded)
     if resume:
-        log(f"resuming run {name!r} from {ckpt}" if ckpt.exists() else f"restarting {name!r}")
-    result = train_and_evaluate(
-        space,
-        data,
-        config,
-        ckpt,
-        resume=resume,
-        on_epoch=on_epoch,
-        on_checkpoint=on_checkpoint,
-        progress=progress,
+        log(f"resuming {ckpt}" if ckpt.exists() else f"no checkpoint yet: starting {ckpt}")
+    options = Options(
+        progress=launch.progress,
+        leader=launch.cluster.leader,
+        checkpoint_s=60.0 * launch.checkpoint_minutes,
     )
+    result = train_and_evaluate(
+        space, feed, config, ckpt, resume=resume, on_epoch=on_epoch,
+        on_checkpoint=on_checkpoint, options=options,
+    )  # fmt: skip
+    out = {
+        "checkpoint": result.checkpoint,
+        "sha256": result.sha256,
+        "steps": result.steps,
+        "val_acc_largest": result.val_acc_largest,
+        "val_acc_smallest": result.val_acc_smallest,
+        "epochs": config.epochs,
+        "dataset": feed.summary(),
+        "process": launch.cluster.process_id,
+        "processes": launch.cluster.num_processes,
+    }
+    if recorded is None:
+        return out | {"seconds": round(result.seconds, 2)}
+    db, name = recorded
     with db.write() as s:
         run = s.scalars(select(Run).where(Run.name == name)).one()
         run.status, run.steps, run.finished_at = "finished", result.steps, utcnow()
         run.seconds = (run.seconds or 0.0) + result.seconds
         run.val_acc_largest, run.val_acc_smallest = result.val_acc_largest, result.val_acc_smallest
         seconds = run.seconds
-    return {
-        "run": name,
-        "checkpoint": result.checkpoint,
-        "sha256": result.sha256,
-        "steps": result.steps,
-        "seconds": round(seconds, 2),
-        "val_acc_largest": result.val_acc_largest,
-        "val_acc_smallest": result.val_acc_smallest,
-        "epochs": config.epochs,
-        "dataset": data.summary(),
-    }
+    return {"run": name, "seconds": round(seconds, 2)} | out
 
 
 def load_run(db: Database, name: str) -> Run:
@@ -224,7 +282,7 @@ def subnet_info(
     from supernet.trainer import load_variables, subnet_val_accuracy
 
     enable_compile_cache()
-    config = TrainConfig.from_dict({k: v for k, v in run.config.items() if k != "checkpoint"})
+    config = TrainConfig.from_dict(run.config)
     data = run_dataset(run)
     variables = load_variables(space, run.config["checkpoint"])
     cost = space.cost(subnet)

@@ -31,7 +31,6 @@ CIFAR10_CLASSES = (
 )
 _CIFAR_SIDE = 32
 _CIFAR_RECORD = 1 + 3 * _CIFAR_SIDE * _CIFAR_SIDE  # label byte + R, G, B planes
-_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
 class DataError(ValueError):
@@ -143,7 +142,7 @@ def _check_fractions(val_fraction: float, test_fraction: float) -> None:
         )
 
 
-def _split_sizes(n: int, fractions: tuple[float, ...], what: str) -> list[int]:
+def split_sizes(n: int, fractions: tuple[float, ...], what: str) -> list[int]:
     # At least one sample per held-out split, so a tiny dataset still gets every split.
     sizes = [max(1, int(np.floor(n * f + 0.5))) for f in fractions]
     if n - sum(sizes) < 1:
@@ -169,7 +168,7 @@ def _stratified_order(y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.argsort(keys, kind="stable")
 
 
-def _stratified_parts(y: np.ndarray, seed: int, sizes: list[int]) -> list[np.ndarray]:
+def stratified_parts(y: np.ndarray, seed: int, sizes: list[int]) -> list[np.ndarray]:
     """Index arrays for each of `sizes`, then one for the remaining samples, each sorted."""
     order = _stratified_order(y, np.random.default_rng(seed))
     return [np.sort(part) for part in np.split(order, np.cumsum(sizes))]
@@ -184,8 +183,8 @@ def _split_all(
     val_fraction: float,
     test_fraction: float,
 ) -> Dataset:
-    sizes = _split_sizes(len(y), (val_fraction, test_fraction), f"dataset {name!r}")
-    val, test, train = _stratified_parts(y, seed, sizes)
+    sizes = split_sizes(len(y), (val_fraction, test_fraction), f"dataset {name!r}")
+    val, test, train = stratified_parts(y, seed, sizes)
     return Dataset(
         name=name,
         x_train=x[train],
@@ -226,8 +225,8 @@ def _load_cifar10(*, data_dir: Path, seed: int, val_fraction: float, **_: object
     x = np.concatenate([p[0] for p in parts])
     y = np.concatenate([p[1] for p in parts])
     x_test, y_test = _read_cifar_file(test_file, len(class_names))
-    sizes = _split_sizes(len(y), (val_fraction,), f"CIFAR-10 training data in {root}")
-    val, train = _stratified_parts(y, seed, sizes)
+    sizes = split_sizes(len(y), (val_fraction,), f"CIFAR-10 training data in {root}")
+    val, train = stratified_parts(y, seed, sizes)
     return Dataset(
         name="cifar10",
         x_train=x[train],
@@ -308,45 +307,19 @@ def _read_cifar_file(path: Path, num_classes: int) -> tuple[np.ndarray, np.ndarr
 def _load_folder(
     *, data_dir: Path, seed: int, val_fraction: float, test_fraction: float, image_size: int
 ) -> Dataset:
-    if not data_dir.is_dir():
-        raise DataError(f"image folder {data_dir} does not exist; check --data-dir")
-    class_dirs = sorted(
-        (p for p in data_dir.iterdir() if p.is_dir() and not p.name.startswith(".")),
-        key=lambda p: p.name,
+    from supernet.folder import decode, index_folder
+
+    index = index_folder(
+        data_dir, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction
     )
-    if not class_dirs:
-        raise DataError(f"{data_dir} has no class sub-folders; put each class's images in one")
-    images, labels = [], []
-    for label, class_dir in enumerate(class_dirs):
-        files = _image_files(class_dir)
-        images.extend(_read_image(path, image_size) for path in files)
-        labels.extend([label] * len(files))
-    x = np.stack(images)
-    y = np.asarray(labels, dtype=np.int32)
-    names = tuple(p.name for p in class_dirs)
-    return _split_all("folder", x, y, names, seed, val_fraction, test_fraction)
-
-
-def _image_files(class_dir: Path) -> list[Path]:
-    files = sorted(
-        p for p in class_dir.iterdir() if p.is_file() and p.suffix.lower() in _IMAGE_SUFFIXES
+    x = np.stack([decode(index.path(i), image_size) for i in range(len(index.files))])
+    parts = {k: getattr(index, k) for k in ("train", "val", "test")}
+    return Dataset(
+        name="folder",
+        **{f"x_{k}": x[v] for k, v in parts.items()},
+        **{f"y_{k}": index.labels[v] for k, v in parts.items()},
+        class_names=index.class_names,
     )
-    if not files:
-        raise DataError(
-            f"class folder {class_dir} has no images (.png, .jpg, .jpeg); add some or remove it"
-        )
-    return files
-
-
-def _read_image(path: Path, size: int) -> np.ndarray:
-    from PIL import Image  # only the folder format needs Pillow
-
-    try:
-        with Image.open(path) as image:
-            rgb = image.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
-    except (OSError, ValueError, Image.DecompressionBombError) as err:
-        raise DataError(f"cannot read image {path} ({err}); fix or remove the file") from err
-    return np.asarray(rgb, dtype=np.uint8)
 
 
 # --- npz ------------------------------------------------------------------------------------

@@ -10,9 +10,8 @@ repeats exactly what an uninterrupted one does.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
 from functools import partial
 from typing import Any, NamedTuple
 
@@ -23,7 +22,8 @@ import optax
 from jax import lax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from supernet.model import Arch, SuperNet, arch_arrays, stack_archs
+from supernet.model import Arch, SuperNet, arch_arrays
+from supernet.order import epoch_order
 from supernet.sorting import sort_channels
 from supernet.space import SearchSpace, Subnet
 
@@ -49,7 +49,10 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+        """From `to_dict`'s keys; other keys (a run's `checkpoint`, `loader`) are ignored."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()
+                      if k in names})  # fmt: skip
 
 
 class TrainState(NamedTuple):
@@ -131,7 +134,7 @@ def step_subnets(space: SearchSpace, config: TrainConfig, step: int) -> list[Sub
 
 def epoch_batches(n: int, config: TrainConfig, epoch: int) -> list[np.ndarray]:
     """Index batches of one epoch (the last partial batch is dropped: static shapes)."""
-    order = np.random.default_rng((config.seed, 10_000 + epoch)).permutation(n)
+    order = epoch_order(n, config.seed, epoch)
     steps = n // config.batch_size
     return [order[i * config.batch_size : (i + 1) * config.batch_size] for i in range(steps)]
 
@@ -160,7 +163,8 @@ def _resize(x: jax.Array, resolution: int) -> jax.Array:
 
 
 class Sharder:
-    """Data parallelism over all local devices: batches split on axis 0, state replicated."""
+    """Data parallelism over every device of every process: batches split on axis 0 (each
+    process hands over its own rows), state replicated."""
 
     def __init__(self) -> None:
         self.mesh = Mesh(np.array(jax.devices()), ("data",))
@@ -172,35 +176,11 @@ class Sharder:
         return self.mesh.devices.size
 
     def put_batch(self, *arrays):
-        return tuple(jax.device_put(a, self.batch) for a in arrays)
+        """Global arrays from this process's rows (all rows when it is the only process)."""
+        return tuple(jax.make_array_from_process_local_data(self.batch, a) for a in arrays)
 
     def put_replicated(self, tree):
         return jax.device_put(tree, self.replicated)
-
-
-def run_epoch(
-    state: TrainState,
-    train_step: Callable,
-    images_u8: np.ndarray,
-    labels: np.ndarray,
-    space: SearchSpace,
-    config: TrainConfig,
-    epoch: int,
-    sharder: Sharder,
-) -> Iterator[tuple[TrainState, dict]]:
-    """Yield (state, metrics) after every step of one epoch; each batch is resized to the
-    step's resolution as it is drawn (memory does not grow with resolutions x images)."""
-    for idx in epoch_batches(len(labels), config, epoch):
-        step = int(state.step)
-        subnets = step_subnets(space, config, step)
-        archs = stack_archs([arch_arrays(space, s) for s in subnets])
-        x = resize_images(images_u8[idx], subnets[0].resolution)
-        x, y = sharder.put_batch(x, labels[idx])
-        t0 = time.perf_counter()
-        state, metrics = train_step(state, x, y, archs)
-        metrics = {k: float(v) for k, v in metrics.items()}
-        metrics["seconds"] = time.perf_counter() - t0
-        yield state, metrics
 
 
 def maybe_sort_channels(state: TrainState, config: TrainConfig, epoch: int) -> TrainState:

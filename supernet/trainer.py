@@ -6,6 +6,7 @@ service layer in `search/` stores them.
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from collections.abc import Callable
@@ -20,7 +21,9 @@ from tqdm import tqdm
 from supernet import checkpoint
 from supernet.data import Dataset
 from supernet.evaluate import Evaluator, resized_calibration
-from supernet.model import SuperNet, arch_arrays
+from supernet.feed import MemoryFeed
+from supernet.loader import Shard
+from supernet.model import SuperNet, arch_arrays, stack_archs
 from supernet.space import SearchSpace, Subnet
 from supernet.train import (
     Sharder,
@@ -31,8 +34,10 @@ from supernet.train import (
     make_train_step,
     maybe_sort_channels,
     resize_images,
-    run_epoch,
+    step_subnets,
 )
+
+CHECKPOINT_S = 600.0  # mid-epoch checkpoints at most this far apart
 
 
 @dataclass(frozen=True)
@@ -52,107 +57,140 @@ class Prepared:
 
     net: SuperNet
     tx: object
-    val: dict[int, np.ndarray]
     steps_per_epoch: int
 
 
-def prepare(space: SearchSpace, data: Dataset, config: TrainConfig) -> Prepared:
-    n_dev = jax.local_device_count()
-    if config.batch_size % n_dev or config.batch_size > len(data.y_train):
+@dataclass(frozen=True)
+class Options:
+    """How a run goes, not what it computes (none of these changes the weights)."""
+
+    progress: bool = True
+    leader: bool = True  # writes checkpoints and calls the callbacks (process 0 of a job)
+    checkpoint_s: float = CHECKPOINT_S  # also checkpoint mid-epoch after this long
+
+
+def prepare(space: SearchSpace, feed, config: TrainConfig) -> Prepared:
+    n_dev = jax.device_count()
+    if config.batch_size % n_dev or config.batch_size > feed.n_train:
         raise ValueError(
             f"batch size {config.batch_size} must divide over {n_dev} devices and not exceed "
-            f"the {len(data.y_train)} training images"
+            f"the {feed.n_train} training images"
         )
-    ends = {space.resolutions[0], space.resolutions[-1]}
-    val = {r: resize_images(data.x_val, r) for r in ends}
-    steps = len(data.y_train) // config.batch_size
-    return Prepared(SuperNet(space), make_optimizer(config, steps), val, steps)
+    steps = feed.n_train // config.batch_size
+    return Prepared(SuperNet(space), make_optimizer(config, steps), steps)
 
 
 def initial_state(prep: Prepared, config: TrainConfig, ckpt: Path, resume: bool):
-    """A fresh state, or the last checkpoint's (state, next epoch) when resuming."""
+    """A fresh state, or the last checkpoint's state and its loader state (None from a
+    checkpoint written before the loader kept one: it ended an epoch)."""
     state = create_train_state(prep.net, prep.tx, config.seed)
-    if resume and ckpt.exists():
-        restored, _ = checkpoint.restore(ckpt, {"state": state, "epoch": 0})
-        return restored["state"], int(restored["epoch"]) + 1
-    return state, 0
+    if not (resume and ckpt.exists()):
+        return state, None
+    raw, _ = checkpoint.read_state_dict(ckpt)
+    restored, _ = checkpoint.restore(ckpt, {"state": state, "epoch": 0})
+    loader = raw.get("loader")
+    return restored["state"], None if loader is None else json.loads(loader)
 
 
-def evaluate_ends(prep: Prepared, ev: Evaluator, state: TrainState, data: Dataset, config):
+def evaluate_ends(prep: Prepared, ev: Evaluator, state: TrainState, feed, config):
     """Validation accuracy of the largest and smallest subnets after BN recalibration."""
     space = prep.net.space
+    host = jax.device_get({"params": state.params, "batch_stats": state.batch_stats})
     out = []
     for subnet in (space.largest(), space.smallest()):
         r = subnet.resolution
-        calib = resized_calibration(data.x_train, r, config)
         arch = arch_arrays(space, subnet)
-        out.append(
-            ev.subnet_accuracy(
-                state.params, state.batch_stats, arch, calib, prep.val[r], data.y_val
-            )
-        )
+        stats = ev.recalibrate(host, arch, feed.calibration(r, config))
+        variables = {"params": host["params"], "batch_stats": stats}
+        right = total = 0
+        for x, y in feed.validation(r):
+            if len(y):
+                right += int((np.argmax(ev.predict(variables, arch, x), -1) == y).sum())
+                total += len(y)
+        out.append(right / max(total, 1))
     return out
+
+
+class _Meter:
+    """Images/s and the share of each step spent waiting for data (over the epoch)."""
+
+    def __init__(self, batch: int) -> None:
+        self.batch, self.wait, self.compute, self.bad = batch, 0.0, 0.0, 0
+        self.losses: list[float] = []
+
+    def add(self, wait: float, compute: float, bad: int, loss: float) -> None:
+        self.wait, self.compute = self.wait + wait, self.compute + compute
+        self.bad += bad
+        self.losses.append(loss)
+
+    def figures(self) -> dict:
+        total = max(self.wait + self.compute, 1e-9)
+        return {
+            "images_per_s": self.batch * len(self.losses) / total,
+            "data_wait_share": self.wait / total,
+            "unreadable_images": self.bad,
+        }
 
 
 def train_and_evaluate(
     space: SearchSpace,
-    data: Dataset,
+    feed,
     config: TrainConfig,
     ckpt: str | Path,
     *,
     resume: bool = False,
     on_epoch: Callable[[int, dict], None] | None = None,
     on_checkpoint: Callable[[int, str, str, int], None] | None = None,
-    progress: bool = True,
+    options: Options = Options(),
 ) -> TrainResult:
-    """Train the supernet of `space` on `data`; checkpoint after every epoch."""
+    """Train the supernet of `space` on `feed` (a `supernet.feed` feed or a `Dataset`);
+    checkpoint after every epoch and every `options.checkpoint_s` seconds within one."""
+    if isinstance(feed, Dataset):
+        feed = MemoryFeed(feed)
     ckpt = Path(ckpt)
-    prep = prepare(space, data, config)
+    prep = prepare(space, feed, config)
     sharder = Sharder()
-    state, start = initial_state(prep, config, ckpt, resume)
+    state, loader_state = initial_state(prep, config, ckpt, resume)
     state = sharder.put_replicated(state)
     step_fn, ev = make_train_step(prep.net, prep.tx), Evaluator.for_net(prep.net)
+    shard = Shard(jax.process_index(), jax.process_count())
+    batches = feed.batches(space, config, shard)
+    start = int(state.step)
+    if loader_state is not None:
+        batches.set_state(loader_state)
+    elif start:  # a checkpoint from before the loader's state was kept: an epoch's end
+        batches.skip_to(start)
+    spe = prep.steps_per_epoch
+    run = _Run(prep, config, ckpt, options, on_checkpoint)
     t0, digest, accs = time.perf_counter(), "", (float("nan"), float("nan"))
-    for epoch in range(start, config.epochs):
-        state = maybe_sort_channels(state, config, epoch)
-        bar = tqdm(
-            total=prep.steps_per_epoch,
-            desc=f"epoch {epoch + 1}/{config.epochs}",
-            file=sys.stderr,
-            disable=not progress,
-            leave=False,
-        )
-        losses = []
-        steps = run_epoch(
-            state, step_fn, data.x_train, data.y_train, space, config, epoch, sharder
-        )
-        for new_state, m in steps:
-            state = new_state
-            losses.append(m["loss"])
-            ips = config.batch_size * (2 + config.n_random) / max(m["seconds"], 1e-9)
-            bar.set_postfix(loss=f"{m['loss']:.3f}", acc=f"{m['acc']:.3f}", img_s=f"{ips:.0f}")
-            bar.update()
-        bar.close()
-        accs = evaluate_ends(prep, ev, state, data, config)
-        digest, nbytes = checkpoint.save(ckpt, {"state": state, "epoch": epoch})
-        metrics = {
-            "loss": float(np.mean(losses)),
-            "val_acc_largest": accs[0],
-            "val_acc_smallest": accs[1],
-            "seconds": time.perf_counter() - t0,
-        }
-        if progress:
-            print(
-                f"epoch {epoch + 1}/{config.epochs} loss {metrics['loss']:.4f} "
-                f"val largest {accs[0]:.4f} smallest {accs[1]:.4f}",
-                file=sys.stderr,
-            )
-        if on_epoch:
-            on_epoch(epoch, metrics | {"step": int(state.step)})
-        if on_checkpoint:
-            on_checkpoint(int(state.step), str(ckpt), digest, nbytes)
-    if start >= config.epochs:  # already finished: report the checkpoint as it is
-        accs = evaluate_ends(prep, ev, state, data, config)
+    try:
+        for epoch in range(start // spe, config.epochs):
+            within = int(state.step) - epoch * spe
+            if within == 0:
+                state = maybe_sort_channels(state, config, epoch)
+            state, meter = run.epoch(state, batches, step_fn, sharder, epoch, within)
+            accs = evaluate_ends(prep, ev, state, feed, config)
+            digest = run.save(state, batches, epoch)
+            metrics = {
+                "loss": float(np.mean(meter.losses)) if meter.losses else float("nan"),
+                "val_acc_largest": accs[0],
+                "val_acc_smallest": accs[1],
+                "seconds": time.perf_counter() - t0,
+            } | meter.figures()
+            if options.progress and options.leader:
+                print(
+                    f"epoch {epoch + 1}/{config.epochs} loss {metrics['loss']:.4f} "
+                    f"val largest {accs[0]:.4f} smallest {accs[1]:.4f} "
+                    f"({metrics['images_per_s']:.0f} img/s, "
+                    f"{100 * metrics['data_wait_share']:.0f}% waiting for data)",
+                    file=sys.stderr,
+                )
+            if on_epoch and options.leader:
+                on_epoch(epoch, metrics | {"step": int(state.step)})
+    finally:
+        batches.close()
+    if start >= config.epochs * spe:  # already finished: report the checkpoint as it is
+        accs = evaluate_ends(prep, ev, state, feed, config)
         digest = checkpoint.file_sha256(ckpt)
     return TrainResult(
         int(state.step),
@@ -161,8 +199,65 @@ def train_and_evaluate(
         accs[1],
         str(ckpt),
         digest,
-        config.epochs - start,
+        config.epochs - start // spe,
     )
+
+
+class _Run:
+    """One run's epochs: the steps, the progress bar, the checkpoints."""
+
+    def __init__(self, prep, config, ckpt, options, on_checkpoint) -> None:
+        self.prep, self.config, self.ckpt, self.options = prep, config, ckpt, options
+        self.on_checkpoint = on_checkpoint
+        self.saved_at = time.perf_counter()
+        self.seen_bad: set[str] = set()
+
+    def epoch(self, state, batches, step_fn, sharder, epoch: int, within: int):
+        space, config, spe = self.prep.net.space, self.config, self.prep.steps_per_epoch
+        bar = tqdm(total=spe, initial=within, desc=f"epoch {epoch + 1}/{config.epochs}",
+                   file=sys.stderr, leave=False,
+                   disable=not (self.options.progress and self.options.leader))  # fmt: skip
+        meter = _Meter(config.batch_size)
+        for _ in range(within, spe):
+            t0 = time.perf_counter()
+            b = next(batches)
+            subnets = step_subnets(space, config, int(state.step))
+            archs = stack_archs([arch_arrays(space, s) for s in subnets])
+            x, y = sharder.put_batch(resize_images(b.x, subnets[0].resolution), b.y)
+            t1 = time.perf_counter()
+            state, m = step_fn(state, x, y, archs)
+            m = {k: float(v) for k, v in m.items()}
+            meter.add(t1 - t0, time.perf_counter() - t1, len(b.bad), m["loss"])
+            self._report_bad(b.bad)
+            f = meter.figures()
+            bar.set_postfix(loss=f"{m['loss']:.3f}", acc=f"{m['acc']:.3f}",
+                            img_s=f"{f['images_per_s']:.1f}",
+                            data=f"{100 * f['data_wait_share']:.0f}%")  # fmt: skip
+            bar.update()
+            due = time.perf_counter() - self.saved_at >= self.options.checkpoint_s
+            if due and int(state.step) % spe:  # the epoch's end saves after its evaluation
+                self.save(state, batches, epoch - 1)
+        bar.close()
+        return state, meter
+
+    def _report_bad(self, bad: tuple[str, ...]) -> None:
+        for path in bad:
+            if path not in self.seen_bad:
+                self.seen_bad.add(path)
+                print(f"skipping unreadable image {path} (replaced by the next image)",
+                      file=sys.stderr)  # fmt: skip
+
+    def save(self, state, batches, epoch: int) -> str:
+        """Checkpoint `state` with the loader's position (`epoch`: the last finished one)."""
+        self.saved_at = time.perf_counter()
+        if not self.options.leader:
+            return ""
+        tree = {"state": state, "epoch": epoch, "loader": json.dumps(batches.get_state()),
+                "config": json.dumps(self.config.to_dict())}  # fmt: skip
+        digest, nbytes = checkpoint.save(self.ckpt, tree)
+        if self.on_checkpoint:
+            self.on_checkpoint(int(state.step), str(self.ckpt), digest, nbytes)
+        return digest
 
 
 def load_variables(space: SearchSpace, ckpt: str | Path) -> dict:

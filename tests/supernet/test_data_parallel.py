@@ -18,13 +18,13 @@ import jax, numpy as np
 from supernet.data import load_dataset
 from supernet.space import SearchSpace
 from supernet.train import TrainConfig
-from supernet.trainer import load_variables, train_and_evaluate
+from supernet.trainer import Options, load_variables, train_and_evaluate
 
 space = SearchSpace.from_file(sys.argv[1])
 data = load_dataset("digits", None, seed=0)
 space = dataclasses.replace(space, num_classes=data.num_classes)
 config = TrainConfig(epochs=1, batch_size=128)
-train_and_evaluate(space, data, config, sys.argv[2], progress=False)
+train_and_evaluate(space, data, config, sys.argv[2], options=Options(progress=False))
 params = load_variables(space, sys.argv[2])["params"]
 leaves = [np.asarray(a, np.float64).ravel() for a in jax.tree.leaves(params)]
 print(json.dumps({"devices": jax.device_count(), "params": np.concatenate(leaves).tolist()}))

@@ -1,0 +1,84 @@
+"""Several hosts: one JAX process per host (`jax.distributed`), data parallel over them all.
+
+Each process reads its rows of every global batch (`loader.Shard`), the state is replicated
+on every device of every process, and the gradients are summed by XLA's collectives (NCCL
+on GPUs; gloo between CPU processes, which is how the test runs two processes on one
+machine). Process 0 alone writes checkpoints and database rows. JAX's coordination service
+checks every process's heartbeat: a process that dies stops the others within
+`HEARTBEAT_S` seconds instead of leaving them waiting in a collective for ever.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+HEARTBEAT_S = 30  # JAX's default is 100 s
+INIT_TIMEOUT_S = 300  # how long a process waits for all the others to join
+
+
+class ClusterError(ValueError):
+    """Flags (or environment variables) that do not describe a job; one line says why."""
+
+
+@dataclass(frozen=True)
+class Cluster:
+    coordinator: str | None = None
+    num_processes: int = 1
+    process_id: int = 0
+
+    @classmethod
+    def from_args(
+        cls, coordinator: str | None, num_processes: int | None, process_id: int | None
+    ) -> Cluster:
+        """From flags, else the environment variables JAX's launchers set
+        (JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID)."""
+        env = os.environ
+        coordinator = coordinator or env.get("JAX_COORDINATOR_ADDRESS") or None
+        n = num_processes if num_processes is not None else _int_env("JAX_NUM_PROCESSES", 1)
+        pid = process_id if process_id is not None else _int_env("JAX_PROCESS_ID", 0)
+        if n < 1:
+            raise ClusterError(f"--num-processes must be at least 1, got {n}")
+        if not 0 <= pid < n:
+            raise ClusterError(f"--process-id must be in 0..{n - 1}, got {pid}")
+        if n > 1 and not coordinator:
+            raise ClusterError(
+                "a job of several processes needs --coordinator HOST:PORT (process 0's address)"
+            )
+        if coordinator and ":" not in coordinator:
+            raise ClusterError(f"--coordinator must be HOST:PORT, got {coordinator!r}")
+        return cls(coordinator if n > 1 else None, n, pid)
+
+    @property
+    def several(self) -> bool:
+        return self.num_processes > 1
+
+    @property
+    def leader(self) -> bool:
+        """The process that writes checkpoints and database rows."""
+        return self.process_id == 0
+
+    def start(self) -> None:
+        """Join the job (before any other JAX call); nothing for a single process."""
+        if not self.several:
+            return
+        import jax
+
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        jax.distributed.initialize(
+            self.coordinator,
+            num_processes=self.num_processes,
+            process_id=self.process_id,
+            initialization_timeout=INIT_TIMEOUT_S,
+            heartbeat_timeout_seconds=HEARTBEAT_S,
+        )
+
+
+def _int_env(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ClusterError(f"{name} must be an integer, got {raw!r}") from None

@@ -1,0 +1,88 @@
+"""`hwnas train` streaming an image folder: kill -9 mid-epoch, resume, same weights."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from cli_helpers import cli_env, hwnas
+from folders import make_folder
+from sqlalchemy import func, select
+
+from db.models import Checkpoint, Run
+from db.session import open_db
+from supernet import checkpoint
+
+TINY_64 = str(Path(__file__).parents[1] / "data" / "tiny_64.json")
+
+
+def stream_args(name: str, url: str, folder: Path) -> list[str]:
+    return [
+        "train", "--dataset", "folder", "--data-dir", str(folder), "--space", TINY_64,
+        "--epochs", "2", "--batch-size", "8", "--loader", "stream", "--workers", "1",
+        "--checkpoint-minutes", "0.00001", "--name", name, "--db", url, "--quiet", "--json",
+    ]  # fmt: skip
+
+
+def checkpoints(url: str, name: str) -> int:
+    if not Path(url.removeprefix("sqlite:///")).exists():
+        return 0
+    db = open_db(url, create=False)
+    with db.read() as s:
+        n = s.scalar(select(func.count(Checkpoint.id)).join(Run).where(Run.name == name))
+    db.dispose()
+    return n or 0
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    return make_folder(tmp_path_factory.mktemp("imgs"))
+
+
+def test_kill_9_mid_epoch_then_resume_streams_on_where_it_stopped(folder, tmp_path):
+    url = f"sqlite:///{tmp_path / 'hwnas.db'}"
+    ref = json.loads(hwnas(*stream_args("ref", url, folder), cwd=tmp_path).stdout.splitlines()[-1])
+    assert ref["dataset"]["loader"] == "stream" and ref["steps"] == 2 * (62 // 8)
+    cmd = [sys.executable, "-m", "search.cli", *stream_args("cut", url, folder)]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=cli_env(tmp_path),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.time() + 300
+    try:
+        while checkpoints(url, "cut") < 3 and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    cut, _ = checkpoint.read_state_dict(tmp_path / "runs" / "cut" / "supernet.ckpt")
+    assert 0 < int(cut["state"]["step"]) < ref["steps"]
+    done = hwnas(*stream_args("cut", url, folder), "--resume", cwd=tmp_path)
+    out = json.loads(done.stdout.splitlines()[-1])
+    assert out["steps"] == ref["steps"]
+    a, _ = checkpoint.read_state_dict(ref["checkpoint"])
+    b, _ = checkpoint.read_state_dict(out["checkpoint"])
+    for key, layer in a["state"]["params"].items():
+        for name, value in layer.items():
+            np.testing.assert_array_equal(np.asarray(value), b["state"]["params"][key][name])
+
+
+@pytest.mark.parametrize(
+    "extra,needle",
+    [
+        (["--loader", "stream"], "--loader stream reads image folders only"),
+        (["--loader", "fast"], "unknown --loader 'fast'"),
+        (["--num-processes", "2"], "needs --coordinator HOST:PORT"),
+        (["--num-processes", "2", "--process-id", "2", "--coordinator", "h:1"], "0..1"),
+    ],
+)
+def test_bad_loader_and_job_flags_exit_2(tmp_path, extra, needle):
+    url = f"sqlite:///{tmp_path / 'hwnas.db'}"
+    done = hwnas("train", "--epochs", "1", "--db", url, *extra, cwd=tmp_path, check=False)
+    assert done.returncode == 2 and needle in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert not Path(tmp_path / "hwnas.db").exists() or checkpoints(url, "digits") == 0
