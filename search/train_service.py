@@ -6,9 +6,11 @@ record runs, epoch metrics and checkpoints in the database.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -206,6 +208,27 @@ def _follower_settings(space, epochs, batch_size, seed, name, runs_dir, resume):
     return _new_config(space, epochs, batch_size, seed), ckpt
 
 
+@contextlib.contextmanager
+def _job_guard(cluster: Cluster):
+    """In a job of several processes, a collective that fails means another process died:
+    say so in one line and leave at once (exit status 1). Leaving normally would wait in
+    JAX's shutdown barrier for the dead process, then abort with a page of C++ log."""
+    if not cluster.several:
+        yield
+        return
+    import jax
+
+    try:
+        yield
+    except jax.errors.JaxRuntimeError as e:
+        first = str(e).strip().splitlines()[0][:300]
+        log(f"process {cluster.process_id}: another process of the job stopped ({first}); "
+            "this one stops too: start every process again with --resume")  # fmt: skip
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(1)
+
+
 def _train(space, feed, config, ckpt, resume, launch: Launch, recorded) -> dict:
     from supernet.trainer import Options, train_and_evaluate
 
@@ -220,10 +243,11 @@ def _train(space, feed, config, ckpt, resume, launch: Launch, recorded) -> dict:
         leader=launch.cluster.leader,
         checkpoint_s=60.0 * launch.checkpoint_minutes,
     )
-    result = train_and_evaluate(
-        space, feed, config, ckpt, resume=resume, on_epoch=on_epoch,
-        on_checkpoint=on_checkpoint, options=options,
-    )  # fmt: skip
+    with _job_guard(launch.cluster):
+        result = train_and_evaluate(
+            space, feed, config, ckpt, resume=resume, on_epoch=on_epoch,
+            on_checkpoint=on_checkpoint, options=options,
+        )  # fmt: skip
     out = {
         "checkpoint": result.checkpoint,
         "sha256": result.sha256,
