@@ -32,6 +32,7 @@ BENCHES: dict[str, tuple[str, ...]] = {
     "dashboard_render": (),
     "train_throughput": (),
     "closed_loop": ("db", "run"),
+    "stream_scale": (),
 }
 DEFAULT = ("search_efficiency", "weight_sharing", "dashboard_render", "train_throughput")
 

@@ -232,7 +232,8 @@ class _Run:
             f = meter.figures()
             bar.set_postfix(loss=f"{m['loss']:.3f}", acc=f"{m['acc']:.3f}",
                             img_s=f"{f['images_per_s']:.1f}",
-                            data=f"{100 * f['data_wait_share']:.0f}%")  # fmt: skip
+                            data=f"{100 * f['data_wait_share']:.0f}%",
+                            step=f"{time.perf_counter() - t0:.2f}s")  # fmt: skip
             bar.update()
             due = time.perf_counter() - self.saved_at >= self.options.checkpoint_s
             if due and int(state.step) % spe:  # the epoch's end saves after its evaluation
