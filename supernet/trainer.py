@@ -156,37 +156,19 @@ def train_and_evaluate(
     shard = Shard(jax.process_index(), jax.process_count())
     batches = feed.batches(space, config, shard)
     start = int(state.step)
-    if loader_state is not None:
-        batches.set_state(loader_state)
-    elif start:  # a checkpoint from before the loader's state was kept: an epoch's end
-        batches.skip_to(start)
+    _position(batches, loader_state, start)
     spe = prep.steps_per_epoch
     run = _Run(prep, config, ckpt, options, on_checkpoint)
     t0, digest, accs = time.perf_counter(), "", (float("nan"), float("nan"))
     try:
         for epoch in range(start // spe, config.epochs):
             within = int(state.step) - epoch * spe
-            if within == 0:
-                state = maybe_sort_channels(state, config, epoch)
+            if within == 0:  # (every process sorts alike; the result is put back replicated)
+                state = sharder.put_replicated(maybe_sort_channels(state, config, epoch))
             state, meter = run.epoch(state, batches, step_fn, sharder, epoch, within)
             accs = evaluate_ends(prep, ev, state, feed, config)
             digest = run.save(state, batches, epoch)
-            metrics = {
-                "loss": float(np.mean(meter.losses)) if meter.losses else float("nan"),
-                "val_acc_largest": accs[0],
-                "val_acc_smallest": accs[1],
-                "seconds": time.perf_counter() - t0,
-            } | meter.figures()
-            if options.progress and options.leader:
-                print(
-                    f"epoch {epoch + 1}/{config.epochs} loss {metrics['loss']:.4f} "
-                    f"val largest {accs[0]:.4f} smallest {accs[1]:.4f} "
-                    f"({metrics['images_per_s']:.0f} img/s, "
-                    f"{100 * metrics['data_wait_share']:.0f}% waiting for data)",
-                    file=sys.stderr,
-                )
-            if on_epoch and options.leader:
-                on_epoch(epoch, metrics | {"step": int(state.step)})
+            run.report(epoch, state, meter, accs, time.perf_counter() - t0, on_epoch)
     finally:
         batches.close()
     if start >= config.epochs * spe:  # already finished: report the checkpoint as it is
@@ -203,8 +185,16 @@ def train_and_evaluate(
     )
 
 
+def _position(batches, loader_state: dict | None, start: int) -> None:
+    """Put the loader where the checkpoint left it."""
+    if loader_state is not None:
+        batches.set_state(loader_state)
+    elif start:  # a checkpoint from before the loader's state was kept: an epoch's end
+        batches.skip_to(start)
+
+
 class _Run:
-    """One run's epochs: the steps, the progress bar, the checkpoints."""
+    """One run's epochs: the steps, the progress bar, the checkpoints, the epoch reports."""
 
     def __init__(self, prep, config, ckpt, options, on_checkpoint) -> None:
         self.prep, self.config, self.ckpt, self.options = prep, config, ckpt, options
@@ -240,6 +230,27 @@ class _Run:
                 self.save(state, batches, epoch - 1)
         bar.close()
         return state, meter
+
+    def report(self, epoch: int, state, meter: _Meter, accs, seconds: float, on_epoch) -> None:
+        """The epoch's line on stderr and its metrics to `on_epoch` (process 0)."""
+        if not self.options.leader:
+            return
+        metrics = {
+            "loss": float(np.mean(meter.losses)) if meter.losses else float("nan"),
+            "val_acc_largest": accs[0],
+            "val_acc_smallest": accs[1],
+            "seconds": seconds,
+        } | meter.figures()
+        if self.options.progress:
+            print(
+                f"epoch {epoch + 1}/{self.config.epochs} loss {metrics['loss']:.4f} "
+                f"val largest {accs[0]:.4f} smallest {accs[1]:.4f} "
+                f"({metrics['images_per_s']:.0f} img/s, "
+                f"{100 * metrics['data_wait_share']:.0f}% waiting for data)",
+                file=sys.stderr,
+            )
+        if on_epoch:
+            on_epoch(epoch, metrics | {"step": int(state.step)})
 
     def _report_bad(self, bad: tuple[str, ...]) -> None:
         for path in bad:
