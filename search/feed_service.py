@@ -66,13 +66,14 @@ def streamed_dataset(data_dir, image_size: int, seed: int) -> Dataset:
     the validation images; the test images are not decoded (`x_test` is empty)."""
     index = _index(data_dir, seed)
     w = default_workers()
-    pool, val = pool_ids(index, seed), index.val
+    x_pool, pool = decode_all(index, pool_ids(index, seed), image_size, w)
+    x_val, val = decode_all(index, index.val, image_size, w)  # unreadable ones left out
     empty = np.zeros((0, image_size, image_size, 3), np.uint8)
     return Dataset(
         name="folder",
-        x_train=decode_all(index, pool, image_size, w),
+        x_train=x_pool,
         y_train=index.labels[pool],
-        x_val=decode_all(index, val, image_size, w),
+        x_val=x_val,
         y_val=index.labels[val],
         x_test=empty,
         y_test=index.labels[index.test[:0]],

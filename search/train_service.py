@@ -11,6 +11,7 @@ import dataclasses
 import json
 import os
 import sys
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -147,38 +148,115 @@ def train(
     launch: Launch | None = None,
 ) -> dict:
     """Train (or resume) a supernet run and record it; returns the contract's JSON keys.
-    In a job of several processes only process 0 touches the database; the others take the
-    run's settings from the arguments (all processes get the same ones) or, resuming, from
-    the checkpoint under `runs_dir`, which every host must see."""
+    A resumed run reads the data it was started on (dataset, folder, seed, space, loader as
+    recorded), whatever the arguments say. In a job of several processes only process 0
+    touches the database; the others take the run's settings from the arguments (every
+    process gets the same ones) or, resuming, from the checkpoint under `runs_dir`, which
+    every host must see."""
     launch = launch or Launch(progress=progress)
     _check_args(dataset, epochs, batch_size)
     if launch.checkpoint_minutes <= 0:
         raise UserError(f"--checkpoint-minutes must be above 0, got {launch.checkpoint_minutes}")
-    space = load_space(space_file)
+    asked = RunSpec(dataset, data_dir, load_space(space_file), seed, launch.loader)
     launch.cluster.start()  # before anything runs on a device
+    with _job_guard(launch.cluster):
+        if not launch.cluster.leader:
+            ckpt = _checkpoint_path(runs_dir, name or dataset)
+            return _follow(_follower_spec(asked, ckpt, resume), epochs, batch_size, ckpt,
+                           resume, launch)  # fmt: skip
+        return _lead(db_url, asked, epochs, batch_size, name or dataset, resume, runs_dir,
+                     launch)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What a run trains on: from the arguments, or for a resumed run as recorded."""
+
+    dataset: str
+    data_dir: str | None
+    space: SearchSpace
+    seed: int
+    loader: str  # auto (a new run), memory or stream
+    config: TrainConfig | None = None  # recorded; None: from the arguments
+
+    def record(self) -> str:
+        """The JSON a checkpoint keeps, for the processes of a job to resume from."""
+        return json.dumps({"dataset": self.dataset, "data_dir": self.data_dir,
+                           "space": self.space.to_dict(), "seed": self.seed,
+                           "loader": self.loader})  # fmt: skip
+
+
+def _recorded_spec(run: Run) -> RunSpec:
+    config = TrainConfig.from_dict(run.config)
+    loader = run.config.get("loader", "memory")  # runs before streaming were in memory
+    space = SearchSpace.from_dict(run.space)
+    return RunSpec(run.dataset, run.data_dir, space, config.seed, loader, config)
+
+
+def _follower_spec(asked: RunSpec, ckpt: Path, resume: bool) -> RunSpec:
+    """A process other than 0: the run as its checkpoint recorded it when resuming one that
+    exists, else as asked."""
+    from supernet import checkpoint
+
+    if not (resume and ckpt.exists()):
+        return asked
+    raw, _ = checkpoint.read_state_dict(ckpt)
+    if "run" not in raw or "config" not in raw:
+        return asked
+    run = json.loads(raw["run"])
+    config = TrainConfig.from_dict(json.loads(raw["config"]))
+    space = SearchSpace.from_dict(run["space"])
+    return RunSpec(run["dataset"], run["data_dir"], space, run["seed"], run["loader"], config)
+
+
+def _feed(spec: RunSpec, launch: Launch):
     from search.feed_service import make_feed
 
-    feed = make_feed(dataset, data_dir, image_size_for(space), seed, launch.loader,
-                     launch.workers)  # fmt: skip
-    space = dataclasses.replace(space, num_classes=feed.num_classes)
-    name = name or dataset
-    if not launch.cluster.leader:
-        config, ckpt = _follower_settings(space, epochs, batch_size, seed, name, runs_dir, resume)
-        return _train(space, feed, config, ckpt, resume, launch, None)
+    size = image_size_for(spec.space)
+    return make_feed(spec.dataset, spec.data_dir, size, spec.seed, spec.loader, launch.workers)
+
+
+def _settled(spec: RunSpec, feed, epochs, batch_size) -> tuple[SearchSpace, TrainConfig]:
+    """The space (sized to the data's classes) and config of a run, its batch size checked."""
+    space = spec.space
+    if spec.config is None:
+        space = dataclasses.replace(space, num_classes=feed.num_classes)
+    config = spec.config or _new_config(space, epochs, batch_size, spec.seed)
+    import jax
+
+    n_dev = jax.device_count()
+    if config.batch_size % n_dev or config.batch_size > feed.n_train:
+        raise UserError(
+            f"batch size {config.batch_size} must divide over the job's {n_dev} devices and "
+            f"not exceed the {feed.n_train} training images; pass another --batch-size"
+        )
+    return space, config
+
+
+def _lead(db_url, asked: RunSpec, epochs, batch_size, name, resume, runs_dir, launch) -> dict:
     db = open_db(db_url)
     try:
         run = _existing_run(db, name, resume)
+        spec = asked if run is None else _recorded_spec(run)
         if run is not None:
-            config = TrainConfig.from_dict(run.config)
-            space = SearchSpace.from_dict(run.space)
-            ckpt = Path(run.config["checkpoint"])
-        else:
-            config = _new_config(space, epochs, batch_size, seed)
-            ckpt = _checkpoint_path(runs_dir, name)
-            _create_run(db, name, dataset, data_dir, space, config, ckpt, feed.kind)
-        return _train(space, feed, config, ckpt, run is not None, launch, (db, name))
+            log(f"resuming run {name!r} on the data it was started on ({spec.dataset}, "
+                f"seed {spec.seed}, loader {spec.loader})")  # fmt: skip
+        feed = _feed(spec, launch)
+        space, config = _settled(spec, feed, epochs, batch_size)
+        ckpt = _checkpoint_path(runs_dir, name) if run is None else Path(run.config["checkpoint"])
+        spec = dataclasses.replace(spec, space=space, loader=feed.kind, config=config)
+        if run is None:
+            _create_run(db, name, spec.dataset, spec.data_dir, space, config, ckpt, feed.kind)
+        return _train(spec, feed, ckpt, run is not None, launch, (db, name))
     finally:
         db.dispose()
+
+
+def _follow(spec: RunSpec, epochs, batch_size, ckpt: Path, resume: bool, launch) -> dict:
+    feed = _feed(spec, launch)
+    space, config = _settled(spec, feed, epochs, batch_size)
+    spec = dataclasses.replace(spec, space=space, loader=feed.kind, config=config)
+    return _train(spec, feed, ckpt, resume, launch, None)
 
 
 def _new_config(space: SearchSpace, epochs, batch_size, seed: int) -> TrainConfig:
@@ -195,41 +273,39 @@ def _checkpoint_path(runs_dir, name: str) -> Path:
     return (Path(runs_dir) / name / "supernet.ckpt").resolve()
 
 
-def _follower_settings(space, epochs, batch_size, seed, name, runs_dir, resume):
-    """A process other than 0: the run's config from its checkpoint when resuming one that
-    exists, else from the arguments."""
-    from supernet import checkpoint
-
-    ckpt = _checkpoint_path(runs_dir, name)
-    if resume and ckpt.exists():
-        raw, _ = checkpoint.read_state_dict(ckpt)
-        if "config" in raw:
-            return TrainConfig.from_dict(json.loads(raw["config"])), ckpt
-    return _new_config(space, epochs, batch_size, seed), ckpt
-
-
 @contextlib.contextmanager
 def _job_guard(cluster: Cluster):
-    """In a job of several processes, a collective that fails means another process died:
-    say so in one line and leave at once (exit status 1). Leaving normally would wait in
-    JAX's shutdown barrier for the dead process, then abort with a page of C++ log."""
+    """In a job of several processes, any error leaves at once, so the other processes'
+    next gradient exchange fails and they leave too, instead of waiting for this one (and
+    then in JAX's shutdown barrier, which ends in a page of C++ log). A failed exchange means
+    another process died. One line says which: exit 2 for bad input, 1 otherwise."""
     if not cluster.several:
         yield
         return
     import jax
 
+    from search.cli import USER_ERRORS
+
     try:
         yield
+    except USER_ERRORS as e:
+        _leave(2, f"hwnas: error: process {cluster.process_id}: {' '.join(str(e).split())}")
     except jax.errors.JaxRuntimeError as e:
         first = str(e).strip().splitlines()[0][:300]
-        log(f"process {cluster.process_id}: another process of the job stopped ({first}); "
-            "this one stops too: start every process again with --resume")  # fmt: skip
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(1)
+        line = f"process {cluster.process_id}: another process of the job stopped ({first}); "
+        _leave(1, line + "this one stops too: start every process again with --resume")
+    except Exception:
+        traceback.print_exc()
+        _leave(1, f"process {cluster.process_id}: stopped by the error above")
 
 
-def _train(space, feed, config, ckpt, resume, launch: Launch, recorded) -> dict:
+def _leave(code: int, line: str) -> None:
+    log(line)
+    sys.stdout.flush()
+    os._exit(code)
+
+
+def _train(spec: RunSpec, feed, ckpt: Path, resume: bool, launch: Launch, recorded) -> dict:
     from supernet.trainer import Options, train_and_evaluate
 
     enable_compile_cache()
@@ -242,12 +318,13 @@ def _train(space, feed, config, ckpt, resume, launch: Launch, recorded) -> dict:
         progress=launch.progress,
         leader=launch.cluster.leader,
         checkpoint_s=60.0 * launch.checkpoint_minutes,
+        record=spec.record(),
     )
-    with _job_guard(launch.cluster):
-        result = train_and_evaluate(
-            space, feed, config, ckpt, resume=resume, on_epoch=on_epoch,
-            on_checkpoint=on_checkpoint, options=options,
-        )  # fmt: skip
+    config = spec.config
+    result = train_and_evaluate(
+        spec.space, feed, config, ckpt, resume=resume, on_epoch=on_epoch,
+        on_checkpoint=on_checkpoint, options=options,
+    )  # fmt: skip
     out = {
         "checkpoint": result.checkpoint,
         "sha256": result.sha256,

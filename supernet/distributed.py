@@ -65,12 +65,43 @@ class Cluster:
         import jax
 
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
-        jax.distributed.initialize(
-            self.coordinator,
-            num_processes=self.num_processes,
-            process_id=self.process_id,
-            initialization_timeout=INIT_TIMEOUT_S,
-            heartbeat_timeout_seconds=HEARTBEAT_S,
+        try:
+            jax.distributed.initialize(
+                self.coordinator,
+                num_processes=self.num_processes,
+                process_id=self.process_id,
+                initialization_timeout=INIT_TIMEOUT_S,
+                heartbeat_timeout_seconds=HEARTBEAT_S,
+            )
+        except Exception as e:  # jax raises several kinds (timeouts, address in use)
+            first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+            raise ClusterError(
+                f"process {self.process_id} cannot join the job at {self.coordinator} "
+                f"({first}); check the address and that every process was started"
+            ) from None
+
+
+def same_everywhere(text: str) -> None:
+    """Every process of the job holds the same `text` (the run's settings and start step),
+    else ClusterError on all of them: processes that disagree would wait for each other in
+    different steps for ever."""
+    import jax
+
+    if jax.process_count() == 1:
+        return
+    import hashlib
+
+    import numpy as np
+    from jax.experimental import multihost_utils
+
+    digest = np.frombuffer(hashlib.sha256(text.encode()).digest()[:8], np.uint32)
+    mine = digest.copy()
+    everyone = np.asarray(multihost_utils.process_allgather(mine))
+    if not (everyone == mine).all():
+        raise ClusterError(
+            "the processes of the job disagree on the run (its settings, or the step its "
+            "checkpoint resumes at): start every process with the same arguments and a "
+            "--runs-dir all of them see"
         )
 
 

@@ -5,17 +5,18 @@ npz, small folders: fastest where it fits). `StreamFeed` reads an image folder t
 (`supernet.loader`): memory independent of the number of images, decoding and augmentation
 in background processes. Both give process `p` of `P` its rows of every global batch, in the
 order `supernet.order` fixes, so the same run trains on the same images whichever feeds it.
-A feed's batch iterator has `get_state`/`set_state`: the checkpoint keeps it.
+A feed's batches start at any global step: a checkpoint keeps the step (and the feed's
+fingerprint, so that a run resumes on the data it started on).
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from supernet.checkpoint import CheckpointError
 from supernet.data import Dataset
 from supernet.evaluate import eval_batch, resized_calibration
 from supernet.folder import FolderIndex
@@ -33,12 +34,12 @@ class Batch:
 
 
 class MemoryBatches:
-    """A run's batches from arrays in memory; its state is the number of steps handed out."""
+    """A run's batches from arrays in memory, from global step `start`."""
 
-    def __init__(self, data: Dataset, config: TrainConfig, shard: Shard) -> None:
+    def __init__(self, data: Dataset, config: TrainConfig, shard: Shard, start: int) -> None:
         self.data, self.config, self.rows = data, config, shard.rows(config.batch_size)
         self.steps = len(data.y_train) // config.batch_size
-        self.next_step = 0
+        self.next_step = start
 
     def __iter__(self) -> MemoryBatches:
         return self
@@ -50,15 +51,6 @@ class MemoryBatches:
         idx = epoch_batches(len(self.data.y_train), self.config, epoch)[s][self.rows]
         self.next_step += 1
         return Batch(self.data.x_train[idx], self.data.y_train[idx])
-
-    def get_state(self) -> dict:
-        return {"next_step": self.next_step}
-
-    def set_state(self, state: dict) -> None:
-        self.next_step = int(state["next_step"])
-
-    def skip_to(self, step: int) -> None:
-        self.next_step = step
 
     def close(self) -> None:
         pass
@@ -80,8 +72,13 @@ class MemoryFeed:
     def summary(self) -> dict:
         return self.data.summary() | {"loader": self.kind}
 
-    def batches(self, space, config: TrainConfig, shard: Shard) -> MemoryBatches:
-        return MemoryBatches(self.data, config, shard)
+    def batches(self, space, config: TrainConfig, shard: Shard, start: int) -> MemoryBatches:
+        return MemoryBatches(self.data, config, shard, start)
+
+    def fingerprint(self) -> str:
+        """What a checkpoint's data must match: the training images' count and labels."""
+        y = self.data.y_train
+        return f"{self.data.name}:{len(y)}:{hashlib.sha256(y.tobytes()).hexdigest()[:16]}"
 
     def calibration(self, resolution: int, config: TrainConfig) -> list[np.ndarray]:
         return resized_calibration(self.data.x_train, resolution, config)
@@ -91,7 +88,7 @@ class MemoryFeed:
 
 
 class _Converted:
-    """grain's batch dicts as `Batch`es, keeping the iterator's state methods."""
+    """grain's batch dicts as `Batch`es."""
 
     def __init__(self, it) -> None:
         self.it = it
@@ -102,18 +99,6 @@ class _Converted:
     def __next__(self) -> Batch:
         b = next(self.it)
         return Batch(b["image"], b["label"].astype(np.int32), tuple(p for p in b["bad"] if p))
-
-    def get_state(self) -> dict:
-        return self.it.get_state()
-
-    def set_state(self, state: dict) -> None:
-        self.it.set_state(state)
-
-    def skip_to(self, step: int) -> None:
-        raise CheckpointError(
-            f"the checkpoint at step {step} has no position of the streaming loader; "
-            "resume it with --loader memory, or start a new run"
-        )
 
     def close(self) -> None:
         """Stop the worker processes and free their shared memory."""
@@ -148,18 +133,24 @@ class StreamFeed:
             "workers": self.workers,
         }
 
-    def batches(self, space, config: TrainConfig, shard: Shard) -> _Converted:
+    def batches(self, space, config: TrainConfig, shard: Shard, start: int) -> _Converted:
         it = train_batches(
             self.index, space.resolutions, config.seed, config.epochs, config.batch_size,
-            shard, self.workers,
+            shard, self.workers, start,
         )  # fmt: skip
         return _Converted(it)
+
+    def fingerprint(self) -> str:
+        """What a checkpoint's folder must match: its files (names, labels, split)."""
+        h = hashlib.sha256("\n".join(self.index.files).encode())
+        h.update(self.index.train.tobytes())
+        return f"folder:{len(self.index.files)}:{h.hexdigest()[:16]}"
 
     def pool(self, seed: int) -> np.ndarray:
         """The training images kept for BN recalibration (uint8 at the decode size)."""
         if self._pool is None:
-            self._pool = decode_all(self.index, pool_ids(self.index, seed), self.image_size,
-                                    self.workers)  # fmt: skip
+            ids = pool_ids(self.index, seed)
+            self._pool = decode_all(self.index, ids, self.image_size, self.workers)[0]
         return self._pool
 
     def calibration(self, resolution: int, config: TrainConfig) -> list[np.ndarray]:

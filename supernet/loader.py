@@ -12,13 +12,15 @@ crop, flip and resize (grain's `mp_prefetch`). Everything is a pure function of 
 - an unreadable image is replaced by the next readable training image of the folder (so every
   batch keeps its size and order), logged once with its path and counted (`bad` in a batch).
 
-So the iterator's state (grain's `get_state`: how many batches it handed out) is all that a
-checkpoint needs to resume an epoch exactly where it stopped.
+So the number of steps run is all that a checkpoint needs to resume an epoch exactly where it
+stopped: the iterator starts at that batch, whatever the number of workers.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -83,19 +85,20 @@ class _DecodeTrain:
         i, step, pos = record
         size = step_resolution(self.resolutions, self.seed, step)
         rng = np.random.default_rng((self.seed, 30_000, pos))
-        image, bad = _readable(self.index, i, size, rng)
-        return {"image": image, "label": self.index.labels[i], "bad": bad}
+        j, image, bad = _readable(self.index, i, size, rng)
+        return {"image": image, "label": self.index.labels[j], "bad": bad}
 
 
-def _readable(index: FolderIndex, i: int, size: int, rng) -> tuple[np.ndarray, str]:
-    """The image `i`, or the next readable training image; the unreadable path (or '')."""
+def _readable(index: FolderIndex, i: int, size: int, rng) -> tuple[int, np.ndarray, str]:
+    """(file index, image) of image `i`, or of the next readable training image (with its
+    own label: it may be of the next class); the unreadable path, or ''."""
     bad = ""
     train = index.train
     at = int(np.searchsorted(train, i))
     for k in range(len(train)):
         j = int(train[(at + k) % len(train)]) if k else i
         try:
-            return decode(index.path(j), size, rng), bad
+            return j, decode(index.path(j), size, rng), bad
         except DataError:
             bad = bad or str(index.path(j))
     raise DataError(f"no training image in {index.root} can be read; check the folder")
@@ -124,8 +127,17 @@ def _iterate(ds: grain.MapDataset, workers: int, processes: bool) -> grain.Datas
     if processes and workers > 0:
         _absl_defaults()
         opts = grain.MultiprocessingOptions(workers, per_worker_buffer_size=PREFETCH_BATCHES)
-        it = it.mp_prefetch(opts)
+        it = it.mp_prefetch(opts, worker_init_fn=_die_with_parent)
     return iter(it)
+
+
+def _die_with_parent(_index: int, _count: int) -> None:
+    """A worker ends with the training process, even after its `kill -9` (Linux)."""
+    import ctypes
+    import signal
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def _absl_defaults() -> None:
@@ -145,14 +157,17 @@ def train_batches(
     batch: int,
     shard: Shard = Shard(),
     workers: int = 0,
+    start: int = 0,
 ) -> grain.DatasetIterator:
-    """The iterator of a run's batches (every epoch) for `shard`: dicts of `image` (uint8, at
-    each step's resolution), `label` and `bad` (unreadable paths replaced in the batch).
-    `set_state` of a state from `get_state` continues after the batches handed out then."""
+    """The iterator of a run's batches (every epoch) for `shard` from global step `start`:
+    dicts of `image` (uint8, at each step's resolution), `label` and `bad` (unreadable paths
+    replaced in the batch). Batch `k` is the same whatever `start` and `workers` are, so the
+    step is all a checkpoint needs to resume (grain's own iterator state would tie it to the
+    number of workers)."""
     records = _Records(index, seed, epochs, batch, shard)
     decoder = _DecodeTrain(index, tuple(resolutions), seed)
     ds = grain.MapDataset.source(records).map(decoder).batch(records.local, drop_remainder=True)
-    return _iterate(ds, workers, processes=True)
+    return _iterate(ds[start:], workers, processes=True)
 
 
 def plain_batches(
@@ -163,15 +178,20 @@ def plain_batches(
     return _iterate(ds, workers, processes=False)
 
 
-def decode_all(index: FolderIndex, ids: np.ndarray, size: int, workers: int = 0) -> np.ndarray:
-    """uint8 (len(ids), size, size, 3): the images decoded in the background workers; an
-    unreadable one is a DataError naming it."""
+def decode_all(
+    index: FolderIndex, ids: np.ndarray, size: int, workers: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """(uint8 (n, size, size, 3), their file indices): the images `ids` decoded by the
+    background workers, the unreadable ones left out (and named on stderr)."""
     out = np.zeros((len(ids), size, size, 3), np.uint8)
+    kept = np.zeros(len(ids), bool)
     at = 0
     for b in plain_batches(index, ids, size, 64, workers):
-        bad = [p for p in b["bad"] if p]
-        if bad:
-            raise DataError(f"cannot read image {bad[0]}; fix or remove the file")
-        out[at : at + len(b["image"])] = b["image"]
-        at += len(b["image"])
-    return out
+        n = len(b["image"])
+        ok = np.asarray([not p for p in b["bad"]])
+        out[at : at + n], kept[at : at + n] = b["image"], ok
+        for p in b["bad"]:
+            if p:
+                print(f"skipping unreadable image {p}", file=sys.stderr)
+        at += n
+    return out[kept], np.asarray(ids)[kept]

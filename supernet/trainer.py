@@ -15,16 +15,17 @@ from pathlib import Path
 
 import jax
 import numpy as np
-from flax import serialization
 from tqdm import tqdm
 
 from supernet import checkpoint
+from supernet.checkpoint import CheckpointError
 from supernet.data import Dataset
-from supernet.evaluate import Evaluator, resized_calibration
+from supernet.distributed import same_everywhere
+from supernet.evaluate import Evaluator
 from supernet.feed import MemoryFeed
 from supernet.loader import Shard
 from supernet.model import SuperNet, arch_arrays, stack_archs
-from supernet.space import SearchSpace, Subnet
+from supernet.space import SearchSpace
 from supernet.train import (
     Sharder,
     TrainConfig,
@@ -67,6 +68,7 @@ class Options:
     progress: bool = True
     leader: bool = True  # writes checkpoints and calls the callbacks (process 0 of a job)
     checkpoint_s: float = CHECKPOINT_S  # also checkpoint mid-epoch after this long
+    record: str = ""  # JSON kept in every checkpoint: what the run reads (`train_service`)
 
 
 def prepare(space: SearchSpace, feed, config: TrainConfig) -> Prepared:
@@ -153,12 +155,12 @@ def train_and_evaluate(
     state, loader_state = initial_state(prep, config, ckpt, resume)
     state = sharder.put_replicated(state)
     step_fn, ev = make_train_step(prep.net, prep.tx), Evaluator.for_net(prep.net)
-    shard = Shard(jax.process_index(), jax.process_count())
-    batches = feed.batches(space, config, shard)
     start = int(state.step)
-    _position(batches, loader_state, start)
+    _check_loader(loader_state, feed, start, ckpt)
+    same_everywhere(f"{config.to_dict()} {space.to_dict()} {start}")
+    batches = feed.batches(space, config, Shard(jax.process_index(), jax.process_count()), start)
     spe = prep.steps_per_epoch
-    run = _Run(prep, config, ckpt, options, on_checkpoint)
+    run = _Run(prep, config, ckpt, options, on_checkpoint, feed.fingerprint())
     t0, digest, accs = time.perf_counter(), "", (float("nan"), float("nan"))
     try:
         for epoch in range(start // spe, config.epochs):
@@ -166,8 +168,8 @@ def train_and_evaluate(
             if within == 0:  # (every process sorts alike; the result is put back replicated)
                 state = sharder.put_replicated(maybe_sort_channels(state, config, epoch))
             state, meter = run.epoch(state, batches, step_fn, sharder, epoch, within)
+            digest = run.save(state, epoch)  # before the evaluation, which may fail
             accs = evaluate_ends(prep, ev, state, feed, config)
-            digest = run.save(state, batches, epoch)
             run.report(epoch, state, meter, accs, time.perf_counter() - t0, on_epoch)
     finally:
         batches.close()
@@ -185,20 +187,25 @@ def train_and_evaluate(
     )
 
 
-def _position(batches, loader_state: dict | None, start: int) -> None:
-    """Put the loader where the checkpoint left it."""
-    if loader_state is not None:
-        batches.set_state(loader_state)
-    elif start:  # a checkpoint from before the loader's state was kept: an epoch's end
-        batches.skip_to(start)
+def _check_loader(loader: dict | None, feed, start: int, ckpt: Path) -> None:
+    """A checkpoint resumes on the data it was written on, at its own step."""
+    if loader is None:  # written before checkpoints kept the loader's position
+        return
+    if loader.get("fingerprint") not in (None, feed.fingerprint()):
+        raise CheckpointError(
+            f"the training data differ from those of checkpoint {ckpt} (files added, removed "
+            "or renamed, another seed or split): restore them or start a new run"
+        )
+    if int(loader.get("next_step", start)) != start:
+        raise CheckpointError(f"checkpoint {ckpt} is inconsistent (loader and state steps)")
 
 
 class _Run:
     """One run's epochs: the steps, the progress bar, the checkpoints, the epoch reports."""
 
-    def __init__(self, prep, config, ckpt, options, on_checkpoint) -> None:
+    def __init__(self, prep, config, ckpt, options, on_checkpoint, fingerprint: str) -> None:
         self.prep, self.config, self.ckpt, self.options = prep, config, ckpt, options
-        self.on_checkpoint = on_checkpoint
+        self.on_checkpoint, self.fingerprint = on_checkpoint, fingerprint
         self.saved_at = time.perf_counter()
         self.seen_bad: set[str] = set()
 
@@ -227,7 +234,7 @@ class _Run:
             bar.update()
             due = time.perf_counter() - self.saved_at >= self.options.checkpoint_s
             if due and int(state.step) % spe:  # the epoch's end saves after its evaluation
-                self.save(state, batches, epoch - 1)
+                self.save(state, epoch - 1)
         bar.close()
         return state, meter
 
@@ -259,44 +266,16 @@ class _Run:
                 print(f"skipping unreadable image {path} (replaced by the next image)",
                       file=sys.stderr)  # fmt: skip
 
-    def save(self, state, batches, epoch: int) -> str:
+    def save(self, state, epoch: int) -> str:
         """Checkpoint `state` with the loader's position (`epoch`: the last finished one)."""
         self.saved_at = time.perf_counter()
         if not self.options.leader:
             return ""
-        tree = {"state": state, "epoch": epoch, "loader": json.dumps(batches.get_state()),
-                "config": json.dumps(self.config.to_dict())}  # fmt: skip
+        loader = {"next_step": int(state.step), "fingerprint": self.fingerprint}
+        config = json.dumps(self.config.to_dict())
+        tree = {"state": state, "epoch": epoch, "loader": json.dumps(loader), "config": config,
+                "run": self.options.record}  # fmt: skip
         digest, nbytes = checkpoint.save(self.ckpt, tree)
         if self.on_checkpoint:
             self.on_checkpoint(int(state.step), str(self.ckpt), digest, nbytes)
         return digest
-
-
-def load_variables(space: SearchSpace, ckpt: str | Path) -> dict:
-    """The supernet's {'params', 'batch_stats'} from a checkpoint (verified by its hash)."""
-    net = SuperNet(space)
-    x = np.zeros((1, space.resolutions[-1], space.resolutions[-1], space.in_channels), np.float32)
-    shapes = jax.eval_shape(
-        lambda: net.init(jax.random.key(0), x, arch_arrays(space, space.largest()))
-    )
-    template = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), dict(shapes))
-    state, _ = checkpoint.read_state_dict(ckpt)
-    try:
-        raw = state["state"]
-        tree = {"params": raw["params"], "batch_stats": raw["batch_stats"]}
-        return serialization.from_state_dict(template, tree)
-    except (KeyError, ValueError, TypeError) as e:
-        raise checkpoint.CheckpointError(f"checkpoint {ckpt} does not fit space: {e}") from None
-
-
-def subnet_val_accuracy(space, variables, data: Dataset, subnet: Subnet, config) -> float:
-    """Validation accuracy of one subnet with the supernet's weights, BN recalibrated."""
-    net = SuperNet(space)
-    ev = Evaluator.for_net(net)
-    r = subnet.resolution
-    calib = resized_calibration(data.x_train, r, config)
-    val = resize_images(data.x_val, r)
-    arch = arch_arrays(space, subnet)
-    return ev.subnet_accuracy(
-        variables["params"], variables["batch_stats"], arch, calib, val, data.y_val
-    )

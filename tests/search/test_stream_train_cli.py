@@ -61,14 +61,26 @@ def test_kill_9_mid_epoch_then_resume_streams_on_where_it_stopped(folder, tmp_pa
         proc.wait()
     cut, _ = checkpoint.read_state_dict(tmp_path / "runs" / "cut" / "supernet.ckpt")
     assert 0 < int(cut["state"]["step"]) < ref["steps"]
-    done = hwnas(*stream_args("cut", url, folder), "--resume", cwd=tmp_path)
+    # resumed without --loader stream: the run reads the data as it was started
+    resume = [a for a in stream_args("cut", url, folder) if a not in ("--loader", "stream")]
+    done = hwnas(*resume, "--resume", cwd=tmp_path)
     out = json.loads(done.stdout.splitlines()[-1])
-    assert out["steps"] == ref["steps"]
+    assert out["steps"] == ref["steps"] and out["dataset"]["loader"] == "stream"
     a, _ = checkpoint.read_state_dict(ref["checkpoint"])
     b, _ = checkpoint.read_state_dict(out["checkpoint"])
-    for key, layer in a["state"]["params"].items():
-        for name, value in layer.items():
-            np.testing.assert_array_equal(np.asarray(value), b["state"]["params"][key][name])
+    for part in ("params", "batch_stats", "opt_state"):
+        flat_a, flat_b = leaves(a["state"][part]), leaves(b["state"][part])
+        assert flat_a.keys() == flat_b.keys() and flat_a
+        for key, value in flat_a.items():
+            np.testing.assert_array_equal(value, flat_b[key], err_msg=f"{part} {key}")
+
+
+def leaves(tree, prefix="") -> dict:
+    if isinstance(tree, dict):
+        return {
+            k: v for name, sub in tree.items() for k, v in leaves(sub, f"{prefix}/{name}").items()
+        }
+    return {prefix: np.asarray(tree)}
 
 
 @pytest.mark.parametrize(
@@ -86,3 +98,17 @@ def test_bad_loader_and_job_flags_exit_2(tmp_path, extra, needle):
     assert done.returncode == 2 and needle in done.stderr, done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
     assert not Path(tmp_path / "hwnas.db").exists() or checkpoints(url, "digits") == 0
+
+
+def test_resuming_on_a_changed_folder_is_refused(tmp_path):
+    folder = make_folder(tmp_path / "imgs", per_class=12)
+    url = f"sqlite:///{tmp_path / 'hwnas.db'}"
+    args = [a if a != "2" else "1" for a in stream_args("run", url, folder)]  # one epoch
+    hwnas(*args, cwd=tmp_path)
+    (folder / "class0" / "0000.jpg").rename(folder / "class0" / "zzzz.jpg")
+    ckpt = tmp_path / "runs" / "run" / "supernet.ckpt"
+    before = ckpt.read_bytes()
+    done = hwnas(*args, "--resume", cwd=tmp_path, check=False)
+    last = done.stderr.strip().splitlines()[-1]
+    assert done.returncode == 2 and "training data differ" in last, done.stderr
+    assert ckpt.read_bytes() == before

@@ -36,19 +36,19 @@ def env_for(cwd: Path, devices: int = 1) -> dict[str, str]:
     return env
 
 
-def args(name: str, cwd: Path, epochs: int = 1) -> list[str]:
+def args(name: str, cwd: Path, epochs: int = 1, batch: int = 128) -> list[str]:
     return [
         sys.executable, "-m", "search.cli", "train", "--space", TINY, "--epochs", str(epochs),
-        "--batch-size", "128", "--name", name, "--db", f"sqlite:///{cwd / 'hwnas.db'}",
+        "--batch-size", str(batch), "--name", name, "--db", f"sqlite:///{cwd / 'hwnas.db'}",
         "--quiet", "--json",
     ]  # fmt: skip
 
 
-def job(name: str, cwd: Path, epochs: int = 1) -> list[subprocess.Popen]:
+def job(name: str, cwd: Path, epochs: int = 1, batch: int = 128) -> list[subprocess.Popen]:
     port = free_port()
     procs = []
     for i in range(2):
-        cmd = [*args(name, cwd, epochs), "--coordinator", f"127.0.0.1:{port}",
+        cmd = [*args(name, cwd, epochs, batch), "--coordinator", f"127.0.0.1:{port}",
                "--num-processes", "2", "--process-id", str(i)]  # fmt: skip
         pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
         procs.append(subprocess.Popen(cmd, cwd=cwd, env=env_for(cwd), **pipes))
@@ -114,3 +114,11 @@ def test_a_dead_process_stops_the_job_with_one_line(tmp_path):
     assert time.time() - t0 < 60
     last = err.strip().splitlines()[-1]
     assert "another process of the job stopped" in last and "--resume" in last
+
+
+def test_bad_input_stops_every_process_with_exit_2(tmp_path):
+    procs = job("odd", tmp_path, batch=127)  # does not divide over the job's two devices
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 2, err[-2000:]
+        assert "must divide over the job's 2 devices" in err.strip().splitlines()[-1]
