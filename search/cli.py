@@ -115,7 +115,8 @@ def train(
     seed: Annotated[int, typer.Option(help="Seed of the split, init, data order, subnets.")] = 0,
     name: Annotated[str | None, typer.Option(help="Run name (default: the dataset).")] = None,
     resume: Annotated[
-        bool, typer.Option(help="Continue the run NAME from its last checkpoint.")
+        bool,
+        typer.Option(help="Continue the run NAME from its last checkpoint, on its recorded data."),
     ] = False,
     runs_dir: Annotated[
         Path, typer.Option(help="Where checkpoints go (runs/NAME/supernet.ckpt).")
