@@ -15,17 +15,18 @@ from pathlib import Path
 
 import jax
 import numpy as np
+from flax import serialization
 from tqdm import tqdm
 
 from supernet import checkpoint
 from supernet.checkpoint import CheckpointError
 from supernet.data import Dataset
 from supernet.distributed import same_everywhere
-from supernet.evaluate import Evaluator
+from supernet.evaluate import Evaluator, resized_calibration
 from supernet.feed import MemoryFeed
 from supernet.loader import Shard
 from supernet.model import SuperNet, arch_arrays, stack_archs
-from supernet.space import SearchSpace
+from supernet.space import SearchSpace, Subnet
 from supernet.train import (
     Sharder,
     TrainConfig,
@@ -279,3 +280,33 @@ class _Run:
         if self.on_checkpoint:
             self.on_checkpoint(int(state.step), str(self.ckpt), digest, nbytes)
         return digest
+
+
+def load_variables(space: SearchSpace, ckpt: str | Path) -> dict:
+    """The supernet's {'params', 'batch_stats'} from a checkpoint (verified by its hash)."""
+    net = SuperNet(space)
+    x = np.zeros((1, space.resolutions[-1], space.resolutions[-1], space.in_channels), np.float32)
+    shapes = jax.eval_shape(
+        lambda: net.init(jax.random.key(0), x, arch_arrays(space, space.largest()))
+    )
+    template = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), dict(shapes))
+    state, _ = checkpoint.read_state_dict(ckpt)
+    try:
+        raw = state["state"]
+        tree = {"params": raw["params"], "batch_stats": raw["batch_stats"]}
+        return serialization.from_state_dict(template, tree)
+    except (KeyError, ValueError, TypeError) as e:
+        raise checkpoint.CheckpointError(f"checkpoint {ckpt} does not fit space: {e}") from None
+
+
+def subnet_val_accuracy(space, variables, data: Dataset, subnet: Subnet, config) -> float:
+    """Validation accuracy of one subnet with the supernet's weights, BN recalibrated."""
+    net = SuperNet(space)
+    ev = Evaluator.for_net(net)
+    r = subnet.resolution
+    calib = resized_calibration(data.x_train, r, config)
+    val = resize_images(data.x_val, r)
+    arch = arch_arrays(space, subnet)
+    return ev.subnet_accuracy(
+        variables["params"], variables["batch_stats"], arch, calib, val, data.y_val
+    )
