@@ -127,8 +127,11 @@ def train_for(folder: Path, work: Path, space: str, minutes: float) -> dict:
             peak_main, peak_tree = max(peak_main, main), max(peak_tree, tree)
             time.sleep(0.5)
         with contextlib.suppress(ProcessLookupError):  # it may have finished the epoch
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+            os.kill(proc.pid, signal.SIGKILL)  # as a user's kill -9: the workers die with it,
+        proc.wait()  # and the resource tracker unlinks their shared memory
+        time.sleep(2)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # anything left of the process group
     text = (part / "stderr.txt").read_text(errors="replace")
     if proc.returncode not in (0, -signal.SIGKILL):
         raise RuntimeError(f"hwnas train failed ({proc.returncode}): {text[-1500:]}")

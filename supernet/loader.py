@@ -126,6 +126,7 @@ def _iterate(ds: grain.MapDataset, workers: int, processes: bool) -> grain.Datas
     it = ds.to_iter_dataset(read)
     if processes and workers > 0:
         _absl_defaults()
+        _quiet_tracker()
         opts = grain.MultiprocessingOptions(workers, per_worker_buffer_size=PREFETCH_BATCHES)
         it = it.mp_prefetch(opts, worker_init_fn=_die_with_parent)
     return iter(it)
@@ -138,6 +139,16 @@ def _die_with_parent(_index: int, _count: int) -> None:
 
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def _quiet_tracker() -> None:
+    """The workers hand batches over in shared memory; those still buffered when a run ends
+    are unlinked at exit by multiprocessing's resource tracker, which then warns of "leaked
+    shared_memory objects" although nothing is left behind. The tracker takes its warning
+    filters from `sys.warnoptions` when it starts (with the first worker)."""
+    quiet = "ignore:resource_tracker:UserWarning"
+    if quiet not in sys.warnoptions:
+        sys.warnoptions.append(quiet)
 
 
 def _absl_defaults() -> None:
