@@ -44,11 +44,11 @@ def args(name: str, cwd: Path, epochs: int = 1, batch: int = 128) -> list[str]:
     ]  # fmt: skip
 
 
-def job(name: str, cwd: Path, epochs: int = 1, batch: int = 128) -> list[subprocess.Popen]:
+def job(name: str, cwd: Path, epochs: int = 1, batch: int = 128, *extra: str) -> list:
     port = free_port()
     procs = []
     for i in range(2):
-        cmd = [*args(name, cwd, epochs, batch), "--coordinator", f"127.0.0.1:{port}",
+        cmd = [*args(name, cwd, epochs, batch), *extra, "--coordinator", f"127.0.0.1:{port}",
                "--num-processes", "2", "--process-id", str(i)]  # fmt: skip
         pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
         procs.append(subprocess.Popen(cmd, cwd=cwd, env=env_for(cwd), **pipes))
@@ -101,11 +101,11 @@ def test_two_processes_train_like_one_process_with_two_devices(tmp_path, two_dev
 
 
 def test_a_dead_process_stops_the_job_with_one_line(tmp_path):
-    procs = job("dies", tmp_path, epochs=50)
+    procs = job("dies", tmp_path, 50, 128, "--checkpoint-minutes", "0.00001")
     deadline = time.time() + 300
     ckpt = tmp_path / "runs" / "dies" / "supernet.ckpt"
     while not ckpt.exists() and time.time() < deadline and procs[0].poll() is None:
-        time.sleep(0.2)  # training has begun: the first epoch's checkpoint is written
+        time.sleep(0.2)  # training has begun: the first step's checkpoint is written
     os.kill(procs[1].pid, signal.SIGKILL)
     t0 = time.time()
     _, err = procs[0].communicate(timeout=120)
