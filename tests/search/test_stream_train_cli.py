@@ -54,7 +54,7 @@ def test_kill_9_mid_epoch_then_resume_streams_on_where_it_stopped(folder, tmp_pa
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     deadline = time.time() + 300
     try:
-        while checkpoints(url, "cut") < 3 and proc.poll() is None and time.time() < deadline:
+        while checkpoints(url, "cut") < 1 and proc.poll() is None and time.time() < deadline:
             time.sleep(0.05)
     finally:
         proc.send_signal(signal.SIGKILL)
