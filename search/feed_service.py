@@ -13,7 +13,7 @@ import numpy as np
 
 from search.output import UserError, log
 from supernet.data import DataError, Dataset, load_dataset
-from supernet.feed import MemoryFeed, StreamFeed, pool_ids
+from supernet.feed import MemoryFeed, StreamFeed
 from supernet.folder import index_folder
 from supernet.loader import decode_all, default_workers
 
@@ -39,10 +39,11 @@ def make_feed(
         return MemoryFeed(data)
     index = _index(data_dir, seed)
     nbytes = len(index.files) * image_size * image_size * 3
-    choice = loader if loader != "auto" else "memory" if nbytes <= MEMORY_MAX_BYTES else "stream"
+    fits = nbytes <= MEMORY_MAX_BYTES
+    choice = loader if loader != "auto" else "memory" if fits else "stream"
     why = f"{nbytes / 2**20:,.0f} MB decoded at {image_size} px"
-    why += "" if loader != "auto" else f", {'within' if choice == 'memory' else 'over'} the "
-    why += "" if loader != "auto" else f"{MEMORY_MAX_BYTES / 2**20:,.0f} MB limit"
+    if loader == "auto":
+        why += f", {'within' if fits else 'over'} the {MEMORY_MAX_BYTES / 2**20:,.0f} MB limit"
     n = len(index.files)
     if choice == "memory":
         log(f"data: {n} images in {index.num_classes} classes, decoded into memory ({why})")
@@ -62,12 +63,12 @@ def _index(data_dir, seed: int):
 
 def streamed_dataset(data_dir, image_size: int, seed: int) -> Dataset:
     """A streamed run's data for search, export and measurement, read by the same loader:
-    `x_train` is the recalibration pool the run validated with (`feed.pool_ids`), `x_val`
+    `x_train` is the recalibration pool the run validated with (`StreamFeed.pool`), `x_val`
     the validation images; the test images are not decoded (`x_test` is empty)."""
     index = _index(data_dir, seed)
-    w = default_workers()
-    x_pool, pool = decode_all(index, pool_ids(index, seed), image_size, w)
-    x_val, val = decode_all(index, index.val, image_size, w)  # unreadable ones left out
+    feed = StreamFeed(index, image_size, default_workers())
+    x_pool, pool = feed.pool(seed)
+    x_val, val = decode_all(index, index.val, image_size, feed.workers)  # unreadable: left out
     empty = np.zeros((0, image_size, image_size, 3), np.uint8)
     return Dataset(
         name="folder",

@@ -40,6 +40,7 @@ class MemoryBatches:
         self.data, self.config, self.rows = data, config, shard.rows(config.batch_size)
         self.steps = len(data.y_train) // config.batch_size
         self.next_step = start
+        self._batches: tuple[int, list[np.ndarray]] = (-1, [])
 
     def __iter__(self) -> MemoryBatches:
         return self
@@ -48,9 +49,15 @@ class MemoryBatches:
         if self.next_step >= self.config.epochs * self.steps:
             raise StopIteration
         epoch, s = divmod(self.next_step, self.steps)
-        idx = epoch_batches(len(self.data.y_train), self.config, epoch)[s][self.rows]
+        idx = self._epoch(epoch)[s][self.rows]
         self.next_step += 1
         return Batch(self.data.x_train[idx], self.data.y_train[idx])
+
+    def _epoch(self, epoch: int) -> list[np.ndarray]:
+        """The epoch's index batches, made once an epoch."""
+        if self._batches[0] != epoch:
+            self._batches = (epoch, epoch_batches(len(self.data.y_train), self.config, epoch))
+        return self._batches[1]
 
     def close(self) -> None:
         pass
@@ -111,7 +118,7 @@ class StreamFeed:
     image_size: int
     workers: int
     kind: str = "stream"
-    _pool: np.ndarray | None = field(default=None, repr=False)
+    _pool: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
 
     @property
     def n_train(self) -> int:
@@ -146,15 +153,16 @@ class StreamFeed:
         h.update(self.index.train.tobytes())
         return f"folder:{len(self.index.files)}:{h.hexdigest()[:16]}"
 
-    def pool(self, seed: int) -> np.ndarray:
-        """The training images kept for BN recalibration (uint8 at the decode size)."""
+    def pool(self, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """The training images kept for BN recalibration (uint8 at the decode size) and their
+        file indices; unreadable ones are left out."""
         if self._pool is None:
             ids = pool_ids(self.index, seed)
-            self._pool = decode_all(self.index, ids, self.image_size, self.workers)[0]
+            self._pool = decode_all(self.index, ids, self.image_size, self.workers)
         return self._pool
 
     def calibration(self, resolution: int, config: TrainConfig) -> list[np.ndarray]:
-        return resized_calibration(self.pool(config.seed), resolution, config)
+        return resized_calibration(self.pool(config.seed)[0], resolution, config)
 
     def validation(self, resolution: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         n = eval_batch(resolution)

@@ -63,9 +63,7 @@ class _Records:
         self.steps = len(self.train) // batch  # per epoch
 
     def __len__(self) -> int:
-        # one spare batch past the run's end, never read: a grain iterator whose workers reach
-        # the end leaves shared memory behind (resource_tracker's "leaked shared_memory")
-        return (self.epochs * self.steps + 1) * self.local
+        return self.epochs * self.steps * self.local
 
     def __getitem__(self, i: int) -> tuple[int, int, int]:
         step, k = divmod(int(i), self.local)
