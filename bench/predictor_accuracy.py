@@ -33,21 +33,19 @@ from pathlib import Path
 import numpy as np
 
 from db.session import open_db
-from latency.features import SpaceTables
-from latency.jobs import parse_job, parse_result, read_lines
+from latency.features import SpaceTables, table_layers
+from latency.jobs import parse_result, read_lines
 from latency.predictor import fit_lut, fit_macs, fit_main, holdout_split, metrics
+from latency.prepare import JobBuilder, block_key
 from latency.protocol import Protocol
 from latency.targets import Target
-from latency.worker import N_REFS, measure_jobs
-from search.latency_service import (
-    RunContext,
-    agreement,
-    build_jobs_for,
-    noise_floor,
-    sample_subnets,
-)
+from latency.workdir import TargetWork
+from latency.worker import N_REFS
+from search.latency_service import agreement, sample_subnets
+from search.model_source import RunContext, SpaceContext
 from search.predictor_service import lut_vector
 from search.train_service import enable_compile_cache, load_run
+from supernet.space import SpaceError, load_space
 
 CURVE = (10, 20, 40, 80, 160, 300)
 
@@ -56,57 +54,66 @@ def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def measure_target(ctx, target: Target, subnets, args, tmp: Path, protocol: Protocol):
-    """Latency of `subnets` (ms), block LUT, noise re-measurements, and the wall time per
-    subnet (prepare + measure). With `--test-max-ms`, the held-out subnets (and their
-    re-measurement) are measured after the rest with that time budget, their drift since
-    taken out by reference training subnets measured again."""
-    model_dir = tmp / f"models-{target.key}"
-    saved = tmp / f"jobs-{target.key}.jsonl"
-    t0 = time.perf_counter()
-    if saved.exists():  # --work: reuse the models prepared by an earlier run
-        jobs = read_lines(saved, parse_job)
-    else:
-        model_dir.mkdir()
-        jobs = build_jobs_for(ctx, target, subnets, blocks=True, model_dir=model_dir)
-        saved.write_text("".join(j.to_json() + "\n" for j in jobs))
+def measure_target(ctx, target: Target, subnets, args, work: Path, protocol: Protocol):
+    """Latency of `subnets` (ms), block LUT, noise re-measurements, and the time spent, all
+    kept in the work folder (`latency/workdir.py`) as they are done. With `--test-max-ms`,
+    the held-out subnets (and their re-measurement) are measured after the rest with that
+    time budget, their drift since taken out by reference training subnets measured again."""
+    tw = TargetWork(work, target)
+    jobs = tw.prepare(wanted_jobs(ctx, subnets), job_builder(ctx, target, tw.models), log)
     subnet_jobs = [j for j in jobs if j.kind == "subnet"]
     refs = subnet_jobs[:N_REFS]
     test_protocol = protocol
     if args.test_max_ms is None:
-        results = measure_jobs(jobs, tmp, protocol, on_done=progress(target, "all"))
-        n_timed, wall = len(jobs), time.perf_counter() - t0
+        results = tw.measure("all", jobs, refs, protocol, log)
     else:
         test_protocol = dataclasses.replace(protocol, max_ms=args.test_max_ms)
         test = subnet_jobs[args.n_train :]
         held = {j.id for j in test}
-        rest = [j for j in jobs if j.id not in held]
-        results = measure_jobs(rest, tmp, protocol, on_done=progress(target, "train"))
-        n_timed, wall = len(rest), time.perf_counter() - t0  # the cost at the usual budget
-        first = {r.job: r.stats["median_ms"] for r in results}
-        baseline = {j.id: first[j.id] for j in refs}
-        results += measure_jobs(
-            test, tmp, test_protocol, on_done=progress(target, "held-out"), seed=2,
-            refs=refs, baseline=baseline,
-        )  # fmt: skip
-    by_job = {r.job: r for r in results}
-    y = np.asarray([by_job[j.id].stats["median_ms"] for j in subnet_jobs])
-    blocks = {r.subnet_key: r.stats["median_ms"] for r in results if r.kind == "block"}
-    cvs = np.asarray([by_job[j.id].stats["cv"] for j in subnet_jobs])
+        results = tw.measure("train", [j for j in jobs if j.id not in held], refs, protocol, log)
+        results |= tw.measure("held-out", test, refs, test_protocol, log)
+    y = np.asarray([results[j.id].stats["median_ms"] for j in subnet_jobs])
+    blocks = {results[j.id].subnet_key: results[j.id].stats["median_ms"]
+              for j in jobs if j.kind == "block"}  # fmt: skip
+    cvs = np.asarray([results[j.id].stats["cv"] for j in subnet_jobs])
     # the last held-out subnets, measured again after everything else
-    noise = noise_floor(subnet_jobs[-args.n_noise :], refs, results, tmp, test_protocol)
+    again_jobs = subnet_jobs[-args.n_noise :]
+    again = tw.measure("again", again_jobs, refs, test_protocol, log)
+    noise = remeasure_agreement(again_jobs, results, again)
     raw = {
         "keys": [j.subnet_key for j in subnet_jobs],
         "latency_ms": y.tolist(),
-        "drift": [by_job[j.id].stats["drift"] for j in subnet_jobs],
-        "again_ms": noise.pop("again_ms"),
+        "drift": [results[j.id].stats["drift"] for j in subnet_jobs],
+        "again_ms": [again[j.id].stats["median_ms"] for j in again_jobs],
         "blocks": blocks,
     }
-    return y, blocks, cvs, noise, wall / n_timed, raw
+    return y, blocks, cvs, noise, tw, raw
 
 
-def progress(target: Target, what: str):
-    return lambda k, n: log(f"  {target.key} ({what}): {k}/{n}")
+def wanted_jobs(ctx, subnets) -> list[tuple]:
+    """(kind, subnet or layer, key) of every job: the subnets, then each table layer."""
+    t = SpaceTables(ctx.space)
+    layers = {block_key(ly): ly for ly in table_layers(t)}
+    return [("subnet", s, s.key) for s in subnets] + [("block", ly, k) for k, ly in layers.items()]
+
+
+def job_builder(ctx, target: Target, model_dir: Path):
+    builder = JobBuilder(ctx.space, ctx.variables, target, model_dir, ctx.representative,
+                         ctx.name, ctx.weights)  # fmt: skip
+
+    def build(kind: str, item):
+        return builder.subnet_job(item) if kind == "subnet" else builder.block_job(item)
+
+    return build
+
+
+def remeasure_agreement(again_jobs, first, again) -> dict:
+    """Two measurements of the same subnets: drift-corrected, and raw (`raw`)."""
+    a = np.asarray([first[j.id].stats["median_ms"] for j in again_jobs])
+    b = np.asarray([again[j.id].stats["median_ms"] for j in again_jobs])
+    a_raw = a * np.asarray([first[j.id].stats.get("drift", 1.0) for j in again_jobs])
+    b_raw = b * np.asarray([again[j.id].stats.get("drift", 1.0) for j in again_jobs])
+    return agreement(a, b) | {"raw": agreement(a_raw, b_raw)}
 
 
 def spread(y: np.ndarray) -> dict:
@@ -137,32 +144,45 @@ def throughput(predictor, space, t, n: int = 200_000) -> float:
     return len(big.r) / float(np.median(times))
 
 
-def bench_target(ctx, target, args, tmp) -> dict:
+def split_subnets(space, args) -> list:
+    """`n_train` then `n_test` distinct subnets, each set with a share `--spread` of its
+    subnets spread evenly over the size range (the rest uniform)."""
+    train = sample_subnets(space, args.n_train, args.seed, args.spread)
+    seen = {s.key for s in train}
+    test = sample_subnets(space, args.n_test + len(train), args.seed + 1, args.spread)
+    return train + [s for s in test if s.key not in seen][: args.n_test]
+
+
+def bench_target(ctx, target, args, work) -> dict:
     space = ctx.space
-    subnets = sample_subnets(space, args.n_train + args.n_test, args.seed)
-    log(f"{target.key}: measuring {len(subnets)} subnets and the lookup-table layers")
+    subnets = split_subnets(space, args)
+    log(f"{target.key}: {len(subnets)} subnets and the lookup-table layers")
     protocol = Protocol(**{name: getattr(args, name) for name in PROTOCOL_FLAGS})
-    y, blocks, cvs, noise, per_job_s, raw = measure_target(
-        ctx, target, subnets, args, tmp, protocol
-    )
+    if args.prepare_only:
+        tw = TargetWork(work, target)
+        tw.prepare(wanted_jobs(ctx, subnets), job_builder(ctx, target, tw.models), log)
+        return {"target": target.key, "prepared": True}
+    y, blocks, cvs, noise, tw, raw = measure_target(ctx, target, subnets, args, work, protocol)
     t = SpaceTables(space)
     enc = t.encode(subnets)
     tr, te = np.arange(args.n_train), np.arange(args.n_train, len(subnets))
-
-    def sub(idx):
-        return type(enc)(enc.r[idx], enc.k[idx], enc.e[idx])
-
     lut = lut_vector(t, blocks)
+    t0 = time.perf_counter()
     models = {
-        "main": fit_main(space, t, sub(tr), y[tr], lut),
-        "macs": fit_macs(space, t, sub(tr), y[tr]),
-        "lut": fit_lut(space, t, sub(tr), y[tr], lut),
+        "main": fit_main(space, t, enc.take(tr), y[tr], lut),
+        "macs": fit_macs(space, t, enc.take(tr), y[tr]),
+        "lut": fit_lut(space, t, enc.take(tr), y[tr], lut),
     }
-    scores = {k: metrics(m.predict_encoded(t, sub(te)), y[te]) for k, m in models.items()}
-    curve = learning_curve(space, t, sub(tr), y[tr], sub(te), y[te], lut)
-    need = next((c["n_train"] for c in curve if c["kendall"] >= 0.85), None)
+    fit_s = time.perf_counter() - t0
+    scores = {k: metrics(m.predict_encoded(t, enc.take(te)), y[te]) for k, m in models.items()}
+    curve = learning_curve(space, t, enc.take(tr), y[tr], enc.take(te), y[te], lut)
+    need = next((c["n_train"] for c in curve if c["kendall"] >= TAU_GOAL), None)
+    per_subnet, per_block = tw.seconds_per("subnet"), tw.seconds_per("block")
     return {
         "target": target.key,
+        "space": space.name,
+        "resolutions": list(space.resolutions),
+        "weights": ctx.weights,
         "n_train": len(tr),
         "n_test": len(te),
         "n_blocks": len(blocks),
@@ -173,12 +193,21 @@ def bench_target(ctx, target, args, tmp) -> dict:
         "noise_floor": noise,
         "scores": scores,
         "learning_curve": curve,
-        "n_for_tau_085": need,
-        "seconds_per_measurement": per_job_s,
-        "seconds_for_tau_085": None if need is None else need * per_job_s,
+        f"n_for_tau_{TAU_GOAL}": need,
+        "seconds_per_subnet": per_subnet,
+        "seconds_per_block": per_block,
+        "seconds_for_layer_table": per_block * len(blocks),
+        f"seconds_for_tau_{TAU_GOAL}": None
+        if need is None
+        else need * per_subnet + per_block * len(blocks),
+        "clock": tw.clock(),
+        "fit_seconds": fit_s,
         "predictions_per_s": throughput(models["main"], space, t),
         "raw": raw,
     }
+
+
+TAU_GOAL = 0.9
 
 
 def bench_results(ctx, path: str, noise_path: str | None) -> dict:
@@ -238,15 +267,79 @@ PROTOCOL_FLAGS = {
 }
 
 
+def context(args):
+    """The models' source: `--space` (initialised weights, `--resolutions` kept) or `--run`."""
+    if args.space:
+        space = load_space(args.space)
+        if args.resolutions:
+            res = tuple(int(r) for r in args.resolutions.split(","))
+            space = dataclasses.replace(space, resolutions=res)
+        return SpaceContext(space)
+    db = open_db(args.db, create=False)
+    try:
+        return RunContext(load_run(db, args.run))
+    finally:
+        db.dispose()
+
+
 def main() -> None:
+    args = parse_args()
+    enable_compile_cache()
+    try:
+        ctx = context(args)
+    except SpaceError as e:
+        sys.exit(f"error: {e}")
+    label = {"space": args.space} if args.space else {"run": args.run}
+    if args.results:
+        row = bench_results(ctx, args.results, args.noise_results)
+        text = json.dumps(label | {"targets": [row]})
+        if args.out:
+            Path(args.out).write_text(text + "\n")
+        print(text)
+        return
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="hwnas-bench-") as tmp:
+        work = Path(args.work) if args.work else Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        for key in args.targets.split(","):
+            rows.append(bench_target(ctx, Target.parse(key), args, work))
+            log_scores(key, rows[-1])
+            text = json.dumps(label | {"targets": rows})
+            if args.out:  # after every target, so a later failure keeps the earlier figures
+                Path(args.out).write_text(text + "\n")
+    print(text)
+
+
+def log_scores(key: str, row: dict) -> None:
+    for k, v in row.get("scores", {}).items():
+        log(
+            f"{key:16s} {k:5s} within5 {v['within5']:.3f} within10 {v['within10']:.3f} "
+            f"MAPE {v['mape']:.2f}% tau {v['kendall']:.3f}"
+        )
+    if "noise_floor" in row:
+        log(f"{key:16s} noise floor {row['noise_floor']}")
+
+
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--db", default=None)
-    parser.add_argument("--run", default="digits")
+    parser.add_argument("--run", default="digits", help="measure this trained run's subnets")
+    parser.add_argument(
+        "--space", default=None,
+        help="... or this space's (preset or file), weights initialised: no run needed",
+    )  # fmt: skip
+    parser.add_argument(
+        "--resolutions", default=None, help="with --space: keep these resolutions (160,192,224)"
+    )
     parser.add_argument("--targets", default="tflite-fp32-t1,cpu")
     parser.add_argument("--n-train", type=int, default=300)
     parser.add_argument("--n-test", type=int, default=300)
     parser.add_argument("--n-noise", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--spread", type=float, default=0.0,
+        help="share of each set's subnets spread evenly over the size range (the rest uniform)",
+    )  # fmt: skip
     for name, text in PROTOCOL_FLAGS.items():
         default = getattr(Protocol, name)
         flag = "--" + name.replace("_", "-")
@@ -261,44 +354,23 @@ def main() -> None:
     )
     parser.add_argument("--out", default=None)
     parser.add_argument(
-        "--work", default=None, help="keep prepared models here and reuse them next time"
+        "--work", default=None,
+        help="keep prepared models and measurements here; a later run with the same folder "
+        "and options continues where this one stopped",
+    )  # fmt: skip
+    parser.add_argument(
+        "--prepare-only", action="store_true", help="prepare the models (into --work) only"
     )
     parser.add_argument(
         "--results", default=None, help="score a worker's results file (measured elsewhere)"
     )
     parser.add_argument("--noise-results", default=None, help="its re-measured subnets")
     args = parser.parse_args()
-    if args.test_max_ms is not None and args.n_train < N_REFS:
-        parser.error(f"--test-max-ms needs --n-train >= {N_REFS} (its drift references)")
-    enable_compile_cache()
-    db = open_db(args.db, create=False)
-    ctx = RunContext(load_run(db, args.run))
-    db.dispose()
-    if args.results:
-        text = json.dumps(
-            {"run": args.run, "targets": [bench_results(ctx, args.results, args.noise_results)]}
-        )
-        if args.out:
-            Path(args.out).write_text(text + "\n")
-        print(text)
-        return
-    rows = []
-    with tempfile.TemporaryDirectory(prefix="hwnas-bench-") as tmp:
-        work = Path(args.work) if args.work else Path(tmp)
-        work.mkdir(parents=True, exist_ok=True)
-        for key in args.targets.split(","):
-            rows.append(bench_target(ctx, Target.parse(key), args, work))
-            s = rows[-1]["scores"]
-            for k, v in s.items():
-                log(
-                    f"{key:16s} {k:5s} within5 {v['within5']:.3f} within10 {v['within10']:.3f} "
-                    f"MAPE {v['mape']:.2f}% tau {v['kendall']:.3f}"
-                )
-            log(f"{key:16s} noise floor {rows[-1]['noise_floor']}")
-            text = json.dumps({"run": args.run, "targets": rows})
-            if args.out:  # after every target, so a later failure keeps the earlier figures
-                Path(args.out).write_text(text + "\n")
-    print(text)
+    if args.n_train < N_REFS:
+        parser.error(f"--n-train must be at least {N_REFS} (the drift references)")
+    if args.prepare_only and not args.work:
+        parser.error("--prepare-only needs --work DIR")
+    return args
 
 
 if __name__ == "__main__":

@@ -3,12 +3,13 @@ keeping every row. A step runs in one transaction on SQLite and PostgreSQL alike
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable
 
 from sqlalchemy import Connection, text
 
-from db.models import SCHEMA_VERSION, Base, Meta
+from db.models import SCHEMA_VERSION, Base, Meta, Space, utcnow
 
 
 def _v2_to_v3(conn: Connection) -> None:
@@ -22,7 +23,51 @@ def _v2_to_v3(conn: Connection) -> None:
         conn.execute(text(f"ALTER TABLE hwnas_candidates ADD COLUMN {column}"))
 
 
-STEPS: dict[int, Callable[[Connection], None]] = {2: _v2_to_v3}
+def _v3_to_v4(conn: Connection) -> None:
+    """Measurements and predictors by (space, target): every measurement takes its run's space
+    key, every predictor the key of its target's measurements where they are of one space
+    (predictors of a target measured on several spaces are left without one: refit them)."""
+    from supernet.space import SearchSpace, SpaceError
+
+    conn.execute(text("ALTER TABLE hwnas_measurements ADD COLUMN space_key VARCHAR(16)"))
+    conn.execute(text(
+        "ALTER TABLE hwnas_measurements ADD COLUMN weights VARCHAR(16) NOT NULL DEFAULT 'trained'"
+    ))  # fmt: skip
+    conn.execute(text("ALTER TABLE hwnas_predictors ADD COLUMN space_key VARCHAR(16)"))
+    for name in ("measurements", "predictors"):
+        conn.execute(text(
+            f"CREATE INDEX ix_hwnas_{name}_space_key ON hwnas_{name} (space_key)"
+        ))  # fmt: skip
+    Space.__table__.create(conn)
+    spaces: dict[str, dict] = {}
+    for run_id, raw in conn.execute(text("SELECT id, space FROM hwnas_runs")).all():
+        data = json.loads(raw) if isinstance(raw, str) else raw
+        try:
+            key = SearchSpace.from_dict(data).key
+        except (SpaceError, TypeError, AttributeError):
+            continue
+        spaces.setdefault(key, data)
+        conn.execute(
+            text("UPDATE hwnas_measurements SET space_key = :k WHERE run_id = :r"),
+            {"k": key, "r": run_id},
+        )
+    for key, data in spaces.items():
+        conn.execute(Space.__table__.insert().values(
+            key=key, name=str(data.get("name", key)), space=data, created_at=utcnow()
+        ))  # fmt: skip
+    rows = conn.execute(text(
+        "SELECT target_id, MIN(space_key), COUNT(DISTINCT space_key) FROM hwnas_measurements "
+        "WHERE space_key IS NOT NULL GROUP BY target_id"
+    )).all()  # fmt: skip
+    for target_id, key, n in rows:
+        if n == 1:
+            conn.execute(
+                text("UPDATE hwnas_predictors SET space_key = :k WHERE target_id = :t"),
+                {"k": key, "t": target_id},
+            )
+
+
+STEPS: dict[int, Callable[[Connection], None]] = {2: _v2_to_v3, 3: _v3_to_v4}
 
 
 def can_migrate(found: str | None) -> bool:

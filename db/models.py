@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 from sqlalchemy import JSON, ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 def utcnow() -> datetime:
@@ -84,6 +84,19 @@ class Checkpoint(Base):
     run: Mapped[Run] = relationship(back_populates="checkpoints")
 
 
+class Space(Base):
+    """A search space whose subnets were measured, by its key (`SearchSpace.key`): latency
+    measurements and predictors belong to a (space, target) pair, whichever run (if any)
+    supplied the weights."""
+
+    __tablename__ = "hwnas_spaces"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(16), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    space: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class Target(Base):
     """A runtime plus its settings on one piece of hardware (identity = `key`)."""
 
@@ -104,9 +117,12 @@ class Measurement(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     target_id: Mapped[int] = mapped_column(ForeignKey("hwnas_targets.id"))
     run_id: Mapped[int | None] = mapped_column(ForeignKey("hwnas_runs.id"))
+    space_key: Mapped[str | None] = mapped_column(String(16), index=True)
     subnet_key: Mapped[str] = mapped_column(String(400), index=True)
     subnet: Mapped[dict[str, Any]]
     kind: Mapped[str] = mapped_column(String(16), default="subnet")
+    # "trained" (the run's weights) or "init" (initialised; int8 calibrated on synthetic inputs)
+    weights: Mapped[str] = mapped_column(String(16), default="trained")
     median_ms: Mapped[float]
     cv: Mapped[float]
     iqr_ms: Mapped[float]
@@ -118,12 +134,13 @@ class Measurement(Base):
 
 
 class Predictor(Base):
-    """A fitted latency predictor, stored as JSON (never pickled). `name` is set on the
-    predictors a search refits between its rounds (`SEARCH/rN`)."""
+    """A fitted latency predictor of a (space, target) pair, stored as JSON (never pickled).
+    `name` is set on the predictors a search refits between its rounds (`SEARCH/rN`)."""
 
     __tablename__ = "hwnas_predictors"
     id: Mapped[int] = mapped_column(primary_key=True)
     target_id: Mapped[int] = mapped_column(ForeignKey("hwnas_targets.id"))
+    space_key: Mapped[str | None] = mapped_column(String(16), index=True)
     kind: Mapped[str] = mapped_column(String(64))
     name: Mapped[str | None] = mapped_column(String(240))
     n_train: Mapped[int]

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from sqlalchemy import func, inspect, select, table
+from sqlalchemy.orm import Session
 
-from db.models import SCHEMA_VERSION, Base, Meta
+from db.models import SCHEMA_VERSION, Base, Meta, Space
 from db.session import Database
 
 
@@ -32,3 +33,15 @@ def status(db: Database) -> dict:
         "tables": {n: c for n, c in counts.items() if n in ours},
         "other_tables": {n: c for n, c in counts.items() if n not in ours},
     }
+
+
+def ensure_space(s: Session, key: str, name: str, data: dict) -> None:
+    """Record a measured space under its key (once)."""
+    if s.scalar(select(Space.id).where(Space.key == key)) is None:
+        s.add(Space(key=key, name=name, space=data))
+        s.flush()
+
+
+def space_names(s: Session) -> dict[str, str]:
+    """key -> name of every recorded space."""
+    return dict(s.execute(select(Space.key, Space.name)).tuples().all())

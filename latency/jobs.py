@@ -33,7 +33,9 @@ class Job:
     subnet: dict
     kind: str  # "subnet" or "block" (one layer, for lookup tables)
     payload: dict
-    run: str = ""  # the supernet run whose space the subnet belongs to
+    run: str = ""  # the supernet run whose weights the model carries ("" for a space alone)
+    space: str = ""  # the key of the subnet's space (`SearchSpace.key`)
+    weights: str = "trained"  # "trained" (the run's) or "init" (int8: synthetic calibration)
 
     def to_json(self) -> str:
         return json.dumps(
@@ -41,6 +43,8 @@ class Job:
                 "format": JOB_FORMAT,
                 "id": self.id,
                 "run": self.run,
+                "space": self.space,
+                "weights": self.weights,
                 "target": self.target.settings(),
                 "subnet_key": self.subnet_key,
                 "subnet": self.subnet,
@@ -60,6 +64,8 @@ class Result:
     stats: dict
     fingerprint: dict
     run: str = ""
+    space: str = ""
+    weights: str = "trained"
 
     def to_json(self) -> str:
         return json.dumps(
@@ -67,6 +73,8 @@ class Result:
                 "format": RESULT_FORMAT,
                 "job": self.job,
                 "run": self.run,
+                "space": self.space,
+                "weights": self.weights,
                 "target": self.target.settings(),
                 "subnet_key": self.subnet_key,
                 "subnet": self.subnet,
@@ -115,7 +123,7 @@ def parse_job(line: str) -> Job:
         _require(d, "subnet", dict),
         _require(d, "kind", str),
         payload,
-        str(d.get("run", "")),
+        *_origin(d),
     )
 
 
@@ -139,8 +147,17 @@ def parse_result(line: str) -> Result:
         kind,
         stats,
         _require(d, "fingerprint", dict),
-        str(d.get("run", "")),
+        *_origin(d),
     )
+
+
+def _origin(d: dict) -> tuple[str, str, str]:
+    """(run, space key, weights) of a line; files from before spaces were recorded say
+    neither space nor weights (their models always carried a run's trained weights)."""
+    weights = str(d.get("weights", "trained"))
+    if weights not in ("trained", "init"):
+        raise JobFileError("weights must be trained or init")
+    return str(d.get("run", "")), str(d.get("space", "")), weights
 
 
 def read_lines(path: str | Path, parse):

@@ -62,14 +62,17 @@ class JobBuilder:
         model_dir: Path,
         representative: Callable[[int], np.ndarray] | None = None,
         run: str = "",
+        weights: str = "trained",
     ) -> None:
-        self.run = run
+        self.run, self.weights = run, weights
         self.space, self.variables, self.target = space, variables, target
         self.model_dir, self.representative = model_dir, representative
 
     def _payload(self, module, variables, shape, sub_for_tflite) -> dict:
         if self.target.kind != "tflite":
-            return {"type": "jax-export", "blob": export_blob(module, variables, shape)}
+            nbytes = sum(a.nbytes for a in jax.tree.leaves(variables))
+            blob = export_blob(module, variables, shape)
+            return {"type": "jax-export", "blob": blob, "weight_bytes": int(nbytes)}
         data = self._tflite(sub_for_tflite, module, variables, shape)
         digest = hashlib.sha256(data).hexdigest()
         name = f"{digest[:32]}.tflite"
@@ -90,15 +93,8 @@ class JobBuilder:
         r = subnet.resolution
         shape = (1, r, r, self.space.in_channels)
         payload = self._payload(module, variables, shape, subnet)
-        return Job(
-            uuid.uuid4().hex,
-            self.target,
-            subnet.key,
-            subnet.to_dict(),
-            "subnet",
-            payload,
-            self.run,
-        )
+        return Job(uuid.uuid4().hex, self.target, subnet.key, subnet.to_dict(), "subnet",
+                   payload, self.run, self.space.key, self.weights)  # fmt: skip
 
     def block_job(self, layer: LayerShape) -> Job:
         module = StandaloneBlock(layer)
@@ -106,4 +102,5 @@ class JobBuilder:
         variables = module.init(jax.random.key(0), np.zeros(shape, np.float32))
         payload = self._payload(module, variables, shape, None)
         key = block_key(layer)
-        return Job(uuid.uuid4().hex, self.target, key, {"block": key}, "block", payload, self.run)
+        return Job(uuid.uuid4().hex, self.target, key, {"block": key}, "block", payload,
+                   self.run, self.space.key, self.weights)  # fmt: skip

@@ -54,9 +54,7 @@ def measure_jobs(
     repetitions and fresh runners, the references (for jobs of one target, with more than one
     chunk, or more than one pass and more jobs than references) taking the drift out of every
     one; a job's result combines its passes (`protocol.combine`)."""
-    if chunk is None:
-        chunk = min(CHUNK[j.target.kind] for j in jobs) if jobs else 1
-    chunks = [jobs[s : s + chunk] for s in range(0, len(jobs), chunk)]
+    chunks = split(jobs, base, chunk)
     passes = max(protocol.passes, 1)
     if refs is None:
         one_target = len({j.target for j in jobs}) == 1
@@ -90,9 +88,39 @@ def measure_jobs(
             combine(per_job[j.id]).to_dict(),
             fps[j.id],
             j.run,
+            j.space,
+            j.weights,
         )
         for j in jobs
     ]
+
+
+def split(jobs: Sequence[Job], base: Path, chunk: int | None = None) -> list[list[Job]]:
+    """Consecutive chunks of at most `chunk` jobs (by default `CHUNK` of the target) whose
+    models' weights add up to at most `CHUNK_BYTES` (224-px models weigh 5-25 MB each)."""
+    if chunk is None:
+        chunk = min(CHUNK[j.target.kind] for j in jobs) if jobs else 1
+    out: list[list[Job]] = []
+    size = 0
+    for j in jobs:
+        nbytes = model_bytes(j, base)
+        if not out or len(out[-1]) >= chunk or size + nbytes > CHUNK_BYTES:
+            out.append([])
+            size = 0
+        out[-1].append(j)
+        size += nbytes
+    return out
+
+
+CHUNK_BYTES = 2**31  # weights of the models held at once
+
+
+def model_bytes(job: Job, base: Path) -> int:
+    """The size of a job's weights: its .tflite file, or what its jax-export payload says."""
+    if job.payload.get("type") == "tflite":
+        path = base / job.payload["path"]
+        return path.stat().st_size if path.is_file() else 0
+    return int(job.payload.get("weight_bytes", 0))
 
 
 def _measure_chunk(part, refs, base: Path, protocol: Protocol, seed: int) -> dict:

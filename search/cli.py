@@ -31,7 +31,7 @@ from search.output import EXIT_USER_ERROR, UserError, emit, fail
 from supernet.checkpoint import CheckpointError
 from supernet.data import DataError
 from supernet.distributed import Cluster, ClusterError
-from supernet.space import SpaceError
+from supernet.space import SpaceError, load_space
 
 app = typer.Typer(
     name="hwnas",
@@ -68,6 +68,20 @@ SpaceOpt = Annotated[
         ".json/.toml file. Default: digits.",
         show_default=False,
     ),
+]
+MeasuredSpaceOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--space",
+        metavar="NAME|FILE",
+        help="The space whose measurements are meant (a preset or a .json/.toml file). "
+        "Default: the only space measured on the target.",
+        show_default=False,
+    ),
+]
+OfRunOpt = Annotated[
+    str | None,
+    typer.Option(help="... or the space this training run trained.", show_default=False),
 ]
 
 # Errors a user can cause; anything else is a bug and keeps its traceback.
@@ -213,7 +227,20 @@ DeviceOpt = Annotated[
 @app.command()
 def measure(
     run: Annotated[
-        str | None, typer.Option(help="Training run whose subnets are measured.")
+        str | None,
+        typer.Option(help="Training run whose subnets are measured (with its trained weights)."),
+    ] = None,
+    space: Annotated[
+        str | None,
+        typer.Option(
+            "--space",
+            metavar="NAME|FILE",
+            help="... or measure a space without training it: a preset or a .json/.toml file. "
+            "Latency does not depend on what the weights learned, so the models get "
+            "initialised weights (int8: calibrated on synthetic inputs). A predictor fitted on "
+            "these serves every run later trained on the same space.",
+            show_default=False,
+        ),
     ] = None,
     target: TargetOpt = "cpu",
     threads: ThreadsOpt = 1,
@@ -261,12 +288,18 @@ def measure(
     if import_ is not None:
         emit(latency_service.import_results(db, import_), json)
         return
-    if run is None:
-        raise UserError("give --run NAME (the supernet run to measure), or --import FILE")
+    if run is None and space is None:
+        raise UserError(
+            "give --run NAME (a trained run) or --space NAME|FILE (a space, untrained), or "
+            "--import FILE"
+        )
     t = latency_service.parse_target(target, threads, precision, device)
     protocol = latency_service.protocol_for(passes, max_reps)
+    measured = load_space(space) if space is not None else None
     emit(
-        latency_service.measure(db, run, t, n, seed, jobs_out, blocks, protocol, noise_floor),
+        latency_service.measure(
+            db, run, t, n, seed, jobs_out, blocks, protocol, noise_floor, measured
+        ),
         json,
     )
 
@@ -280,12 +313,16 @@ def predictor_fit(
     kind: Annotated[str, typer.Option(help="main, macs or lut: the one reported.")] = "main",
     holdout: Annotated[float, typer.Option(help="Share of subnets held out.")] = 0.2,
     seed: Annotated[int, typer.Option(help="Seed of the held-out split.")] = 0,
+    space: MeasuredSpaceOpt = None,
+    run: OfRunOpt = None,
     db: DbOpt = None,
     json: JsonOpt = False,
 ) -> None:
-    """Fit the latency predictors of a target; evaluate them on held-out subnets."""
+    """Fit the latency predictors of a (space, target) pair; evaluate them on held-out
+    subnets."""
     t = latency_service.parse_target(target, threads, precision, device)
-    emit(predictor_service.fit(db, t, kind, holdout, seed), json)
+    key = predictor_service.space_key_for(db, space, run)
+    emit(predictor_service.fit(db, t, kind, holdout, seed, key), json)
 
 
 @app.command()
@@ -296,12 +333,15 @@ def predict(
     precision: PrecisionOpt = "fp32",
     device: DeviceOpt = "",
     kind: Annotated[str, typer.Option(help="main, macs or lut.")] = "main",
+    space: MeasuredSpaceOpt = None,
+    run: OfRunOpt = None,
     db: DbOpt = None,
     json: JsonOpt = False,
 ) -> None:
-    """Predict one subnet's latency on a target with its fitted predictor."""
+    """Predict one subnet's latency on a target with the predictor fitted for its space."""
     t = latency_service.parse_target(target, threads, precision, device)
-    emit(predictor_service.predict(db, t, subnet, kind), json)
+    key = predictor_service.space_key_for(db, space, run)
+    emit(predictor_service.predict(db, t, subnet, kind, key), json)
 
 
 @app.command()

@@ -134,20 +134,24 @@ def fit_step(db: Database, cfg: DemoConfig, target: Target, measured_now: bool) 
     """Fit unless the measurements are unchanged and a predictor exists."""
     if not measured_now:
         try:
-            _, metrics = predictor_service.load_predictor_row(db, target)
+            key = run_space(db, cfg).key
+            _, metrics = predictor_service.load_predictor_row(db, target, space_key=key)
             return _reused(f"the {target.key} predictor") | {"holdout": metrics}
         except UserError:
             pass
-    return {"reused": False} | predictor_service.fit(cfg.db_url, target)
+    key = run_space(db, cfg).key
+    return {"reused": False} | predictor_service.fit(cfg.db_url, target, space_key=key)
+
+
+def run_space(db: Database, cfg: DemoConfig) -> SearchSpace:
+    with db.read() as s:
+        return SearchSpace.from_dict(s.scalars(select(Run.space).where(Run.name == cfg.run)).one())
 
 
 def budget_for(db: Database, cfg: DemoConfig) -> float:
     """A budget that about `budget_quantile` of the space meets, rounded to 2 digits."""
-    with db.read() as s:
-        space = SearchSpace.from_dict(
-            s.scalars(select(Run.space).where(Run.name == cfg.run)).one()
-        )
-    predictor = predictor_service.load_predictor(db, TFLITE)
+    space = run_space(db, cfg)
+    predictor = predictor_service.load_predictor(db, TFLITE, space_key=space.key)
     subnets = [space.sample(np.random.default_rng(cfg.seed + i)) for i in range(2000)]
     ms = float(np.quantile(predictor.predict(subnets), cfg.budget_quantile))
     return float(f"{ms:.2g}")

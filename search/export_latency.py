@@ -37,7 +37,7 @@ def latency(db: Database, run: Run, subnet: Subnet, model: bytes, target: Target
     space = SearchSpace.from_dict(run.space)
     out: dict = {"latency_target": target.key, "predicted_ms": None, "measured_ms": None}
     try:
-        p, _ = load_predictor_row(db, target)
+        p, _ = load_predictor_row(db, target, space_key=space.key)
         if p.space.to_dict() == space.to_dict():
             out["predicted_ms"] = float(p.predict([subnet])[0])
     except UserError:
@@ -58,8 +58,11 @@ def latency(db: Database, run: Run, subnet: Subnet, model: bytes, target: Target
 
 def anchors(db: Database, target: Target, space: SearchSpace) -> list[tuple[Subnet, float]]:
     """Up to N_ANCHORS measured subnets of the target, spread over its latency range."""
-    data = load_target_data(db, target)
-    if data.space.to_dict() != space.to_dict() or len(data.subnets) < N_ANCHORS:
+    try:
+        data = load_target_data(db, target, space.key)
+    except UserError:
+        return []
+    if len(data.subnets) < N_ANCHORS:
         return []
     order = np.argsort(data.latency_ms)
     pick = order[np.linspace(0, len(order) - 1, N_ANCHORS).round().astype(int)]
@@ -71,7 +74,8 @@ def measure_model(model: bytes, target: Target, subnet: Subnet, run: Run, refs: 
     anchors (the worker's reference jobs, their stored medians as the baseline); its raw stats
     and the drift (None without anchors)."""
     from latency.worker import measure_jobs
-    from search.latency_service import RunContext, build_jobs_for
+    from search.latency_service import build_jobs_for
+    from search.model_source import RunContext
 
     log(f"export: measuring on {target.key}" + (f" with {len(refs)} anchors" if refs else ""))
     digest = hashlib.sha256(model).hexdigest()

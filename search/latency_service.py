@@ -17,13 +17,15 @@ from tqdm import tqdm
 
 from db.models import Measurement, Run
 from db.models import Target as TargetRow
+from db.queries import ensure_space, space_names
 from db.session import Database, open_db
 from latency.jobs import JobFileError, Result, parse_result, read_lines
 from latency.protocol import Protocol
 from latency.targets import Target, TargetError
 from latency.worker import N_REFS, measure_jobs
+from search.model_source import RunContext, SpaceContext
 from search.output import UserError, log
-from search.train_service import enable_compile_cache, load_run, run_dataset
+from search.train_service import enable_compile_cache, load_run
 from supernet.space import SearchSpace, Subnet
 
 
@@ -64,25 +66,7 @@ def sample_subnets(space: SearchSpace, n: int, seed: int, spread: float = 0.0) -
 SPREAD = 0.5  # share of measured subnets spread over the size range (the rest uniform)
 
 
-class RunContext:
-    """A finished run's space and weights, and its training images for int8 calibration."""
-
-    def __init__(self, run: Run) -> None:
-        from supernet.trainer import load_variables
-
-        self.run = run
-        self.space = SearchSpace.from_dict(run.space)
-        self.variables = load_variables(self.space, run.config["checkpoint"])
-        self._data = None
-
-    def representative(self, resolution: int) -> np.ndarray:
-        from supernet.train import resize_images
-
-        if self._data is None:
-            self._data = run_dataset(self.run)
-        rng = np.random.default_rng(7)
-        idx = rng.permutation(len(self._data.x_train))[:64]
-        return resize_images(self._data.x_train[idx], resolution)
+Source = RunContext | SpaceContext
 
 
 def _check_local(target: Target) -> None:
@@ -96,13 +80,12 @@ def _check_local(target: Target) -> None:
             )
 
 
-def build_jobs_for(ctx: RunContext, target: Target, subnets, blocks: bool, model_dir: Path):
+def build_jobs_for(ctx: Source, target: Target, subnets, blocks: bool, model_dir: Path):
     from latency.features import SpaceTables, table_layers
     from latency.prepare import JobBuilder, block_key
 
-    builder = JobBuilder(
-        ctx.space, ctx.variables, target, model_dir, ctx.representative, ctx.run.name
-    )
+    builder = JobBuilder(ctx.space, ctx.variables, target, model_dir, ctx.representative,
+                         ctx.name, ctx.weights)  # fmt: skip
     layers = []
     if blocks:
         unique = {block_key(ly): ly for ly in table_layers(SpaceTables(ctx.space))}
@@ -120,7 +103,7 @@ def build_jobs_for(ctx: RunContext, target: Target, subnets, blocks: bool, model
 
 def measure(
     db_url: str | None,
-    run_name: str,
+    run_name: str | None,
     target: Target,
     n: int = 50,
     seed: int = 0,
@@ -128,21 +111,22 @@ def measure(
     blocks: bool = False,
     protocol: Protocol = Protocol(),
     noise: bool = True,
+    space: SearchSpace | None = None,
 ) -> dict:
     """Measure `n` random subnets (and with `blocks` every lookup-table layer) on `target`
     here and record them; with `jobs_out`, write a job file for a worker instead. With
-    `noise`, the last subnets are measured again and their agreement reported."""
+    `noise`, the last subnets are measured again and their agreement reported. The models
+    carry the run's trained weights, or with `space` and no run, initialised ones."""
     if jobs_out is not None:
         _check_job_file_options(protocol, noise)
-    subnets = None
-    db = open_db(db_url, create=False)
+    else:
+        _check_local(target)
+    db = open_db(db_url, create=run_name is None)
     try:
-        run = load_run(db, run_name)
-        ctx = RunContext(run)
+        ctx = source(db, run_name, space)
         subnets = sample_subnets(ctx.space, n, seed, spread=SPREAD)
         if jobs_out is not None:
-            return _write_jobs(ctx, target, subnets, blocks, Path(jobs_out))
-        _check_local(target)
+            return _write_jobs(db, ctx, target, subnets, blocks, Path(jobs_out))
         enable_compile_cache()
         with tempfile.TemporaryDirectory(prefix="hwnas-measure-") as tmp:
             model_dir = Path(tmp) / "models"
@@ -150,10 +134,29 @@ def measure(
             jobs = build_jobs_for(ctx, target, subnets, blocks, model_dir)
             results = _measure_local(jobs, Path(tmp), protocol)
             floor = _own_noise_floor(jobs, results, Path(tmp), protocol) if noise else None
-        stored = record_results(db, results)
-        return summary(target, results, stored) | {"noise": floor}
+        stored = record_results(db, results, {ctx.space.key: ctx.space})
+        out = summary(target, results, stored) | {"noise": floor}
+        return out | {"space": ctx.space.name, "space_key": ctx.space.key, "weights": ctx.weights}
     finally:
         db.dispose()
+
+
+def source(db: Database, run_name: str | None, space: SearchSpace | None) -> Source:
+    """The models to measure: the run's (checked against `space` if both are given), or the
+    space's with initialised weights."""
+    if run_name is None:
+        if space is None:
+            raise UserError("give --run NAME or --space NAME|FILE (the subnets to measure)")
+        log(f"measuring space {space.name} with initialised weights (no trained run needed)")
+        return SpaceContext(space)
+    run = load_run(db, run_name)
+    trained = SearchSpace.from_dict(run.space)
+    if space is not None and space.key != trained.key:
+        raise UserError(
+            f"run {run_name} trained space {trained.name}, not {space.name}; give one of "
+            "--run and --space"
+        )
+    return RunContext(run)
 
 
 def _check_job_file_options(protocol: Protocol, noise: bool) -> None:
@@ -216,11 +219,14 @@ def agreement(first: np.ndarray, second: np.ndarray) -> dict:
     }
 
 
-def _write_jobs(ctx: RunContext, target: Target, subnets, blocks: bool, path: Path) -> dict:
+def _write_jobs(db: Database, ctx: Source, target: Target, subnets, blocks: bool,
+                path: Path) -> dict:  # fmt: skip
     if path.exists():
         raise UserError(f"{path} exists; choose another --jobs-out file")
     if not path.parent.is_dir():
         raise UserError(f"--jobs-out: folder {path.parent} does not exist")
+    with db.write() as s:  # the results name the space by its key: the import finds it here
+        ensure_space(s, ctx.space.key, ctx.space.name, ctx.space.to_dict())
     model_dir = path.with_name(path.stem + ".models")
     model_dir.mkdir(exist_ok=True)
     jobs = build_jobs_for(ctx, target, subnets, blocks, model_dir)
@@ -254,29 +260,38 @@ def _target_row(s, target: Target, fingerprint: dict) -> TargetRow:
     return row
 
 
-def record_results(db: Database, results: list[Result]) -> int:
-    """Insert results not yet stored (a result's source is its job id); returns how many."""
+def record_results(
+    db: Database, results: list[Result], spaces: dict[str, SearchSpace] | None = None
+) -> int:
+    """Insert results not yet stored (a result's source is its job id); returns how many.
+    Each is recorded under its space: the one it names (known here, or in `spaces`), or for
+    results written before spaces were named, its run's."""
     sources = [f"job:{r.job}"[:64] for r in results]
     with db.write() as s:
-        runs = dict(s.execute(select(Run.name, Run.id)).tuples().all())
+        runs = {name: (rid, SearchSpace.from_dict(sp)) for rid, name, sp in s.execute(
+            select(Run.id, Run.name, Run.space)).tuples()}  # fmt: skip
         have = set()
         for i in range(0, len(sources), 500):
             chunk = sources[i : i + 500]
             have |= set(s.scalars(select(Measurement.source).where(Measurement.source.in_(chunk))))
+        known = set(space_names(s))
         added = 0
         for r, src in zip(results, sources, strict=True):
             if src in have:
                 continue
             have.add(src)
+            key = _space_key(s, r, runs, known, spaces or {})
             t = _target_row(s, r.target, r.fingerprint)
             st = r.stats
             s.add(
                 Measurement(
                     target_id=t.id,
-                    run_id=runs.get(r.run),
+                    run_id=runs[r.run][0] if r.run in runs else None,
+                    space_key=key,
                     subnet_key=r.subnet_key,
                     subnet=r.subnet,
                     kind=r.kind,
+                    weights=r.weights,
                     median_ms=float(st["median_ms"]),
                     cv=float(st["cv"]),
                     iqr_ms=float(st["iqr_ms"]),
@@ -288,6 +303,23 @@ def record_results(db: Database, results: list[Result]) -> int:
             )
             added += 1
     return added
+
+
+def _space_key(s, r: Result, runs: dict, known: set[str], spaces: dict) -> str:
+    """The key of the space `r` was measured on, recorded in the database if it is not yet."""
+    key = r.space or (runs[r.run][1].key if r.run in runs else "")
+    if key in known:
+        return key
+    space = spaces.get(key) or next((sp for _, sp in runs.values() if sp.key == key), None)
+    if space is None:
+        what = f"space {key}" if key else f"run {r.run!r}"
+        raise UserError(
+            f"result of job {r.job} is of {what}, which this database does not hold; import it "
+            "into the database its jobs were written from. Nothing was imported"
+        )
+    ensure_space(s, key, space.name, space.to_dict())
+    known.add(key)
+    return key
 
 
 def import_results(db_url: str | None, path: str | Path) -> dict:

@@ -9,9 +9,11 @@ from dataclasses import dataclass
 import numpy as np
 from sqlalchemy import select
 
-from db.models import Measurement, Run
+from db.models import Measurement
 from db.models import Predictor as PredictorRow
+from db.models import Space as SpaceRow
 from db.models import Target as TargetRow
+from db.queries import space_names
 from db.session import Database, open_db
 from latency.features import SpaceTables, table_layers
 from latency.predictor import (
@@ -27,12 +29,14 @@ from latency.predictor import (
 from latency.prepare import block_key
 from latency.targets import Target
 from search.output import UserError
-from supernet.space import SearchSpace, SpaceError, Subnet
+from search.train_service import load_run
+from supernet.space import SearchSpace, SpaceError, Subnet, load_space
 
 
 @dataclass(frozen=True)
 class TargetData:
-    """A target's measurements: one median latency per distinct subnet, and per block."""
+    """A (space, target) pair's measurements: one median latency per distinct subnet, and per
+    block."""
 
     space: SearchSpace
     subnets: list[Subnet]
@@ -52,24 +56,64 @@ def _target_row(s, target: Target) -> TargetRow:
     return row
 
 
-def _space_of(s, rows: list[Measurement]) -> SearchSpace:
-    run_ids = {m.run_id for m in rows if m.run_id is not None}
-    if not run_ids:
-        run_ids = set(s.scalars(select(Run.id)).all())
-    spaces = list(s.scalars(select(Run.space).where(Run.id.in_(run_ids))))
-    if len({str(sp) for sp in spaces}) != 1:
+def resolve_space(s, t: TargetRow, space_key: str | None) -> str:
+    """The space whose measurements of target `t` are meant: `space_key` if it has some, else
+    the only space measured on `t`."""
+    keys = sorted(set(s.scalars(select(Measurement.space_key).where(
+        Measurement.target_id == t.id, Measurement.space_key.is_not(None)
+    ))))  # fmt: skip
+    names = space_names(s)
+    label = ", ".join(f"{names.get(k, '?')} ({k})" for k in keys)
+    if space_key is not None and space_key not in keys:
+        have = f"; it has measurements of {label}" if keys else ""
         raise UserError(
-            "the measurements of this target come from runs with different search spaces "
-            "(or from no known run); measure one run's subnets per target"
+            f"target {t.key} has no measurements of space {names.get(space_key, space_key)}; "
+            f"run `hwnas measure --space SPACE --target {t.key}` first{have}"
         )
-    return SearchSpace.from_dict(spaces[0])
+    if space_key is not None:
+        return space_key
+    if not keys:
+        raise UserError(f"target {t.key} has no measurements; run `hwnas measure` first")
+    if len(keys) > 1:
+        raise UserError(
+            f"target {t.key} has measurements of several spaces ({label}); say which with "
+            "--space NAME|FILE or --run NAME"
+        )
+    return keys[0]
 
 
-def load_target_data(db: Database, target: Target) -> TargetData:
+def space_key_for(db_url: str | None, space: str | None, run: str | None) -> str | None:
+    """The key of the space a user means by `--space NAME|FILE` and/or `--run NAME` (None when
+    neither is given); both must name the same space."""
+    key = load_space(space).key if space is not None else None
+    if run is None:
+        return key
+    db = open_db(db_url, create=False)
+    try:
+        trained = SearchSpace.from_dict(load_run(db, run).space)
+    finally:
+        db.dispose()
+    if key is not None and key != trained.key:
+        raise UserError(f"run {run} trained space {trained.name}, not {space}; give one of them")
+    return trained.key
+
+
+def load_space_row(s, key: str) -> SearchSpace:
+    data = s.scalar(select(SpaceRow.space).where(SpaceRow.key == key))
+    if data is None:
+        raise UserError(f"space {key} is not recorded in this database")
+    return SearchSpace.from_dict(data)
+
+
+def load_target_data(db: Database, target: Target, space_key: str | None = None) -> TargetData:
+    """Measurements of `target` on `space_key` (by default the only space measured on it)."""
     with db.read() as s:
         t = _target_row(s, target)
-        rows = list(s.scalars(select(Measurement).where(Measurement.target_id == t.id)))
-        space = _space_of(s, rows)
+        key = resolve_space(s, t, space_key)
+        space = load_space_row(s, key)
+        rows = list(s.scalars(select(Measurement).where(
+            Measurement.target_id == t.id, Measurement.space_key == key
+        )))  # fmt: skip
     per_subnet, blocks = defaultdict(list), defaultdict(list)
     subnet_of = {}
     for m in rows:
@@ -117,17 +161,22 @@ def _fit_all(data: TargetData, train: np.ndarray, test: np.ndarray):
 
 
 def fit(
-    db_url: str | None, target: Target, kind: str = "main", holdout: float = 0.2, seed: int = 0
+    db_url: str | None,
+    target: Target,
+    kind: str = "main",
+    holdout: float = 0.2,
+    seed: int = 0,
+    space_key: str | None = None,
 ) -> dict:
-    """Fit every predictor kind on the training split, evaluate on the held-out split, store
-    them; report `kind` with the others as baselines."""
+    """Fit every predictor kind of the (space, target) pair on the training split, evaluate on
+    the held-out split, store them; report `kind` with the others as baselines."""
     if kind not in PREDICTOR_KINDS:
         raise UserError(f"unknown --kind {kind!r}; choose one of {', '.join(PREDICTOR_KINDS)}")
     if not 0.05 <= holdout <= 0.5:
         raise UserError(f"--holdout must be between 0.05 and 0.5, got {holdout}")
     db = open_db(db_url, create=False)
     try:
-        data = load_target_data(db, target)
+        data = load_target_data(db, target, space_key)
         n = len(data.subnets)
         if n < 20:
             raise UserError(
@@ -144,7 +193,7 @@ def fit(
                 f"--kind {kind} needs every lookup-table layer measured; run `hwnas measure "
                 f"--target {target.key} --blocks`"
             )
-        _store(db, target, fitted, scores, len(train))
+        _store(db, target, data.space.key, fitted, scores, len(train))
     finally:
         db.dispose()
     baselines = {k: v for k, v in scores.items() if k != kind}
@@ -152,6 +201,8 @@ def fit(
         baselines["lut"] = None
     return {
         "target": target.key,
+        "space": data.space.name,
+        "space_key": data.space.key,
         "kind": kind,
         "n_train": len(train),
         "holdout": scores[kind],
@@ -159,26 +210,30 @@ def fit(
     }
 
 
-def _store(db: Database, target: Target, fitted: dict, scores: dict, n_train: int) -> None:
+def _store(db: Database, target: Target, space_key: str, fitted: dict, scores: dict,
+           n_train: int) -> None:  # fmt: skip
     with db.write() as s:
         t = _target_row(s, target)
         for k, p in fitted.items():
-            s.add(
-                PredictorRow(
-                    target_id=t.id, kind=k, n_train=n_train, metrics=scores[k], model=p.to_dict()
-                )
-            )
+            s.add(PredictorRow(target_id=t.id, space_key=space_key, kind=k, n_train=n_train,
+                               metrics=scores[k], model=p.to_dict()))  # fmt: skip
 
 
 def refit_main(
-    db: Database, target: Target, name: str, focus: set[str], holdout: float = 0.2, seed: int = 0
+    db: Database,
+    target: Target,
+    space_key: str,
+    name: str,
+    focus: set[str],
+    holdout: float = 0.2,
+    seed: int = 0,
 ) -> int:
     """Refit `target`'s main predictor on every measured subnet, the subnets in `focus` (the
     ones a search measured on its fronts) together weighing as much as the rest, up to 10x
     each: the fit then follows the region the search works in. Stored as `name`; its
     metrics are those of the same fit on a training split, scored on the held-out rest.
     Returns the new row's id."""
-    data = load_target_data(db, target)
+    data = load_target_data(db, target, space_key)
     t = SpaceTables(data.space)
     enc, y = t.encode(data.subnets), data.latency_ms
     hot = np.asarray([s.key in focus for s in data.subnets])
@@ -192,8 +247,9 @@ def refit_main(
         raise UserError(str(e)) from None
     scores = metrics(part.predict_encoded(t, enc.take(test)), y[test])
     with db.write() as s:
-        row = PredictorRow(target_id=_target_row(s, target).id, kind="main", name=name,
-                           n_train=len(y), metrics=scores, model=whole.to_dict())  # fmt: skip
+        row = PredictorRow(target_id=_target_row(s, target).id, space_key=space_key,
+                           kind="main", name=name, n_train=len(y), metrics=scores,
+                           model=whole.to_dict())  # fmt: skip
         s.add(row)
         s.flush()
         return row.id
@@ -220,44 +276,53 @@ def load_predictor_by_id(db: Database, predictor_id: int) -> tuple[Predictor, di
         raise UserError(str(e)) from None
 
 
-def newest_predictor_id(db: Database, target: Target, kind: str = "main") -> int | None:
-    """The target's own newest predictor of `kind` (fitted by `hwnas predictor fit`); the
-    ones a search refits between its rounds (named `SEARCH/rN`, weighted towards that
-    search's fronts) serve that search only."""
+def newest_predictor_id(
+    db: Database, target: Target, kind: str = "main", space_key: str | None = None
+) -> int | None:
+    """The target's own newest predictor of `kind` (fitted by `hwnas predictor fit`) for the
+    space `space_key` (None: of any space); the ones a search refits between its rounds
+    (named `SEARCH/rN`, weighted towards that search's fronts) serve that search only."""
     with db.read() as s:
         t = _target_row(s, target)
-        return s.scalar(
-            select(PredictorRow.id)
-            .where(
-                PredictorRow.target_id == t.id,
-                PredictorRow.kind == kind,
-                PredictorRow.name.is_(None),
-            )
-            .order_by(PredictorRow.id.desc())
-            .limit(1)
+        query = select(PredictorRow.id).where(
+            PredictorRow.target_id == t.id, PredictorRow.kind == kind, PredictorRow.name.is_(None)
         )
+        if space_key is not None:
+            query = query.where(PredictorRow.space_key == space_key)
+        return s.scalar(query.order_by(PredictorRow.id.desc()).limit(1))
 
 
-def load_predictor(db: Database, target: Target, kind: str = "main") -> Predictor:
-    return load_predictor_row(db, target, kind)[0]
+def load_predictor(
+    db: Database, target: Target, kind: str = "main", space_key: str | None = None
+) -> Predictor:
+    return load_predictor_row(db, target, kind, space_key)[0]
 
 
-def load_predictor_row(db: Database, target: Target, kind: str = "main") -> tuple[Predictor, dict]:
-    """The target's own newest predictor of `kind` (`newest_predictor_id`), and its held-out
-    metrics."""
-    pid = newest_predictor_id(db, target, kind)
+def load_predictor_row(
+    db: Database, target: Target, kind: str = "main", space_key: str | None = None
+) -> tuple[Predictor, dict]:
+    """The target's own newest predictor of `kind` for `space_key` (`newest_predictor_id`),
+    and its held-out metrics."""
+    pid = newest_predictor_id(db, target, kind, space_key)
     if pid is None:
+        of = " of this space" if space_key else ""
         raise UserError(
-            f"no {kind} predictor for target {target.key}; run `hwnas predictor fit "
+            f"no {kind} predictor for target {target.key}{of}; run `hwnas predictor fit "
             f"--target {target.key}`"
         )
     return load_predictor_by_id(db, pid)
 
 
-def predict(db_url: str | None, target: Target, subnet_json: str, kind: str = "main") -> dict:
+def predict(
+    db_url: str | None,
+    target: Target,
+    subnet_json: str,
+    kind: str = "main",
+    space_key: str | None = None,
+) -> dict:
     db = open_db(db_url, create=False)
     try:
-        predictor = load_predictor(db, target, kind)
+        predictor = load_predictor(db, target, kind, space_key)
     finally:
         db.dispose()
     subnet = predictor.space.subnet_from_json(subnet_json)

@@ -20,7 +20,8 @@ from db.session import Database
 from latency.protocol import Protocol
 from latency.targets import Target
 from latency.worker import measure_jobs
-from search.latency_service import RunContext, build_jobs_for, record_results
+from search.latency_service import build_jobs_for, record_results
+from search.model_source import RunContext
 from search.output import log
 
 

@@ -28,6 +28,7 @@ from search import rounds
 from search.output import UserError, log
 from search.predictor_service import load_target_data
 from search.search_service import find_search
+from supernet.space import SearchSpace
 
 PACKAGES = (
     "jax",
@@ -78,6 +79,7 @@ def gather(db: Database, name: str, bench: dict) -> ReportData:
         run = s.get(Run, row.run_id)
         search = {c: getattr(row, c) for c in ("name", "targets", "budgets", "sampler", "seed")}
         search_id = row.id
+        space_key = SearchSpace.from_dict(run.space).key
         run_info = {
             c: getattr(run, c)
             for c in (
@@ -107,7 +109,7 @@ def gather(db: Database, name: str, bench: dict) -> ReportData:
         raise UserError(f"search {name!r} has no finished trial yet; run `hwnas search` first")
     search["rounds"] = rounds.history(db, search_id)
     keys = [k for k in search["targets"] if k in cands[0]["predicted_ms"]]
-    targets = {k: t for k in keys if (t := target_report(db, k)) is not None}
+    targets = {k: t for k in keys if (t := target_report(db, k, space_key)) is not None}
     return ReportData(search, run_info, cands, targets, exports, bench)
 
 
@@ -138,17 +140,22 @@ def _export(e: Export) -> dict:
     return e.proof | keep | {"bytes": e.bytes, "sha256": e.sha256}
 
 
-def target_report(db: Database, key: str) -> TargetReport | None:
-    """Measurements and predictors of one target (None when it has no measurements here)."""
+def target_report(db: Database, key: str, space_key: str) -> TargetReport | None:
+    """Measurements and predictors of one target on the search's space (None when it has no
+    measurements of it here)."""
     try:
-        data = load_target_data(db, Target.parse(key))
+        data = load_target_data(db, Target.parse(key), space_key)
     except UserError:
         return None
     with db.read() as s:
         t = s.scalars(select(TargetRow).where(TargetRow.key == key)).one()
         rows = s.scalars(
             select(PredictorRow)
-            .where(PredictorRow.target_id == t.id, PredictorRow.name.is_(None))
+            .where(
+                PredictorRow.target_id == t.id,
+                PredictorRow.space_key == space_key,
+                PredictorRow.name.is_(None),
+            )
             .order_by(PredictorRow.id)
         ).all()
         newest = {r.kind: (r.model, r.metrics) for r in rows}  # later rows win

@@ -27,7 +27,7 @@ import optuna
 from optuna.trial import TrialState, create_trial
 from sqlalchemy import select
 
-from db.models import Candidate, Search, SearchRound, utcnow
+from db.models import Candidate, Run, Search, SearchRound, utcnow
 from db.models import Predictor as PredictorRow
 from db.models import Target as TargetRow
 from db.session import Database
@@ -38,6 +38,7 @@ from search.objective import Problem, score
 from search.pareto import pareto_mask
 from search.predictor_service import refit_main
 from search.storage import optuna_storage
+from supernet.space import SearchSpace
 
 BEHIND_MAX = 4  # extrapolated subnets behind the front measured between rounds, at most
 
@@ -153,6 +154,8 @@ def refit(db: Database, search: str, search_id: int, state: RoundState, round_: 
     round 2, fell to 6 of 9 after a refit it did not need)."""
     with db.read() as s:
         rows = list(s.scalars(select(Candidate).where(Candidate.search_id == search_id)))
+        trained = s.scalar(select(Run.space).join(Search).where(Search.id == search_id))
+    space_key = SearchSpace.from_dict(trained).key
     out = dict(state.predictors)
     agreed = {k for k, a in (state.agreement or {}).items() if a["within10_of_predicted"] >= 1}
     for key in set(out) - agreed:
@@ -160,7 +163,8 @@ def refit(db: Database, search: str, search_id: int, state: RoundState, round_: 
         if not focus:
             continue
         name = f"{search}/r{round_}"
-        out[key] = _named(db, key, name) or refit_main(db, Target.parse(key), name, focus)
+        target = Target.parse(key)
+        out[key] = _named(db, key, name) or refit_main(db, target, space_key, name, focus)
     return out
 
 

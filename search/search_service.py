@@ -146,10 +146,11 @@ def _load_predictor_rows(
     for key in problem.targets:
         how = (
             f"measure it (`hwnas measure --run {run_name} --target {key} --n 100 --blocks`) and "
-            f"fit one (`hwnas predictor fit --target {key}`)"
+            f"fit one (`hwnas predictor fit --target {key} --run {run_name}`); a space measured "
+            f"without a run serves too (`hwnas measure --space SPACE --target {key}`)"
         )
         try:
-            pid = ids.get(key) or newest_predictor_id(db, Target.parse(key))
+            pid = ids.get(key) or newest_predictor_id(db, Target.parse(key), space_key=space.key)
             p, scores = load_predictor_by_id(db, pid) if pid else (None, None)
         except UserError:
             p = None

@@ -9,6 +9,7 @@ equal subnets compare (and hash, and key) equal.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import tomllib
@@ -180,6 +181,14 @@ class SearchSpace:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+
+    @property
+    def key(self) -> str:
+        """Identity of the space's dimensions, its name left out (16 hex digits of a sha256):
+        latency measurements and predictors belong to a (space key, target) pair."""
+        dims = {k: v for k, v in self.to_dict().items() if k != "name"}
+        text = json.dumps(dims, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     # ---- shape of the space ---------------------------------------------------------------
     @property

@@ -282,6 +282,17 @@ class _Run:
         return digest
 
 
+def init_variables(space: SearchSpace, seed: int = 0) -> dict:
+    """The supernet's {'params', 'batch_stats'} as initialised, untrained (numpy arrays): what
+    a latency measurement needs, since a model's speed does not depend on its weights' values."""
+    net = SuperNet(space)
+    r = space.resolutions[-1]
+    x = np.zeros((1, r, r, space.in_channels), np.float32)
+    arch = arch_arrays(space, space.largest())
+    variables = jax.jit(lambda: net.init(jax.random.key(seed), x, arch))()
+    return jax.tree.map(np.asarray, dict(variables))
+
+
 def load_variables(space: SearchSpace, ckpt: str | Path) -> dict:
     """The supernet's {'params', 'batch_stats'} from a checkpoint (verified by its hash)."""
     net = SuperNet(space)

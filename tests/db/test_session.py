@@ -6,9 +6,10 @@ import optuna
 import pytest
 from sqlalchemy import select, text, update
 
-from db.models import SCHEMA_VERSION, Base, Meta, Run
+from db.models import SCHEMA_VERSION, Base, Measurement, Meta, Predictor, Run, Space, Target
 from db.queries import schema_version, status
 from db.session import DbError, open_db
+from supernet.space import load_space
 
 
 def test_init_creates_prefixed_tables_and_records_the_version(db_url):
@@ -127,6 +128,15 @@ def test_four_processes_write_one_sqlite_file_without_locking_errors(sqlite_url)
         db.dispose()
 
 
+def _drop_v4(conn) -> None:
+    """What schema version 4 added: spaces, and the space of measurements and predictors."""
+    conn.execute(text("DROP TABLE hwnas_spaces"))
+    for name in ("measurements", "predictors"):
+        conn.execute(text(f"DROP INDEX ix_hwnas_{name}_space_key"))
+        conn.execute(text(f"ALTER TABLE hwnas_{name} DROP COLUMN space_key"))
+    conn.execute(text("ALTER TABLE hwnas_measurements DROP COLUMN weights"))
+
+
 def _downgrade_to_v2(db_url: str) -> None:
     """A database as hwnas with schema version 2 left it: no rounds table, no round columns,
     one search with one candidate."""
@@ -134,6 +144,7 @@ def _downgrade_to_v2(db_url: str) -> None:
     with db.write() as s:
         s.add(Run(name="r", dataset="digits", space={}, config={}))
     with db.engine.begin() as conn:
+        _drop_v4(conn)
         conn.execute(text("DROP TABLE hwnas_search_rounds"))
         conn.execute(text("ALTER TABLE hwnas_predictors DROP COLUMN name"))
         for column in ("extrapolated", "round", "scored_round"):
@@ -174,3 +185,38 @@ def test_a_version_2_database_is_migrated_keeping_its_rows(db_url, capsys):
     again = open_db(db_url, create=False)  # opened again: nothing left to migrate
     again.dispose()
     assert "migrated" not in capsys.readouterr().err
+
+
+def _v3_with_measurements(db_url: str) -> str:
+    """A schema-3 database with a digits run, one cpu measurement of it and a cpu predictor;
+    returns the digits space's key."""
+    space = load_space("digits")
+    db = open_db(db_url)
+    with db.write() as s:
+        run = Run(name="r", dataset="digits", space=space.to_dict(), config={})
+        target = Target(key="cpu", name="cpu", settings={}, fingerprint={})
+        s.add_all([run, target])
+        s.flush()
+        s.add(Measurement(target_id=target.id, run_id=run.id, subnet_key="k", subnet={},
+                          median_ms=1.0, cv=0.1, iqr_ms=0.1, n_reps=20, fingerprint={},
+                          source="job:1"))  # fmt: skip
+        s.add(Predictor(target_id=target.id, kind="main", n_train=20, metrics={}, model={}))
+    with db.engine.begin() as conn:
+        _drop_v4(conn)
+        conn.execute(update(Meta).where(Meta.key == "schema_version").values(value="3"))
+    db.dispose()
+    return space.key
+
+
+def test_a_version_3_database_gets_each_measurement_and_predictor_its_space(db_url, capsys):
+    key = _v3_with_measurements(db_url)
+    db = open_db(db_url, create=False)
+    try:
+        assert "migrated from schema version 3" in capsys.readouterr().err
+        with db.read() as s:
+            m = s.scalars(select(Measurement)).one()
+            assert (m.space_key, m.weights) == (key, "trained")
+            assert s.scalars(select(Predictor)).one().space_key == key
+            assert s.scalars(select(Space)).one().key == key
+    finally:
+        db.dispose()

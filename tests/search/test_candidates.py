@@ -10,6 +10,7 @@ from db.models import Candidate, Run, Search
 from db.session import open_db
 from search import candidates
 from search.objective import Problem
+from supernet.space import load_space
 
 PROBLEM = Problem(("t",), budgets=(("t", 3.0),))
 
@@ -28,7 +29,8 @@ def trial(number: int, acc: float, ms: float, key: str | None = None):
 
 def make_search(db) -> int:
     with db.write() as s:
-        run = Run(name="r", dataset="digits", space={}, config={}, status="finished")
+        space = load_space("digits").to_dict()
+        run = Run(name="r", dataset="digits", space=space, config={}, status="finished")
         s.add(run)
         s.flush()
         row = Search(name="s", run_id=run.id, study_name="s", targets=["t"], budgets={"t": 3.0},

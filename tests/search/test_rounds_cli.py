@@ -57,8 +57,8 @@ def fooled(ready, tmp_path):
         p, metrics = load_predictor_row(db, Target.parse(KEY))
         with db.write() as s:
             target_id = s.scalar(select(TargetRow.id).where(TargetRow.key == KEY))
-            s.add(PredictorRow(target_id=target_id, kind="main", n_train=0, metrics=metrics,
-                               model=halve(p.to_dict())))  # fmt: skip
+            s.add(PredictorRow(target_id=target_id, space_key=p.space.key, kind="main",
+                               n_train=0, metrics=metrics, model=halve(p.to_dict())))  # fmt: skip
     finally:
         db.dispose()
     return cwd, url
