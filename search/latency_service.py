@@ -119,6 +119,7 @@ def measure(
     carry the run's trained weights, or with `space` and no run, initialised ones."""
     if jobs_out is not None:
         _check_job_file_options(protocol, noise)
+        _check_jobs_out(Path(jobs_out))
     else:
         _check_local(target)
     db = open_db(db_url, create=run_name is None)
@@ -157,6 +158,13 @@ def source(db: Database, run_name: str | None, space: SearchSpace | None) -> Sou
             "--run and --space"
         )
     return RunContext(run)
+
+
+def _check_jobs_out(path: Path) -> None:
+    if path.exists():
+        raise UserError(f"{path} exists; choose another --jobs-out file")
+    if not path.parent.is_dir():
+        raise UserError(f"--jobs-out: folder {path.parent} does not exist")
 
 
 def _check_job_file_options(protocol: Protocol, noise: bool) -> None:
@@ -221,10 +229,6 @@ def agreement(first: np.ndarray, second: np.ndarray) -> dict:
 
 def _write_jobs(db: Database, ctx: Source, target: Target, subnets, blocks: bool,
                 path: Path) -> dict:  # fmt: skip
-    if path.exists():
-        raise UserError(f"{path} exists; choose another --jobs-out file")
-    if not path.parent.is_dir():
-        raise UserError(f"--jobs-out: folder {path.parent} does not exist")
     with db.write() as s:  # the results name the space by its key: the import finds it here
         ensure_space(s, ctx.space.key, ctx.space.name, ctx.space.to_dict())
     model_dir = path.with_name(path.stem + ".models")

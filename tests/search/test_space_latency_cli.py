@@ -106,6 +106,7 @@ def test_fitting_a_space_not_measured_on_the_target_is_refused(measured):
         (["--space", "nope", "--target", "tflite"], "unknown space 'nope'"),
         (["--space", TINY, "--target", "gpu"], "no CUDA device"),
         (["--target", "tflite"], "give --run NAME"),
+        (["--space", TINY, "--target", "tflite", "--jobs-out", "no/j.jsonl"], "does not exist"),
     ],
 )
 def test_bad_space_measure_input_exits_2_and_creates_nothing(tmp_path, args, message):
