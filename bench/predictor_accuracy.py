@@ -41,7 +41,7 @@ from latency.protocol import Protocol
 from latency.targets import Target
 from latency.workdir import TargetWork
 from latency.worker import N_REFS
-from search.latency_service import agreement, sample_subnets
+from search.latency_service import agreement, remeasure_agreement, sample_subnets
 from search.model_source import RunContext, SpaceContext
 from search.predictor_service import lut_vector
 from search.train_service import enable_compile_cache, load_run
@@ -79,7 +79,8 @@ def measure_target(ctx, target: Target, subnets, args, work: Path, protocol: Pro
     # the last held-out subnets, measured again after everything else
     again_jobs = subnet_jobs[-args.n_noise :]
     again = tw.measure("again", again_jobs, refs, test_protocol, log)
-    noise = remeasure_agreement(again_jobs, results, again)
+    noise = remeasure_agreement([results[j.id].stats for j in again_jobs],
+                                [again[j.id].stats for j in again_jobs])  # fmt: skip
     raw = {
         "keys": [j.subnet_key for j in subnet_jobs],
         "latency_ms": y.tolist(),
@@ -105,15 +106,6 @@ def job_builder(ctx, target: Target, model_dir: Path):
         return builder.subnet_job(item) if kind == "subnet" else builder.block_job(item)
 
     return build
-
-
-def remeasure_agreement(again_jobs, first, again) -> dict:
-    """Two measurements of the same subnets: drift-corrected, and raw (`raw`)."""
-    a = np.asarray([first[j.id].stats["median_ms"] for j in again_jobs])
-    b = np.asarray([again[j.id].stats["median_ms"] for j in again_jobs])
-    a_raw = a * np.asarray([first[j.id].stats.get("drift", 1.0) for j in again_jobs])
-    b_raw = b * np.asarray([again[j.id].stats.get("drift", 1.0) for j in again_jobs])
-    return agreement(a, b) | {"raw": agreement(a_raw, b_raw)}
 
 
 def spread(y: np.ndarray) -> dict:

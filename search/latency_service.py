@@ -209,11 +209,17 @@ def noise_floor(
     first = {r.job: r.stats for r in results}
     baseline = {j.id: first[j.id]["median_ms"] for j in refs}
     second = measure_jobs(again, base, protocol, seed=1, refs=refs, baseline=baseline)
-    a = np.asarray([first[r.job]["median_ms"] for r in second])
-    b = np.asarray([r.stats["median_ms"] for r in second])
-    a_raw = a * np.asarray([first[r.job].get("drift", 1.0) for r in second])
-    b_raw = b * np.asarray([r.stats["drift"] for r in second])
-    return agreement(a, b) | {"raw": agreement(a_raw, b_raw), "again_ms": b.tolist()}
+    pairs = remeasure_agreement([first[r.job] for r in second], [r.stats for r in second])
+    return pairs | {"again_ms": [r.stats["median_ms"] for r in second]}
+
+
+def remeasure_agreement(first: list[dict], second: list[dict]) -> dict:
+    """Agreement of two measurements (stats) of the same models: drift-corrected, and raw."""
+    a = np.asarray([st["median_ms"] for st in first])
+    b = np.asarray([st["median_ms"] for st in second])
+    a_raw = a * np.asarray([st.get("drift", 1.0) for st in first])
+    b_raw = b * np.asarray([st.get("drift", 1.0) for st in second])
+    return agreement(a, b) | {"raw": agreement(a_raw, b_raw)}
 
 
 def agreement(first: np.ndarray, second: np.ndarray) -> dict:

@@ -57,3 +57,17 @@ def prepare(cwd, url: str) -> None:
         "--db", url, cwd=cwd,
     )  # fmt: skip
     hwnas("predictor", "fit", "--target", "tflite", "--db", url, cwd=cwd)
+
+
+def stored(url: str, model) -> list:
+    """Every row of `model` (an hwnas table) in the database at `url`."""
+    from sqlalchemy import select
+
+    from db.session import open_db
+
+    db = open_db(url, create=False)
+    try:
+        with db.read() as s:
+            return list(s.scalars(select(model)))
+    finally:
+        db.dispose()

@@ -11,7 +11,7 @@ import sys
 
 import numpy as np
 import pytest
-from cli_helpers import hwnas, run_json, search_args
+from cli_helpers import hwnas, run_json, search_args, stored
 from sqlalchemy import select
 
 from db.models import Candidate, Export, Search
@@ -38,12 +38,7 @@ def searched(ready):
 
 
 def exports(url: str) -> list:
-    db = open_db(url, create=False)
-    try:
-        with db.read() as s:
-            return list(s.scalars(select(Export)))
-    finally:
-        db.dispose()
+    return stored(url, Export)
 
 
 def test_candidate_fp32_export_carries_its_proof(searched):

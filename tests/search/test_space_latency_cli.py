@@ -7,12 +7,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from cli_helpers import TINY, hwnas, run_json, search_args, train_args
-from sqlalchemy import select
+from cli_helpers import TINY, hwnas, run_json, search_args, stored, train_args
 from test_latency_cli import BLOCKED, count, worker
 
 from db.models import Measurement, Predictor, Space
-from db.session import open_db
 from supernet.space import load_space
 
 SUBNET = json.dumps(
@@ -32,25 +30,16 @@ def measured(tmp_path_factory):
     return cwd, url, out
 
 
-def rows(url: str, model):
-    db = open_db(url, create=False)
-    try:
-        with db.read() as s:
-            return list(s.scalars(select(model)))
-    finally:
-        db.dispose()
-
-
 def test_a_space_is_measured_fitted_and_predicted_without_a_run(measured):
     cwd, url, out = measured
     key = load_space(TINY).key
     assert out["stored"] == 20 and out["weights"] == "init" and out["space_key"] == key
-    stored = rows(url, Measurement)
-    assert {(m.space_key, m.weights, m.run_id) for m in stored} == {(key, "init", None)}
-    assert [s.key for s in rows(url, Space)] == [key]
+    measurements = stored(url, Measurement)
+    assert {(m.space_key, m.weights, m.run_id) for m in measurements} == {(key, "init", None)}
+    assert [s.key for s in stored(url, Space)] == [key]
     fit = run_json("predictor", "fit", "--target", "tflite", "--db", url, cwd=cwd)
     assert fit["space_key"] == key and fit["n_train"] == 16
-    assert {p.space_key for p in rows(url, Predictor)} == {key}
+    assert {p.space_key for p in stored(url, Predictor)} == {key}
     pred = run_json("predict", "--target", "tflite", "--subnet", SUBNET, "--space", TINY,
                     "--db", url, cwd=cwd)  # fmt: skip
     assert pred["latency_ms"] > 0
@@ -58,7 +47,7 @@ def test_a_space_is_measured_fitted_and_predicted_without_a_run(measured):
 
 def test_a_run_of_the_measured_space_searches_with_its_predictor(measured):
     cwd, url, _ = measured
-    if not rows(url, Predictor):
+    if not stored(url, Predictor):
         hwnas("predictor", "fit", "--target", "tflite", "--db", url, cwd=cwd)
     hwnas(*train_args("tiny", url, epochs=1), cwd=cwd)
     before = count(url)
@@ -84,19 +73,19 @@ def test_space_jobs_go_through_the_worker_int8_calibrated_on_synthetic_inputs(tm
     assert worker(jobs, results, [*BLOCKED, "jax"]).returncode == 0
     out = run_json("measure", "--import", str(results), "--db", url, cwd=tmp_path)
     assert out["imported"] == 2
-    assert {(m.weights, m.space_key) for m in rows(url, Measurement)} == {
+    assert {(m.weights, m.space_key) for m in stored(url, Measurement)} == {
         ("init", load_space(TINY).key)
     }
 
 
 def test_fitting_a_space_not_measured_on_the_target_is_refused(measured):
     cwd, url, _ = measured
-    before = len(rows(url, Predictor))
+    before = len(stored(url, Predictor))
     done = hwnas("predictor", "fit", "--target", "tflite", "--space", "digits", "--db", url,
                  cwd=cwd, check=False)  # fmt: skip
     assert done.returncode == 2 and "no measurements of space" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
-    assert len(rows(url, Predictor)) == before
+    assert len(stored(url, Predictor)) == before
 
 
 @pytest.mark.parametrize(
