@@ -5,8 +5,7 @@ search writing to the same SQLite file is neither slowed nor broken). Plain func
 from __future__ import annotations
 
 import pandas as pd
-from sqlalchemy import String, case, cast, func, select, text
-from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlalchemy import String, case, cast, func, select
 
 from db.models import (
     Candidate,
@@ -20,6 +19,8 @@ from db.models import (
 )
 from db.models import Target as TargetRow
 from db.session import Database
+from latency.metrics import agreement
+from search import storage
 
 SEARCH_COLUMNS = ["search", "run", "targets", "budgets", "sampler", "status", "trials",
                   "running", "candidates", "best_feasible_accuracy", "created"]  # fmt: skip
@@ -27,18 +28,8 @@ SEARCH_COLUMNS = ["search", "run", "targets", "budgets", "sampler", "status", "t
 
 def trial_states(db: Database) -> dict[str, dict[str, int]]:
     """Optuna's trial counts per study and state, live (before candidates are synced)."""
-    q = text(
-        "SELECT s.study_name, t.state, COUNT(*) FROM trials t "
-        "JOIN studies s ON s.study_id = t.study_id GROUP BY s.study_name, t.state"
-    )
-    out: dict[str, dict[str, int]] = {}
-    try:
-        with db.read() as s:
-            for name, state, n in s.execute(q):
-                out.setdefault(name, {})[str(state).split(".")[-1]] = int(n)
-    except (OperationalError, ProgrammingError):  # no Optuna tables yet
-        return {}
-    return out
+    with db.read() as s:
+        return storage.trial_states(s)
 
 
 def searches(db: Database) -> pd.DataFrame:
@@ -190,3 +181,17 @@ def exports(db: Database, candidate: int) -> list[dict]:
         q = select(Export).where(Export.candidate_id == candidate).order_by(Export.id)
         return [{"precision": e.precision, "path": e.path, "sha256": e.sha256,
                  "bytes": e.bytes, **e.proof} for e in s.scalars(q)]  # fmt: skip
+
+
+def noise(meas: pd.DataFrame) -> dict | None:
+    """Subnets measured more than once: how often two measurements agree within 5% / 10%."""
+    groups = [g["median_ms"].to_numpy() for _, g in meas.groupby("key") if len(g) > 1]
+    if not groups:
+        return None
+    a = agreement([g[-1] for g in groups], [g[0] for g in groups])
+    return {
+        "subnets measured twice": len(groups),
+        "within 5%": a["within5"],
+        "within 10%": a["within10"],
+        "median difference": a["median_rel_diff"],
+    }

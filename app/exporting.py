@@ -10,8 +10,9 @@ import streamlit as st
 from app import data
 from app.common import db_url
 from db.session import Database
-from search.export_service import ExportRequest, export
-from search.output import UserError
+from latency.errors import shown
+from search.output import is_user_error
+from search.services.export import ExportRequest, export
 from supernet.convert import PRECISIONS
 
 
@@ -31,8 +32,10 @@ def export_panel(db: Database, cid: int) -> None:
             try:
                 req = ExportRequest(str(out), candidate=cid, precision=precision, force=True)
                 result = export(db_url(), req)
-            except UserError as e:
-                st.error(str(e))
+            except Exception as e:  # a user's error (a missing data folder...): one line
+                if not is_user_error(e):
+                    raise
+                st.error(shown(e, flags=False))
                 return
         st.session_state[f"done-{cid}"] = result
     result = st.session_state.get(f"done-{cid}")

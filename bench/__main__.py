@@ -67,7 +67,7 @@ def run_one(name: str, cmd: list[str]) -> dict:
 
 
 def versions() -> dict:
-    from search.report_service import versions as v
+    from search.services.report import versions as v
 
     return v()
 

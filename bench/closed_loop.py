@@ -27,9 +27,11 @@ import numpy as np
 
 from db.session import open_db, sqlite_path
 from latency.targets import Target
-from search import latency_service, predictor_service, search_service
-from search.demo_service import measured_count
-from search.train_service import load_run
+from search.services import latency as latency_service
+from search.services import predictor as predictor_service
+from search.services import search as search_service
+from search.services.demo import measured_count
+from search.services.runs import load_run
 from supernet.space import SearchSpace
 
 CHUNK = 50  # subnets measured per `hwnas measure` call (each stored before the next)
@@ -51,14 +53,11 @@ def work_db(src_url: str, work: Path) -> str:
 
 def measure(url: str, run: str, target: Target, n: int) -> float:
     t0 = time.perf_counter()
-    db = open_db(url, create=False)
-    try:
+    with open_db(url, create=False) as db:
         while (have := measured_count(db, run, target)) < n:
             k = min(CHUNK, n - have)
             log(f"measuring {k} more subnets on {target.key} ({have} of {n})")
             latency_service.measure(url, run, target, k, seed=1000 + have, noise=False)
-    finally:
-        db.dispose()
     return time.perf_counter() - t0
 
 
@@ -70,12 +69,9 @@ def fit(url: str, target: Target, state: dict) -> dict:
 
 
 def budget(url: str, run: str, target: Target, quantile: float, seed: int) -> float:
-    db = open_db(url, create=False)
-    try:
+    with open_db(url, create=False) as db:
         space = SearchSpace.from_dict(load_run(db, run).space)
         p = predictor_service.load_predictor(db, target)
-    finally:
-        db.dispose()
     rng = np.random.default_rng(seed)
     ms = p.predict([space.sample(rng) for _ in range(2000)])
     return float(f"{np.quantile(ms, quantile):.2g}")

@@ -28,7 +28,7 @@ import numpy as np
 
 from db.models import Candidate, Run, Search
 from db.session import open_db
-from search.dashboard_service import free_port, stop, wait_serving
+from search.services.dashboard import free_port, stop, wait_serving
 from supernet.space import default_space
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from search.train_service import enable_compile_cache
+from supernet.compile_cache import enable_compile_cache
 from supernet.depthwise import FORMS, depthwise
 
 SHAPES = (

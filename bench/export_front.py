@@ -25,19 +25,16 @@ from sqlalchemy import select
 
 from db.models import Candidate
 from db.session import open_db
-from search.export_service import ExportRequest, export
-from search.search_service import find_search
+from latency.metrics import within
+from search.services.export import ExportRequest, export
+from search.services.search import find_search
 
 
 def front_ids(db_url: str | None, search: str) -> list[int]:
-    db = open_db(db_url, create=False)
-    try:
-        with db.read() as s:
-            sid = find_search(s, search).id
-            q = select(Candidate.id).where(Candidate.search_id == sid, Candidate.pareto)
-            return list(s.scalars(q.order_by(Candidate.id)))
-    finally:
-        db.dispose()
+    with open_db(db_url, create=False) as db, db.read() as s:
+        sid = find_search(s, search).id
+        q = select(Candidate.id).where(Candidate.search_id == sid, Candidate.pareto)
+        return list(s.scalars(q.order_by(Candidate.id)))
 
 
 def export_one(db_url, cid: int, precision: str, out: Path) -> dict:
@@ -56,9 +53,12 @@ def export_one(db_url, cid: int, precision: str, out: Path) -> dict:
 def summarise(rows: list[dict]) -> dict:
     ok = [r for r in rows if r["ok"]]
     both = [r for r in ok if r["predicted_ms"] and r["measured_ms"]]
-    ratio = np.asarray([r["measured_ms"] / r["predicted_ms"] for r in both])
-    fixed = np.asarray([r["measured_ms_drift_corrected"] / r["predicted_ms"] for r in both
-                        if "measured_ms_drift_corrected" in r])  # fmt: skip
+    pred = np.asarray([r["predicted_ms"] for r in both])
+    meas = np.asarray([r["measured_ms"] for r in both])
+    ratio = meas / pred if len(both) else np.zeros(0)
+    corr = [r for r in both if "measured_ms_drift_corrected" in r]
+    fixed_pred = np.asarray([r["predicted_ms"] for r in corr])
+    fixed = np.asarray([r["measured_ms_drift_corrected"] for r in corr])
     return {
         "n": len(rows),
         "converted": len(ok) / max(len(rows), 1),
@@ -66,10 +66,10 @@ def summarise(rows: list[dict]) -> dict:
         "acc_drop_points_max": max((r["acc_drop_points"] for r in ok), default=None),
         "acc_drop_points_mean": float(np.mean([r["acc_drop_points"] for r in ok])) if ok else None,
         "n_with_prediction": len(both),
-        "latency_within10": float(np.mean(np.abs(ratio - 1) <= 0.10)) if len(both) else None,
+        "latency_within10": within(pred, meas, 0.10) if len(both) else None,
         "measured_over_predicted_median": float(np.median(ratio)) if len(both) else None,
         "n_drift_corrected": len(fixed),
-        "corrected_within10": float(np.mean(np.abs(fixed - 1) <= 0.10)) if len(fixed) else None,
+        "corrected_within10": within(fixed_pred, fixed, 0.10) if len(fixed) else None,
     }
 
 

@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 from train_throughput import matmul_peak  # bench/ is on the path: run as bench/NAME.py
 
-from search.train_service import default_batch_size
+from search.services.train import default_batch_size
 from supernet.space import SearchSpace, load_space
 
 

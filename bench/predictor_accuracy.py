@@ -41,10 +41,11 @@ from latency.protocol import Protocol
 from latency.targets import Target
 from latency.workdir import TargetWork
 from latency.worker import N_REFS
-from search.latency_service import agreement, remeasure_agreement, sample_subnets
-from search.model_source import RunContext, SpaceContext
-from search.predictor_service import lut_vector
-from search.train_service import enable_compile_cache, load_run
+from search.services.latency import agreement, remeasure_agreement, sample_subnets
+from search.services.model_source import RunContext, SpaceContext
+from search.services.predictor import lut_vector
+from search.services.runs import load_run
+from supernet.compile_cache import enable_compile_cache
 from supernet.space import SpaceError, load_space
 
 CURVE = (10, 20, 40, 80, 160, 300)
@@ -267,11 +268,8 @@ def context(args):
             res = tuple(int(r) for r in args.resolutions.split(","))
             space = dataclasses.replace(space, resolutions=res)
         return SpaceContext(space)
-    db = open_db(args.db, create=False)
-    try:
+    with open_db(args.db, create=False) as db:
         return RunContext(load_run(db, args.run))
-    finally:
-        db.dispose()
 
 
 def main() -> None:

@@ -31,8 +31,8 @@ from latency.protocol import Protocol
 from latency.runners import make_runner
 from latency.targets import Target
 from latency.worker import measure_jobs
-from search.latency_service import build_jobs_for, sample_subnets
-from search.model_source import SpaceContext
+from search.services.latency import build_jobs_for, sample_subnets
+from search.services.model_source import SpaceContext
 from supernet.space import load_space
 
 PLAIN_WARMUP, PLAIN_ROUNDS, PLAIN_CALLS = 20, 9, 30

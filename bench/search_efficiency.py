@@ -33,12 +33,13 @@ import optuna
 
 from db.session import open_db
 from latency.targets import Target
-from search.initial_design import N_INITIAL, enqueue_initial
+from search.config import N_INITIAL
+from search.initial_design import enqueue_initial
 from search.objective import Problem, make_objective
 from search.pareto import hypervolume_2d
 from search.samplers import make_sampler
-from search.search_service import build_evaluator, load_predictors
-from search.train_service import load_run
+from search.services.runs import load_run
+from search.services.search import build_evaluator, load_predictors
 from supernet.space import SearchSpace
 
 CHECKPOINTS = (50, 100, 200, 500)
@@ -49,13 +50,10 @@ def log(msg: str) -> None:
 
 
 def load(db_url: str | None, run_name: str, target: str):
-    db = open_db(db_url, create=False)
-    try:
+    with open_db(db_url, create=False) as db:
         run = load_run(db, run_name)
         problem = Problem((Target.parse(target).key,))
         predictors = load_predictors(db, SearchSpace.from_dict(run.space), problem, run_name)
-    finally:
-        db.dispose()
     evaluate = build_evaluator(run, predictors)
     return evaluate.space, problem, evaluate
 
@@ -65,9 +63,7 @@ ABLATION = "-random-start"
 
 def run_one(space, problem, evaluate, sampler: str, seed: int, trials: int, initial: int):
     base = sampler.removesuffix(ABLATION)
-    study = optuna.create_study(
-        directions=problem.directions, sampler=make_sampler(base, seed, None)
-    )
+    study = optuna.create_study(directions=problem.directions, sampler=make_sampler(base, seed))
     enqueue_initial(study, space, base, 0 if sampler.endswith(ABLATION) else initial, seed)
     t0 = time.perf_counter()
     study.optimize(make_objective(space, problem, evaluate), n_trials=trials)

@@ -63,7 +63,7 @@ def make_folder(root: Path, n: int, side: int = 224) -> Path:
 
 
 def loader_alone(folder: Path, space_name: str, seconds: float) -> dict:
-    from search.train_service import default_batch_size
+    from search.services.train import default_batch_size
     from supernet.folder import index_folder
     from supernet.loader import default_workers, train_batches
     from supernet.space import load_space

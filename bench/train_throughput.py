@@ -47,7 +47,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from search.train_service import default_batch_size, enable_compile_cache
+from search.services.train import default_batch_size
+from supernet.compile_cache import enable_compile_cache
 from supernet.layers import BN_EPS, BN_MOMENTUM, activation, hsigmoid, hswish
 from supernet.model import SuperNet, arch_arrays, stack_archs
 from supernet.space import LayerShape, SearchSpace, Subnet, load_space

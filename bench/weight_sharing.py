@@ -21,7 +21,8 @@ import time
 import numpy as np
 
 from db.session import open_db
-from search.train_service import enable_compile_cache, load_run, run_dataset
+from search.services.runs import load_run, run_dataset
+from supernet.compile_cache import enable_compile_cache
 from supernet.evaluate import Evaluator, resized_calibration
 from supernet.model import SuperNet, arch_arrays, stack_archs
 from supernet.space import SearchSpace, Subnet
@@ -80,7 +81,7 @@ def main() -> None:
     space = SearchSpace.from_dict(run.space)
     config = TrainConfig.from_dict(run.config)
     data = run_dataset(run)
-    variables = load_variables(space, run.config["checkpoint"])
+    variables = load_variables(space, run.checkpoint)
     rows = []
     for subnet in spread_subnets(space):
         t0 = time.perf_counter()

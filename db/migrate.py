@@ -7,7 +7,7 @@ import json
 import sys
 from collections.abc import Callable
 
-from sqlalchemy import Connection, text
+from sqlalchemy import JSON, Connection, column, table, text, update
 
 from db.models import SCHEMA_VERSION, Base, Meta, Space, utcnow
 
@@ -15,12 +15,12 @@ from db.models import SCHEMA_VERSION, Base, Meta, Space, utcnow
 def _v2_to_v3(conn: Connection) -> None:
     """Closed-loop search: named predictors, per-round records, candidates' round and flags."""
     conn.execute(text("ALTER TABLE hwnas_predictors ADD COLUMN name VARCHAR(240)"))
-    for column in (
+    for added in (
         "extrapolated JSON NOT NULL DEFAULT '[]'",
         "round INTEGER NOT NULL DEFAULT 0",
         "scored_round INTEGER NOT NULL DEFAULT 0",
     ):
-        conn.execute(text(f"ALTER TABLE hwnas_candidates ADD COLUMN {column}"))
+        conn.execute(text(f"ALTER TABLE hwnas_candidates ADD COLUMN {added}"))
 
 
 def _v3_to_v4(conn: Connection) -> None:
@@ -67,7 +67,42 @@ def _v3_to_v4(conn: Connection) -> None:
             )
 
 
-STEPS: dict[int, Callable[[Connection], None]] = {2: _v2_to_v3, 3: _v3_to_v4}
+def _v4_to_v5(conn: Connection) -> None:
+    """A run's checkpoint and loader leave its training config for columns of their own; a
+    search's further objectives (params, macs) leave its targets for `objectives`, and its
+    options (margin, initial trials, rounds) get a column (unknown for older searches: {})."""
+    conn.execute(text("ALTER TABLE hwnas_runs ADD COLUMN checkpoint TEXT NOT NULL DEFAULT ''"))
+    conn.execute(text(
+        "ALTER TABLE hwnas_runs ADD COLUMN loader VARCHAR(16) NOT NULL DEFAULT 'memory'"
+    ))  # fmt: skip
+    runs = table("hwnas_runs", column("id"), column("config", JSON), column("checkpoint"),
+                 column("loader"))  # fmt: skip
+    for run_id, raw in conn.execute(text("SELECT id, config FROM hwnas_runs")).all():
+        config = json.loads(raw) if isinstance(raw, str) else dict(raw)
+        ckpt, loader = config.pop("checkpoint", ""), config.pop("loader", "memory")
+        conn.execute(
+            update(runs)
+            .where(runs.c.id == run_id)
+            .values(config=config, checkpoint=ckpt, loader=loader)
+        )
+    for added in ("objectives JSON NOT NULL DEFAULT '[]'", "options JSON NOT NULL DEFAULT '{}'"):
+        conn.execute(text(f"ALTER TABLE hwnas_searches ADD COLUMN {added}"))
+    searches = table("hwnas_searches", column("id"), column("targets", JSON),
+                     column("objectives", JSON))  # fmt: skip
+    for search_id, raw in conn.execute(text("SELECT id, targets FROM hwnas_searches")).all():
+        targets = json.loads(raw) if isinstance(raw, str) else list(raw)
+        conn.execute(
+            update(searches)
+            .where(searches.c.id == search_id)
+            .values(
+                targets=[t for t in targets if t not in EXTRAS],
+                objectives=[t for t in targets if t in EXTRAS],
+            )
+        )
+
+
+EXTRAS = ("params", "macs")  # the objectives besides latency (search.objective.EXTRAS)
+STEPS: dict[int, Callable[[Connection], None]] = {2: _v2_to_v3, 3: _v3_to_v4, 4: _v4_to_v5}
 
 
 def can_migrate(found: str | None) -> bool:

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 from sqlalchemy import JSON, ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 def utcnow() -> datetime:
@@ -40,7 +40,9 @@ class Run(Base):
     dataset: Mapped[str] = mapped_column(String(64))
     data_dir: Mapped[str | None] = mapped_column(Text)
     space: Mapped[dict[str, Any]]
-    config: Mapped[dict[str, Any]]
+    config: Mapped[dict[str, Any]]  # the TrainConfig's fields (TrainConfig.to_dict())
+    checkpoint: Mapped[str] = mapped_column(Text, default="")  # the run's checkpoint file
+    loader: Mapped[str] = mapped_column(String(16), default="memory")  # memory or stream
     status: Mapped[str] = mapped_column(String(32), default="created")
     steps: Mapped[int] = mapped_column(default=0)
     seconds: Mapped[float] = mapped_column(default=0.0)
@@ -157,10 +159,14 @@ class Search(Base):
     name: Mapped[str] = mapped_column(String(200), unique=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("hwnas_runs.id"))
     study_name: Mapped[str] = mapped_column(String(200))
-    targets: Mapped[list[Any]]
+    targets: Mapped[list[Any]]  # the latency targets minimised (keys such as tflite-fp32-t1)
+    objectives: Mapped[list[Any]] = mapped_column(default=list)  # also minimised: params, macs
     budgets: Mapped[dict[str, Any]]
     sampler: Mapped[str] = mapped_column(String(32))
     seed: Mapped[int | None]
+    # how it was asked for, as `hwnas search` flags take it: margin, initial, rounds,
+    # round_trials, measure (what `hwnas report` prints to reproduce it)
+    options: Mapped[dict[str, Any]] = mapped_column(default=dict)
     status: Mapped[str] = mapped_column(String(32), default="created")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     candidates: Mapped[list[Candidate]] = relationship(back_populates="search")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import func, inspect, select, table
 from sqlalchemy.orm import Session
 
-from db.models import SCHEMA_VERSION, Base, Meta, Space
+from db.models import SCHEMA_VERSION, Base, Meta, Space, Target
 from db.session import Database
 
 
@@ -45,3 +45,23 @@ def ensure_space(s: Session, key: str, name: str, data: dict) -> None:
 def space_names(s: Session) -> dict[str, str]:
     """key -> name of every recorded space."""
     return dict(s.execute(select(Space.key, Space.name)).tuples().all())
+
+
+def target_row(s: Session, key: str) -> Target | None:
+    """The target `key` (e.g. tflite-fp32-t1), or None where nothing was measured on it."""
+    return s.scalars(select(Target).where(Target.key == key)).one_or_none()
+
+
+def target_keys(s: Session) -> list[str]:
+    """Every measured target's key, oldest first."""
+    return list(s.scalars(select(Target.key).order_by(Target.id)))
+
+
+def ensure_target(s: Session, key: str, kind: str, settings: dict, fingerprint: dict) -> Target:
+    """The target `key`, recorded (with its settings and the measuring machine) if new."""
+    row = target_row(s, key)
+    if row is None:
+        row = Target(key=key, name=kind, settings=settings, fingerprint=fingerprint)
+        s.add(row)
+        s.flush()
+    return row

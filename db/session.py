@@ -67,6 +67,12 @@ class Database:
     def dispose(self) -> None:
         self.engine.dispose()
 
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.dispose()
+
 
 def make_engine(url: str) -> Engine:
     try:

@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.optimize import lsq_linear
-from scipy.stats import kendalltau
 
 from latency.features import Encoded, SpaceTables, macs, physical, table, table_index, table_size
+from latency.metrics import kendall, relative_error, within
 from latency.residual import correction, fit_residual
 from supernet.space import SearchSpace, Subnet
 
@@ -230,7 +230,7 @@ def choose_ridge(
         for i, test in enumerate(parts):
             train = np.concatenate([p for j, p in enumerate(parts) if j != i])
             w = _fit_main_coef(x[train], nonneg, y[train], lam, weight[train])
-            errs.append(np.abs(x[test] @ w / y[test] - 1))
+            errs.append(relative_error(x[test] @ w, y[test]))
             ws.append(weight[test])
         err = float(np.average(np.concatenate(errs), weights=np.concatenate(ws)))
         if err < best_err:
@@ -280,14 +280,12 @@ def metrics(pred: np.ndarray, y: np.ndarray) -> dict:
     """Share within +-5% and +-10%, MAPE (%), Kendall tau, on measured `y`; and `under_p95`,
     the 95th percentile of how far a measurement exceeds its prediction (relative), the margin
     a hard latency budget needs."""
-    rel = np.abs(pred / y - 1)
-    tau = kendalltau(pred, y).statistic if len(y) > 1 else float("nan")
     return {
         "n": len(y),
-        "within5": float(np.mean(rel <= 0.05)),
-        "within10": float(np.mean(rel <= 0.10)),
-        "mape": float(100 * np.mean(rel)),
-        "kendall": float(tau),
+        "within5": within(pred, y, 0.05),
+        "within10": within(pred, y, 0.10),
+        "mape": float(100 * np.mean(relative_error(pred, y))),
+        "kendall": kendall(pred, y),
         "under_p95": float(np.percentile(y / pred - 1, 95)) if len(y) else float("nan"),
     }
 

@@ -46,6 +46,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from latency.errors import SettingError
+
 
 @dataclass(frozen=True)
 class Protocol:
@@ -74,14 +76,14 @@ class Protocol:
 
     @classmethod
     def limited(cls, passes: int, max_reps: int) -> Protocol:
-        """The default protocol with a user's `--passes` and `--max-reps` (ValueError when
-        a pass would get fewer than 2 timed calls)."""
+        """The default protocol with a user's `passes` and `max_reps` (SettingError when a pass
+        would get fewer than 2 timed calls)."""
         if passes < 1:
-            raise ValueError(f"--passes must be at least 1, got {passes}")
+            raise SettingError(f"must be at least 1, got {passes}", field="passes")
         if max_reps < 2 * passes:
-            raise ValueError(
-                f"--max-reps {max_reps} leaves under 2 timed calls per pass; "
-                f"give at least {2 * passes}"
+            raise SettingError(
+                f"{max_reps} leaves under 2 timed calls per pass; give at least {2 * passes}",
+                field="max_reps",
             )
         return cls(passes=passes, max_reps=max_reps, min_reps=min(cls.min_reps, max_reps))
 

@@ -12,12 +12,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from latency.errors import SettingError
+
 KINDS = ("cpu", "gpu", "tflite")
 PRECISIONS = ("fp32", "int8")
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,30}$")
 
 
-class TargetError(ValueError):
+class TargetError(SettingError):
     """An unknown target or setting."""
 
 
@@ -36,9 +38,11 @@ class Target:
                 f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}"
             )
         if not 1 <= self.threads <= 256:
-            raise TargetError(f"--threads must be between 1 and 256, got {self.threads}")
+            raise TargetError(f"must be between 1 and 256, got {self.threads}", field="threads")
         if self.kind != "tflite" and (self.threads != 1 or self.precision != "fp32"):
-            raise TargetError("--threads and --precision are settings of the tflite target only")
+            raise TargetError(
+                "threads and precision are settings of the tflite target only", field="target"
+            )
         if self.device and not _LABEL.match(self.device):
             raise TargetError(f"device label {self.device!r}: use letters, digits, '.', '_', '-'")
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from latency.errors import SettingError, shown
 from latency.fingerprint import fingerprint
 from latency.jobs import Job, JobFileError, Result, parse_job, read_lines
 from latency.protocol import Protocol, Stats, combine, measure
@@ -171,8 +172,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         protocol = Protocol.limited(args.passes, args.max_reps)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
+    except SettingError as e:
+        print(f"error: {shown(e, flags=True)}", file=sys.stderr)
         return 2
     try:
         jobs = read_lines(args.jobs, parse_job)

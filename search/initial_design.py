@@ -16,7 +16,6 @@ import optuna
 from search.objective import subnet_params
 from supernet.space import SearchSpace, Subnet
 
-N_INITIAL = 10
 NOT_FOR = ("random",)
 
 

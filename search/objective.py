@@ -70,11 +70,9 @@ class Problem:
     def feasible(self, latency_ms: Mapping[str, float]) -> bool:
         return all(v <= 0 for v in self.violations(latency_ms))
 
-    def constraints(self, trial: optuna.trial.FrozenTrial) -> list[float]:
-        cand = trial.user_attrs.get("candidate")
-        if cand is None:  # never evaluated (failed): treat as violating every budget
-            return [1.0] * len(self.budgets)
-        return self.violations(cand["latency_ms"])
+    def constraints(self, latency_ms: Mapping[str, float]) -> dict[str, float]:
+        """The violations keyed as a trial stores them (`Trial.set_constraint`): "0", "1", ..."""
+        return {str(i): v for i, v in enumerate(self.violations(latency_ms))}
 
 
 def subnet_params(space: SearchSpace, subnet: Subnet) -> dict[str, int]:
@@ -144,6 +142,8 @@ def make_objective(
         if round_:
             trial.set_user_attr("round", round_)
         trial.set_user_attr("candidate", cand)
+        for key, violation in problem.constraints(cand["latency_ms"]).items():
+            trial.set_constraint(key, violation)  # the samplers read them from the trial
         return problem.values(cand)
 
     return objective

@@ -7,6 +7,7 @@ line on stdout is one JSON object.
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from typing import Any
 
@@ -56,6 +57,38 @@ def fail(message: str) -> None:
     sys.stderr.flush()
 
 
-def log(message: str) -> None:
-    sys.stderr.write(message + "\n")
-    sys.stderr.flush()
+class _Stderr(logging.Handler):
+    """Each record as one line on whatever `sys.stderr` is when it is logged."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        sys.stderr.write(self.format(record) + "\n")
+        sys.stderr.flush()
+
+
+def show_logs() -> None:
+    """Show the progress hwnas's services log (`logging.getLogger(__name__)` in `search`) as
+    plain lines on stderr; what the CLI does first. Library users configure `logging`."""
+    logger = logging.getLogger("search")
+    if not any(isinstance(h, _Stderr) for h in logger.handlers):
+        logger.addHandler(_Stderr())
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
+# Errors a user can cause, by module and class name, so that checking for them imports nothing
+# heavy; anything else is a bug and keeps its traceback.
+USER_ERRORS = {
+    ("search.output", "UserError"),
+    ("db.session", "DbError"),
+    ("supernet.space", "SpaceError"),
+    ("supernet.data", "DataError"),
+    ("supernet.config", "ConfigError"),
+    ("supernet.errors", "FieldError"),
+    ("latency.errors", "SettingError"),
+    ("supernet.checkpoint", "CheckpointError"),
+    ("supernet.distributed", "ClusterError"),
+}
+
+
+def is_user_error(e: BaseException) -> bool:
+    return any((c.__module__, c.__qualname__) in USER_ERRORS for c in type(e).__mro__)

@@ -1,5 +1,10 @@
 """Optuna's RDB storage in the hwnas database, safe for several writers on SQLite.
 
+This is the one module that touches Optuna's internals (its ORM models, a scoped-session helper
+and private storage methods). They are written against Optuna 5 (`OPTUNA_MAJOR`): another
+major version stops with one line instead of corrupting a study, and
+`tests/search/test_storage.py` checks every private name used here still exists.
+
 The study lives in Optuna's own tables beside hwnas's, so `optuna studies --storage URL` and
 optuna-dashboard read it as a normal study. SQLite answers "database is locked" at once (not
 after the busy timeout) when a deferred transaction that has read tries to write while another
@@ -30,12 +35,14 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages._rdb import models
 from optuna.storages._rdb.storage import _create_scoped_session
 from optuna.trial import TrialState
-from sqlalchemy import insert
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError, ProgrammingError
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
 from db.session import BUSY_TIMEOUT_MS, configure_sqlite
+from search.output import UserError
 
+OPTUNA_MAJOR = 5  # the Optuna whose internals this module is written against
 HEARTBEAT_S = 2
 GRACE_S = 10
 MAX_RETRY = 3
@@ -158,7 +165,49 @@ def _create(url: str, engine_kwargs: dict, beat: dict, tries: int = 5) -> Batche
     raise AssertionError("unreachable")
 
 
+def check_optuna_version(version: str = optuna.__version__) -> None:
+    major = int(version.split(".")[0])
+    if major != OPTUNA_MAJOR:
+        raise UserError(
+            f"hwnas's search storage is written for Optuna {OPTUNA_MAJOR}.x and found Optuna "
+            f"{version}; install one: pip install 'optuna>={OPTUNA_MAJOR},<{OPTUNA_MAJOR + 1}'"
+        )
+
+
+def trial_states(session) -> dict[str, dict[str, int]]:
+    """Trial counts per study name and state (COMPLETE, RUNNING, ...), read in `session`
+    (any SQLAlchemy session on the database); {} before Optuna created its tables."""
+    q = (
+        select(models.StudyModel.study_name, models.TrialModel.state, func.count())
+        .join(models.TrialModel, models.TrialModel.study_id == models.StudyModel.study_id)
+        .group_by(models.StudyModel.study_name, models.TrialModel.state)
+    )
+    out: dict[str, dict[str, int]] = {}
+    try:
+        rows = session.execute(q).all()
+    except (OperationalError, ProgrammingError):  # no Optuna tables yet
+        session.rollback()
+        return {}
+    for name, state, n in rows:
+        out.setdefault(name, {})[
+            TrialState(state).name if isinstance(state, int) else state.name
+        ] = int(n)
+    return out
+
+
+def backdate_trial(storage: RDBStorage, trial_id: int, seconds: float) -> None:
+    """Move a trial's start `seconds` back (UTC, as Optuna stamps it): how the stale-trial
+    tests make a trial look abandoned without waiting."""
+    with storage.engine.begin() as conn:
+        conn.execute(
+            update(models.TrialModel)
+            .where(models.TrialModel.trial_id == trial_id)
+            .values(datetime_start=_utc_now() - timedelta(seconds=seconds))
+        )
+
+
 def optuna_storage(url: str, heartbeat: bool = True) -> RDBStorage:
+    check_optuna_version()
     u = make_url(url)
     sqlite = u.get_backend_name() == "sqlite"
     kwargs = {"connect_args": {"timeout": BUSY_TIMEOUT_MS / 1000}} if sqlite else {}

@@ -16,11 +16,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from supernet.config import TrainConfig
 from supernet.data import Dataset
 from supernet.evaluate import batch_moments, resized_calibration
 from supernet.model import SuperNet, arch_arrays
 from supernet.space import SearchSpace, Subnet
-from supernet.train import TrainConfig, resize_images
+from supernet.train import resize_images
 
 
 def make_accuracy_fn(net: SuperNet) -> Callable:

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from supernet.errors import FieldError
+
 DATASETS = ("digits", "cifar10", "folder", "npz")
 
 CIFAR10_CLASSES = (
@@ -33,7 +35,7 @@ _CIFAR_SIDE = 32
 _CIFAR_RECORD = 1 + 3 * _CIFAR_SIDE * _CIFAR_SIDE  # label byte + R, G, B planes
 
 
-class DataError(ValueError):
+class DataError(FieldError):
     """Bad or missing user data; the message says what is wrong and what to do (one line)."""
 
 
@@ -115,7 +117,7 @@ def load_dataset(
         raise DataError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
     _check_fractions(val_fraction, test_fraction)
     if name != "digits" and data_dir is None:
-        raise DataError(f"--data-dir is required for dataset {name!r}")
+        raise DataError(f"required for dataset {name!r}", field="data_dir")
     valid_size = isinstance(image_size, Integral) and not isinstance(image_size, bool)
     if not (valid_size and image_size >= 1):
         raise DataError(f"image size must be a positive integer, got {image_size!r}")
@@ -241,7 +243,7 @@ def _load_cifar10(*, data_dir: Path, seed: int, val_fraction: float, **_: object
 
 def _cifar_root(data_dir: Path) -> Path:
     if not data_dir.is_dir():
-        raise DataError(f"CIFAR-10 directory {data_dir} does not exist; check --data-dir")
+        raise DataError(f"CIFAR-10 directory {data_dir} does not exist", field="data_dir")
     nested = data_dir / "cifar-10-batches-bin"  # what extracting cifar-10-binary.tar.gz makes
     if not (data_dir / "data_batch_1.bin").exists() and nested.is_dir():
         return nested
@@ -342,11 +344,12 @@ def _npz_path(data_dir: Path) -> Path:
         if len(found) != 1:
             raise DataError(
                 f"{data_dir} holds {len(found)} .npz files, expected exactly one; "
-                f"pass the file itself as --data-dir"
+                "give the file itself",
+                field="data_dir",
             )
         return found[0]
     if not data_dir.is_file():
-        raise DataError(f".npz file {data_dir} does not exist; check --data-dir")
+        raise DataError(f".npz file {data_dir} does not exist", field="data_dir")
     return data_dir
 
 

@@ -13,11 +13,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from supernet.errors import FieldError
+
 HEARTBEAT_S = 30  # JAX's default is 100 s
 INIT_TIMEOUT_S = 300  # how long a process waits for all the others to join
 
 
-class ClusterError(ValueError):
+class ClusterError(FieldError):
     """Flags (or environment variables) that do not describe a job; one line says why."""
 
 
@@ -38,15 +40,16 @@ class Cluster:
         n = num_processes if num_processes is not None else _int_env("JAX_NUM_PROCESSES", 1)
         pid = process_id if process_id is not None else _int_env("JAX_PROCESS_ID", 0)
         if n < 1:
-            raise ClusterError(f"--num-processes must be at least 1, got {n}")
+            raise ClusterError(f"must be at least 1, got {n}", field="num_processes")
         if not 0 <= pid < n:
-            raise ClusterError(f"--process-id must be in 0..{n - 1}, got {pid}")
+            raise ClusterError(f"must be in 0..{n - 1}, got {pid}", field="process_id")
         if n > 1 and not coordinator:
             raise ClusterError(
-                "a job of several processes needs --coordinator HOST:PORT (process 0's address)"
+                "a job of several processes needs HOST:PORT (process 0's address)",
+                field="coordinator",
             )
         if coordinator and ":" not in coordinator:
-            raise ClusterError(f"--coordinator must be HOST:PORT, got {coordinator!r}")
+            raise ClusterError(f"must be HOST:PORT, got {coordinator!r}", field="coordinator")
         return cls(coordinator if n > 1 else None, n, pid)
 
     @property
@@ -101,7 +104,8 @@ def same_everywhere(text: str) -> None:
         raise ClusterError(
             "the processes of the job disagree on the run (its settings, or the step its "
             "checkpoint resumes at): start every process with the same arguments and a "
-            "--runs-dir all of them see"
+            "runs folder all of them see",
+            field="runs_dir",
         )
 
 

@@ -17,11 +17,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from supernet.config import TrainConfig
 from supernet.data import Dataset
 from supernet.evaluate import eval_batch, resized_calibration
 from supernet.folder import FolderIndex
 from supernet.loader import Shard, decode_all, plain_batches, train_batches
-from supernet.train import TrainConfig, epoch_batches, normalise, resize_images
+from supernet.train import epoch_batches, normalise, resize_images
 
 CALIBRATION_POOL = 1024  # training images a streamed folder keeps for BN recalibration
 

@@ -48,7 +48,7 @@ class FolderIndex:
 
 def class_folders(root: Path) -> list[Path]:
     if not root.is_dir():
-        raise DataError(f"image folder {root} does not exist; check --data-dir")
+        raise DataError(f"image folder {root} does not exist", field="data_dir")
     dirs = sorted(
         (p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")),
         key=lambda p: p.name,

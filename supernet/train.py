@@ -11,7 +11,6 @@ repeats exactly what an uninterrupted one does.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
 from functools import partial
 from typing import Any, NamedTuple
 
@@ -22,37 +21,13 @@ import optax
 from jax import lax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from supernet.config import TrainConfig
 from supernet.model import Arch, SuperNet, arch_arrays
 from supernet.order import epoch_order
 from supernet.sorting import sort_channels
 from supernet.space import SearchSpace, Subnet
 
 MEAN, STD = 0.5, 0.25  # input normalisation of [0, 1] pixels (part of the export contract)
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Training settings; the defaults train the default space on digits in a few minutes."""
-
-    epochs: int = 20
-    batch_size: int = 64
-    learning_rate: float = 4e-3
-    weight_decay: float = 5e-5
-    warmup_epochs: int = 1
-    n_random: int = 2
-    seed: int = 0
-    sort_channels_at: tuple[int, ...] = (2,)
-    recalib_batches: int = 4
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        """From `to_dict`'s keys; other keys (a run's `checkpoint`, `loader`) are ignored."""
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()
-                      if k in names})  # fmt: skip
 
 
 class TrainState(NamedTuple):

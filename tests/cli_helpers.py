@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import subprocess
@@ -17,17 +19,50 @@ SHARED_CACHE = "HWNAS_TEST_JAX_CACHE"
 def cli_env(cwd: Path) -> dict[str, str]:
     """The environment of an `hwnas` subprocess: XLA's compilation cache shared by the whole
     test session where conftest set one (the tiny space's models recompile in every test
-    otherwise: most of a tiny training's 50 s on 2 cores), else one per working directory."""
-    return os.environ | {"HWNAS_JAX_CACHE": os.environ.get(SHARED_CACHE, str(cwd / "jaxcache"))}
+    otherwise: most of a tiny training's 50 s on 2 cores), else one per working directory.
+    A user's HWNAS_DB is left out: a command without --db uses ./hwnas.db in `cwd`."""
+    env = {k: v for k, v in os.environ.items() if k != "HWNAS_DB"}
+    return env | {"HWNAS_JAX_CACHE": os.environ.get(SHARED_CACHE, str(cwd / "jaxcache"))}
 
 
-def hwnas(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    env = cli_env(cwd)
-    cmd = [sys.executable, "-m", "search.cli", *args]
-    done = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env, timeout=600)
+def hwnas(
+    *args: str, cwd: Path, check: bool = True, process: bool = False
+) -> subprocess.CompletedProcess:
+    """`hwnas ARGS` in `cwd`, its exit status, stdout and stderr. In this process (the CLI's
+    `main`, with the working directory and environment a subprocess would get), which saves
+    the 5-8 s of imports a fresh process pays on every command; in a subprocess of its own
+    where the test needs one (`process=True`: several worker processes, a kill) or where
+    HWNAS_TEST_SUBPROCESS=1 asks for every command to run as a user's shell runs it."""
+    if process or os.environ.get("HWNAS_TEST_SUBPROCESS") == "1":
+        env = cli_env(cwd)
+        cmd = [sys.executable, "-m", "search.cli", *args]
+        done = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env, timeout=600)
+    else:
+        done = _in_process(list(args), cwd)
     if check:
         assert done.returncode == 0, done.stderr[-3000:]
     return done
+
+
+def _in_process(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    from search.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    saved_env, saved_cwd = dict(os.environ), os.getcwd()
+    os.environ.clear()
+    os.environ.update(cli_env(cwd))
+    os.chdir(cwd)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(args)
+            except SystemExit as e:  # typer's --help and the like
+                code = e.code if isinstance(e.code, int) else 1
+    finally:
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+    return subprocess.CompletedProcess(["hwnas", *args], code, out.getvalue(), err.getvalue())
 
 
 def run_json(*args, cwd) -> dict:
@@ -65,9 +100,5 @@ def stored(url: str, model) -> list:
 
     from db.session import open_db
 
-    db = open_db(url, create=False)
-    try:
-        with db.read() as s:
-            return list(s.scalars(select(model)))
-    finally:
-        db.dispose()
+    with open_db(url, create=False) as db, db.read() as s:
+        return list(s.scalars(select(model)))

@@ -3,7 +3,6 @@ histogram, the predictor's held-out figures beside the baselines, and the measur
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -11,7 +10,7 @@ from app import charts, data
 from app.common import database, first_steps
 from latency.targets import Target
 from search.output import UserError
-from search.predictor_service import load_predictor
+from search.services.predictor import load_predictor
 from supernet.space import SpaceError
 
 st.title("Latency")
@@ -35,20 +34,6 @@ def with_predictions(meas: pd.DataFrame, target: str) -> pd.DataFrame | None:
     return out
 
 
-def noise(meas: pd.DataFrame) -> dict | None:
-    """Subnets measured more than once: how often two measurements agree within 5% / 10%."""
-    groups = [g["median_ms"].to_numpy() for _, g in meas.groupby("key") if len(g) > 1]
-    if not groups:
-        return None
-    diff = np.asarray([abs(g[-1] / g[0] - 1) for g in groups])
-    return {
-        "subnets measured twice": len(groups),
-        "within 5%": float(np.mean(diff <= 0.05)),
-        "within 10%": float(np.mean(diff <= 0.10)),
-        "median difference": float(np.median(diff)),
-    }
-
-
 def page() -> None:
     keys = data.targets(db)
     if not keys:
@@ -70,7 +55,7 @@ def page() -> None:
     else:
         st.plotly_chart(charts.predicted_vs_measured(both, target))
         st.plotly_chart(charts.error_histogram(both))
-    n = noise(meas)
+    n = data.noise(meas)
     st.subheader("Measurement noise")
     st.write(n if n else "no subnet was measured twice on this target")
 

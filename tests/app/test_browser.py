@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from cli_helpers import run_json, search_args
 
-from search.dashboard_service import free_port, stop, wait_serving
+from search.services.dashboard import free_port, stop, wait_serving
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
@@ -49,6 +49,8 @@ def test_pareto_explorer_select_and_export(dashboard):
         page.goto(f"http://127.0.0.1:{port}/pareto")
         plot = page.locator(".js-plotly-plot").first
         expect(plot).to_be_visible(timeout=60_000)
+        # the viewer's menu only: no "Deploy" button (Streamlit shows one on localhost)
+        expect(page.get_by_role("button", name="Deploy")).to_have_count(0)
         expect(plot.locator(".scatterlayer .point").first).to_be_attached(timeout=30_000)
         plot.locator(".scatterlayer .trace:last-child .point").first.click(force=True)
         heading = page.get_by_role("heading", name="Candidate")

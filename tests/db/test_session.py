@@ -13,33 +13,26 @@ from supernet.space import load_space
 
 
 def test_init_creates_prefixed_tables_and_records_the_version(db_url):
-    db = open_db(db_url)
-    try:
+    with open_db(db_url) as db:
         st = status(db)
         assert st["schema_version"] == SCHEMA_VERSION == schema_version(db)
         assert set(st["tables"]) == {t.name for t in Base.metadata.sorted_tables}
         assert all(name.startswith("hwnas_") for name in st["tables"])
         assert st["tables"]["hwnas_meta"] == 1
-    finally:
-        db.dispose()
 
 
 def test_optuna_tables_live_beside_ours(db_url):
-    db = open_db(db_url)
-    try:
+    with open_db(db_url) as db:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         study = optuna.create_study(storage=db_url, study_name="s")
         study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
         st = status(db)
         assert st["other_tables"]["studies"] == 1 and st["other_tables"]["trials"] == 2
         assert not set(st["tables"]) & set(st["other_tables"])
-    finally:
-        db.dispose()
 
 
 def test_writes_commit_and_reads_see_them(db_url):
-    db = open_db(db_url)
-    try:
+    with open_db(db_url) as db:
         with db.write() as s:
             s.add(Run(name="r", dataset="digits", space={}, config={"epochs": 1}))
         with db.read() as s:
@@ -50,8 +43,6 @@ def test_writes_commit_and_reads_see_them(db_url):
             raise RuntimeError("rolled back")
         with db.read() as s:
             assert s.scalar(select(Run).where(Run.name == "r2")) is None
-    finally:
-        db.dispose()
 
 
 def test_another_schema_version_is_refused(db_url):
@@ -94,13 +85,9 @@ def test_bad_urls_give_one_clear_error(url, message):
 
 
 def test_sqlite_uses_wal_and_a_busy_timeout(sqlite_url):
-    db = open_db(sqlite_url)
-    try:
-        with db.engine.connect() as conn:
-            assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
-            assert conn.execute(text("PRAGMA busy_timeout")).scalar() >= 10_000
-    finally:
-        db.dispose()
+    with open_db(sqlite_url) as db, db.engine.connect() as conn:
+        assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert conn.execute(text("PRAGMA busy_timeout")).scalar() >= 10_000
 
 
 def _writer(url: str, worker: int, n: int) -> None:
@@ -121,15 +108,22 @@ def test_four_processes_write_one_sqlite_file_without_locking_errors(sqlite_url)
     for p in procs:
         p.join(120)
     assert [p.exitcode for p in procs] == [0, 0, 0, 0]
-    db = open_db(sqlite_url, create=False)
-    try:
+    with open_db(sqlite_url, create=False) as db:
         assert status(db)["tables"]["hwnas_runs"] == 100
-    finally:
-        db.dispose()
+
+
+def _drop_v5(conn) -> None:
+    """What schema version 5 added: a run's checkpoint and loader, a search's objectives and
+    options."""
+    for table, column in (("runs", "checkpoint"), ("runs", "loader"), ("searches", "objectives"),
+                          ("searches", "options")):  # fmt: skip
+        conn.execute(text(f"ALTER TABLE hwnas_{table} DROP COLUMN {column}"))
 
 
 def _drop_v4(conn) -> None:
-    """What schema version 4 added: spaces, and the space of measurements and predictors."""
+    """What schema versions 4 and 5 added: spaces, and the space of measurements and
+    predictors."""
+    _drop_v5(conn)
     conn.execute(text("DROP TABLE hwnas_spaces"))
     for name in ("measurements", "predictors"):
         conn.execute(text(f"DROP INDEX ix_hwnas_{name}_space_key"))
@@ -167,8 +161,7 @@ def test_a_version_2_database_is_migrated_keeping_its_rows(db_url, capsys):
     from db.models import Candidate, Search, SearchRound
 
     _downgrade_to_v2(db_url)
-    db = open_db(db_url, create=False)
-    try:
+    with open_db(db_url, create=False) as db:
         assert schema_version(db) == SCHEMA_VERSION
         assert "migrated from schema version 2" in capsys.readouterr().err
         with db.read() as s:
@@ -180,8 +173,6 @@ def test_a_version_2_database_is_migrated_keeping_its_rows(db_url, capsys):
         with db.write() as s:
             s.add(SearchRound(search_id=c.search_id, round=0, study_name="s", predictors={},
                               trials=1))  # fmt: skip
-    finally:
-        db.dispose()
     again = open_db(db_url, create=False)  # opened again: nothing left to migrate
     again.dispose()
     assert "migrated" not in capsys.readouterr().err
@@ -210,13 +201,43 @@ def _v3_with_measurements(db_url: str) -> str:
 
 def test_a_version_3_database_gets_each_measurement_and_predictor_its_space(db_url, capsys):
     key = _v3_with_measurements(db_url)
-    db = open_db(db_url, create=False)
-    try:
+    with open_db(db_url, create=False) as db:
         assert "migrated from schema version 3" in capsys.readouterr().err
         with db.read() as s:
             m = s.scalars(select(Measurement)).one()
             assert (m.space_key, m.weights) == (key, "trained")
             assert s.scalars(select(Predictor)).one().space_key == key
             assert s.scalars(select(Space)).one().key == key
-    finally:
-        db.dispose()
+
+
+def test_a_version_4_database_gets_runs_checkpoints_and_searches_objectives(db_url, capsys):
+    from db.models import Search
+
+    db = open_db(db_url)
+    with db.write() as s:
+        run = Run(
+            name="r",
+            dataset="digits",
+            space={},
+            status="finished",
+            config={"epochs": 1, "checkpoint": "/runs/r/supernet.ckpt", "loader": "stream"},
+        )
+        s.add(run)
+        s.flush()
+        s.add(Search(name="s", run_id=run.id, study_name="s", targets=["cpu", "macs"],
+                     budgets={"cpu": 3.0}, sampler="tpe"))  # fmt: skip
+    with db.engine.begin() as conn:
+        _drop_v5(conn)
+        conn.execute(update(Meta).where(Meta.key == "schema_version").values(value="4"))
+    db.dispose()
+    with open_db(db_url, create=False) as db:
+        assert "migrated from schema version 4" in capsys.readouterr().err
+        with db.read() as s:
+            r = s.scalars(select(Run)).one()
+            assert (r.config, r.checkpoint, r.loader) == (
+                {"epochs": 1}, "/runs/r/supernet.ckpt", "stream",
+            )  # fmt: skip
+            x = s.scalars(select(Search)).one()
+            assert (x.targets, x.objectives, x.budgets, x.options) == (
+                ["cpu"], ["macs"], {"cpu": 3.0}, {},
+            )  # fmt: skip

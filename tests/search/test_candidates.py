@@ -3,41 +3,15 @@ front over feasible and distinct subnets."""
 
 from __future__ import annotations
 
-import optuna
+from search_helpers import make_search, trial
 from sqlalchemy import select
 
-from db.models import Candidate, Run, Search
+from db.models import Candidate
 from db.session import open_db
 from search import candidates
 from search.objective import Problem
-from supernet.space import load_space
 
 PROBLEM = Problem(("t",), budgets=(("t", 3.0),))
-
-
-def trial(number: int, acc: float, ms: float, key: str | None = None):
-    cand = {
-        "subnet": {"resolution": 8}, "key": key or f"s{number}", "accuracy": acc,
-        "latency_ms": {"t": ms}, "params": 1, "macs": 2,
-    }  # fmt: skip
-    t = optuna.trial.create_trial(
-        values=[acc, ms], params={}, distributions={}, user_attrs={"candidate": cand}
-    )
-    t.number = number
-    return t
-
-
-def make_search(db) -> int:
-    with db.write() as s:
-        space = load_space("digits").to_dict()
-        run = Run(name="r", dataset="digits", space=space, config={}, status="finished")
-        s.add(run)
-        s.flush()
-        row = Search(name="s", run_id=run.id, study_name="s", targets=["t"], budgets={"t": 3.0},
-                     sampler="tpe", seed=0)  # fmt: skip
-        s.add(row)
-        s.flush()
-        return row.id
 
 
 def test_rows_sync_and_the_front(db_url):

@@ -8,7 +8,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from search.objective import Problem, suggest_subnet
+from search.objective import Evaluation, Problem, make_objective, suggest_subnet
 from supernet.space import SearchSpace
 
 TINY = Path(__file__).parent.parent / "data" / "tiny_space.json"
@@ -29,10 +29,23 @@ def test_budgets_are_relative_overshoots_with_the_margin():
     assert q.feasible({"a": 2.0}) and not q.feasible({"a": 2.03})
 
 
-def test_a_failed_trial_violates_every_budget():
-    p = Problem(("a",), budgets=(("a", 1.0),))
-    trial = optuna.trial.create_trial(values=[0.5, 1.0], params={}, distributions={})
-    assert p.constraints(trial) == [1.0]
+def test_each_trial_stores_its_budget_violations_for_the_sampler():
+    space = SearchSpace.from_file(TINY)
+    problem = Problem(("a",), budgets=(("a", 9.0),))  # latency = resolution: 8 fits, 10 not
+
+    def evaluate(subnet):
+        return Evaluation(subnet, subnet.resolution / 10, {"a": float(subnet.resolution)}, 0, 0)
+
+    study = optuna.create_study(
+        directions=problem.directions, sampler=optuna.samplers.TPESampler(seed=0)
+    )
+    study.optimize(make_objective(space, problem, evaluate), n_trials=12)
+    for trial in study.trials:
+        res = trial.user_attrs["candidate"]["subnet"]["resolution"]
+        assert trial.constraints == {"0": pytest.approx(res / 9.0 - 1)}
+    assert {t.user_attrs["candidate"]["subnet"]["resolution"] for t in study.trials} == {8, 10}
+    # Optuna's front keeps the feasible trials only, though the 10-px ones are more accurate
+    assert {t.user_attrs["candidate"]["subnet"]["resolution"] for t in study.best_trials} == {8}
 
 
 def test_trial_parameters_decode_to_a_normalised_subnet():

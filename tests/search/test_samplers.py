@@ -1,4 +1,4 @@
-"""Samplers by name, with the budgets' constraints passed through."""
+"""Samplers by name."""
 
 from __future__ import annotations
 
@@ -11,10 +11,6 @@ from search.output import UserError
 from search.samplers import make_sampler
 
 
-def never(trial):
-    return [0.0]
-
-
 @pytest.mark.parametrize(
     "name, cls",
     [
@@ -24,17 +20,17 @@ def never(trial):
     ],
 )
 def test_named_samplers(name, cls):
-    assert isinstance(make_sampler(name, 0, never), cls)
+    assert isinstance(make_sampler(name, 0), cls)
 
 
 def test_gp_needs_torch_and_says_so():
     if importlib.util.find_spec("torch") is None:
         with pytest.raises(UserError, match="needs PyTorch"):
-            make_sampler("gp", 0, never)
+            make_sampler("gp", 0)
     else:
-        assert isinstance(make_sampler("gp", 0, never), optuna.samplers.GPSampler)
+        assert isinstance(make_sampler("gp", 0), optuna.samplers.GPSampler)
 
 
 def test_unknown_sampler():
     with pytest.raises(UserError, match="unknown sampler"):
-        make_sampler("annealing", 0, None)
+        make_sampler("annealing", 0)

@@ -2,30 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-
 import optuna
+import pytest
 from optuna.storages import fail_stale_trials
-from optuna.storages._rdb import models
 from optuna.trial import TrialState
-from sqlalchemy import update
 
-from search.storage import GRACE_S, optuna_storage
+from search.storage import GRACE_S, backdate_trial, optuna_storage
 
 
 def _study(url: str):
     storage = optuna_storage(url)
     return optuna.create_study(storage=storage, study_name="s"), storage
-
-
-def _age(storage, trial_id: int, seconds: float) -> None:
-    with storage.engine.begin() as conn:
-        start = datetime.now(UTC).replace(tzinfo=None) - timedelta(seconds=seconds)
-        conn.execute(
-            update(models.TrialModel)
-            .where(models.TrialModel.trial_id == trial_id)
-            .values(datetime_start=start)  # the column; UTC
-        )
 
 
 def test_parameters_are_written_once_read(db_url):
@@ -46,8 +33,46 @@ def test_a_trial_killed_before_its_first_heartbeat_is_retried(db_url):
     storage.flush()
     fail_stale_trials(study)
     assert study.trials[0].state == TrialState.RUNNING  # young: a live worker may beat soon
-    _age(storage, trial._trial_id, GRACE_S + 5)
+    backdate_trial(storage, trial._trial_id, GRACE_S + 5)
     fail_stale_trials(study)
     states = [t.state for t in study.trials]
     assert states == [TrialState.FAIL, TrialState.WAITING]
     assert study.trials[1].params == study.trials[0].params
+
+
+def test_the_optuna_internals_storage_uses_still_exist():
+    """The contract of search/storage.py with Optuna: every private name it uses, with the
+    parameters it passes. A new Optuna that breaks one fails here, not in a user's search."""
+    import inspect
+
+    from optuna.storages import RDBStorage
+
+    from search import storage
+
+    assert int(optuna.__version__.split(".")[0]) == storage.OPTUNA_MAJOR
+    for name in ("_set_trial_param", "_get_stale_trial_ids", "_get_trials", "_create_new_trial"):
+        assert callable(getattr(RDBStorage, name)), name
+    params = inspect.signature(RDBStorage._set_trial_param).parameters
+    assert list(params)[1:] == ["trial_id", "param_name", "param_value_internal", "distribution",
+                                "previous_distribution"]  # fmt: skip
+    assert list(inspect.signature(storage._create_scoped_session).parameters) == [
+        "scoped_session", "ignore_integrity_error",
+    ]  # fmt: skip
+    m = storage.models
+    for model, column in [
+        (m.TrialModel, "_datetime_start_utc"), (m.TrialModel, "datetime_start"),
+        (m.TrialModel, "state"), (m.TrialModel, "study_id"),
+        (m.TrialHeartbeatModel, "trial_heartbeat_id"), (m.TrialParamModel, "param_name"),
+        (m.TrialParamModel, "distribution_json"), (m.StudyModel, "study_name"),
+    ]:  # fmt: skip
+        assert hasattr(model, column), (model.__name__, column)
+    assert callable(m.TrialModel.find_or_raise_by_id)
+
+
+def test_another_optuna_major_version_stops_with_one_line():
+    from search.output import UserError
+    from search.storage import check_optuna_version
+
+    check_optuna_version("5.3.1")
+    with pytest.raises(UserError, match=r"found Optuna 6\.0\.0; install one: pip install"):
+        check_optuna_version("6.0.0")

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 
 from supernet.accuracy import AccuracyOracle
+from supernet.config import TrainConfig
 from supernet.data import load_dataset
 from supernet.model import SuperNet
 from supernet.space import SearchSpace
-from supernet.train import TrainConfig, create_train_state, make_optimizer
+from supernet.train import create_train_state, make_optimizer
 from supernet.trainer import subnet_val_accuracy
 
 TINY = Path(__file__).parent.parent / "data" / "tiny_space.json"

@@ -183,8 +183,9 @@ def test_unknown_dataset_lists_known_ones() -> None:
 
 @pytest.mark.parametrize("name", ["cifar10", "folder", "npz"])
 def test_data_dir_required(name: str) -> None:
-    with pytest.raises(DataError, match=f"--data-dir is required for dataset '{name}'"):
+    with pytest.raises(DataError, match=f"required for dataset '{name}'") as e:
         load_dataset(name)
+    assert e.value.field == "data_dir"  # the CLI shows it as --data-dir
 
 
 def test_dataset_rejects_inconsistent_arrays() -> None:

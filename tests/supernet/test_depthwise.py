@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 
 from supernet import depthwise as dw
+from supernet.config import TrainConfig
 from supernet.model import SuperNet, arch_arrays, stack_archs
 from supernet.space import SearchSpace
-from supernet.train import TrainConfig, create_train_state, make_optimizer, make_train_step
+from supernet.train import create_train_state, make_optimizer, make_train_step
 
 CASES = [  # (h, w, channels, kernel, stride): odd and even maps, both strides, every kernel
     (5, 5, 3, 3, 1),

@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 from folders import make_folder
 
+from supernet.config import TrainConfig
 from supernet.data import DataError, load_dataset
 from supernet.folder import decode, index_folder
 from supernet.loader import Shard, decode_all, train_batches
 from supernet.order import step_resolution
-from supernet.train import TrainConfig, epoch_batches
+from supernet.train import epoch_batches
 
 RES = (64, 72)
 

@@ -1,0 +1,23 @@
+"""The `hwnas` Typer apps: the top-level command and its `db` and `predictor` groups.
+
+The commands register on them from `search.cli.runs`, `.latency`, `.searches` and `.deliver`,
+which `search.cli.main` imports.
+"""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    name="hwnas",
+    help="Hardware-aware neural architecture search: train one supernet, measure latency on "
+    "your devices, search the accuracy/latency Pareto front, export to TFLite.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+db_app = typer.Typer(help="Create and inspect the hwnas database.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+predictor_app = typer.Typer(help="Fit and evaluate latency predictors.", no_args_is_help=True)
+app.add_typer(predictor_app, name="predictor")

@@ -1,0 +1,152 @@
+"""Latency commands: `hwnas measure`, `hwnas predictor fit`, `hwnas predict`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from latency.protocol import Protocol
+from search.cli.app import app, predictor_app
+from search.cli.options import (
+    DbOpt,
+    DeviceOpt,
+    JsonOpt,
+    MeasuredSpaceOpt,
+    OfRunOpt,
+    PrecisionOpt,
+    TargetOpt,
+    ThreadsOpt,
+)
+from search.config import NOISE_JOBS
+from search.output import UserError, emit
+from supernet.space import load_space
+
+
+@app.command()
+def measure(
+    run: Annotated[
+        str | None,
+        typer.Option(help="Training run whose subnets are measured (with its trained weights)."),
+    ] = None,
+    space: Annotated[
+        str | None,
+        typer.Option(
+            "--space",
+            metavar="NAME|FILE",
+            help="... or measure a space without training it: a preset or a .json/.toml file. "
+            "Latency does not depend on what the weights learned, so the models get "
+            "initialised weights (int8: calibrated on synthetic inputs). A predictor fitted on "
+            "these serves every run later trained on the same space.",
+            show_default=False,
+        ),
+    ] = None,
+    target: TargetOpt = "cpu",
+    threads: ThreadsOpt = 1,
+    precision: PrecisionOpt = "fp32",
+    device: DeviceOpt = "",
+    n: Annotated[int, typer.Option("--n", help="Random subnets to measure.")] = 50,
+    seed: Annotated[int, typer.Option(help="Seed of the subnet sample.")] = 0,
+    blocks: Annotated[
+        bool, typer.Option(help="Also measure every layer alone (lookup-table baseline).")
+    ] = False,
+    passes: Annotated[
+        int,
+        typer.Option(
+            help="Passes over all the models, each timing its share of --max-reps on freshly "
+            "built runners; a model's latency is the mean of its pass medians (1: faster)."
+        ),
+    ] = Protocol.passes,
+    max_reps: Annotated[
+        int,
+        typer.Option(
+            help="Most timed calls per model, over all passes, in whole rounds of "
+            f"{Protocol.per_round} (fewer: faster); a model also stops once its timed calls "
+            f"have taken {Protocol.max_ms / 1000:g} s."
+        ),
+    ] = Protocol.max_reps,
+    noise_floor: Annotated[
+        bool,
+        typer.Option(
+            help=f"Measure the last {NOISE_JOBS} subnets again at the end and "
+            "report how well the two measurements agree (the noise floor)."
+        ),
+    ] = True,
+    jobs_out: Annotated[
+        Path | None,
+        typer.Option(metavar="FILE", help="Write a job file for `python -m latency.worker`."),
+    ] = None,
+    import_: Annotated[
+        Path | None,
+        typer.Option("--import", metavar="FILE", help="Import a worker's results file."),
+    ] = None,
+    db: DbOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Measure subnet latency on a target (warm-up, interleaved, median with its spread)."""
+    from search.services import latency as latency_service
+
+    if import_ is not None:
+        emit(latency_service.import_results(db, import_), json)
+        return
+    if run is None and space is None:
+        raise UserError(
+            "give --run NAME (a trained run) or --space NAME|FILE (a space, untrained), or "
+            "--import FILE"
+        )
+    t = latency_service.parse_target(target, threads, precision, device)
+    protocol = latency_service.protocol_for(passes, max_reps)
+    measured = load_space(space) if space is not None else None
+    emit(
+        latency_service.measure(
+            db, run, t, n, seed, jobs_out, blocks, protocol, noise_floor, measured
+        ),
+        json,
+    )
+
+
+@predictor_app.command("fit")
+def predictor_fit(
+    target: TargetOpt = "cpu",
+    threads: ThreadsOpt = 1,
+    precision: PrecisionOpt = "fp32",
+    device: DeviceOpt = "",
+    kind: Annotated[str, typer.Option(help="main, macs or lut: the one reported.")] = "main",
+    holdout: Annotated[float, typer.Option(help="Share of subnets held out.")] = 0.2,
+    seed: Annotated[int, typer.Option(help="Seed of the held-out split.")] = 0,
+    space: MeasuredSpaceOpt = None,
+    run: OfRunOpt = None,
+    db: DbOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Fit the latency predictors of a (space, target) pair; evaluate them on held-out
+    subnets."""
+    from search.services import latency as latency_service
+    from search.services import predictor as predictor_service
+
+    t = latency_service.parse_target(target, threads, precision, device)
+    key = predictor_service.space_key_for(db, space, run)
+    emit(predictor_service.fit(db, t, kind, holdout, seed, key), json)
+
+
+@app.command()
+def predict(
+    subnet: Annotated[str, typer.Option("--subnet", metavar="JSON", help="The subnet as JSON.")],
+    target: TargetOpt = "cpu",
+    threads: ThreadsOpt = 1,
+    precision: PrecisionOpt = "fp32",
+    device: DeviceOpt = "",
+    kind: Annotated[str, typer.Option(help="main, macs or lut.")] = "main",
+    space: MeasuredSpaceOpt = None,
+    run: OfRunOpt = None,
+    db: DbOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Predict one subnet's latency on a target with the predictor fitted for its space."""
+    from search.services import latency as latency_service
+    from search.services import predictor as predictor_service
+
+    t = latency_service.parse_target(target, threads, precision, device)
+    key = predictor_service.space_key_for(db, space, run)
+    emit(predictor_service.predict(db, t, subnet, kind, key), json)

@@ -1,0 +1,108 @@
+"""Search commands: `hwnas search` and `hwnas pareto`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from search.cli.app import app
+from search.cli.options import DbOpt, JsonOpt
+from search.config import DEFAULT_ROUNDS, N_INITIAL
+from search.output import emit
+
+
+@app.command()
+def search(
+    run: Annotated[str, typer.Option(help="Name of a finished training run.")],
+    target: Annotated[
+        list[str],
+        typer.Option(
+            "--target",
+            help="Target whose predicted latency is minimised (repeat for several): cpu, gpu, "
+            "tflite or a full key such as tflite-int8-t4. Each needs a fitted predictor.",
+        ),
+    ],
+    budget: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--budget",
+            metavar="TARGET=MS",
+            help="Hard latency budget on a target, e.g. tflite=0.3 (repeatable).",
+        ),
+    ] = None,
+    trials: Annotated[
+        int,
+        typer.Option(
+            help="Trials of the first round (running it again with a larger number continues it)."
+        ),
+    ] = 100,
+    rounds: Annotated[
+        int,
+        typer.Option(
+            help="Closed loop: after the front is measured, up to this many more rounds, each "
+            "refitting the predictors with the front's measurements, re-scoring every trial "
+            "and searching on; it stops once every front subnet measures within 10% of its "
+            "prediction (0: one round, no refit)."
+        ),
+    ] = DEFAULT_ROUNDS,
+    round_trials: Annotated[
+        int | None,
+        typer.Option(help="Trials of each later round (default: a third of --trials, >= 10)."),
+    ] = None,
+    sampler: Annotated[str, typer.Option(help="tpe (default), nsga2, gp or random.")] = "tpe",
+    workers: Annotated[int, typer.Option(help="Local worker processes.")] = 1,
+    name: Annotated[
+        str | None, typer.Option(help="Search (and Optuna study) name; default RUN-search.")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Sampler seed (worker i uses seed+i).")] = None,
+    objective: Annotated[
+        list[str] | None,
+        typer.Option("--objective", help="Also minimise params or macs (repeatable)."),
+    ] = None,
+    margin: Annotated[
+        str,
+        typer.Option(
+            help="Safety margin on budgets: predicted x (1 + margin) must fit. auto = the "
+            "predictor's held-out 95th percentile of measured/predicted - 1."
+        ),
+    ] = "auto",
+    measure: Annotated[
+        bool,
+        typer.Option(
+            help="Measure the Pareto front on this machine's targets after each round "
+            "(--no-measure: one round, nothing measured)."
+        ),
+    ] = True,
+    initial: Annotated[
+        int,
+        typer.Option(
+            help="A new study's first trials: subnets spread evenly over the size range, from "
+            "the smallest to the largest (0: none; ignored by --sampler random)."
+        ),
+    ] = N_INITIAL,
+    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+    db: DbOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Search the accuracy/latency Pareto front with Optuna under hard latency budgets."""
+    from search.services import search as search_service
+
+    result = search_service.search(
+        db, run, target, budget or [], trials, sampler, workers, name, seed, objective or [],
+        measure=measure, progress=not quiet, margin=margin, initial=initial, rounds=rounds,
+        round_trials=round_trials,
+    )  # fmt: skip
+    emit(result, json)
+
+
+@app.command()
+def pareto(
+    search: Annotated[str, typer.Argument(help="Name of a search.")],
+    db: DbOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """List the Pareto front of a search (with measured_ms where it was measured)."""
+    from search.services import search as search_service
+
+    emit(search_service.pareto(db, search), json)

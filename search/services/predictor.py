@@ -1,0 +1,322 @@
+"""Service functions for latency predictors: fit (with held-out evaluation and baselines side
+by side) and predict."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+from sqlalchemy import select
+
+from db.models import Measurement
+from db.models import Predictor as PredictorRow
+from db.models import Space as SpaceRow
+from db.models import Target as TargetRow
+from db.queries import space_names, target_keys, target_row
+from db.session import Database, open_db
+from latency.features import SpaceTables, table_layers
+from latency.predictor import (
+    PREDICTOR_KINDS,
+    Predictor,
+    PredictorError,
+    fit_lut,
+    fit_macs,
+    fit_main,
+    holdout_split,
+    metrics,
+)
+from latency.prepare import block_key
+from latency.targets import Target
+from search.output import UserError
+from search.services.runs import load_run
+from supernet.space import SearchSpace, SpaceError, Subnet, load_space
+
+
+@dataclass(frozen=True)
+class TargetData:
+    """A (space, target) pair's measurements: one median latency per distinct subnet, and per
+    block."""
+
+    space: SearchSpace
+    subnets: list[Subnet]
+    latency_ms: np.ndarray
+    blocks: dict[str, float]
+
+
+def measured_target(s, target: Target) -> TargetRow:
+    """The target's row; a UserError naming the measured ones where it has no measurements."""
+    row = target_row(s, target.key)
+    if row is None:
+        known = target_keys(s)
+        hint = f"; measured targets: {', '.join(known)}" if known else ""
+        raise UserError(
+            f"no measurements for target {target.key}; run `hwnas measure --target "
+            f"{target.kind}` first{hint}"
+        )
+    return row
+
+
+def resolve_space(s, t: TargetRow, space_key: str | None) -> str:
+    """The space whose measurements of target `t` are meant: `space_key` if it has some, else
+    the only space measured on `t`."""
+    keys = sorted(set(s.scalars(select(Measurement.space_key).where(
+        Measurement.target_id == t.id, Measurement.space_key.is_not(None)
+    ))))  # fmt: skip
+    names = space_names(s)
+    label = ", ".join(f"{names.get(k, '?')} ({k})" for k in keys)
+    if space_key is not None and space_key not in keys:
+        have = f"; it has measurements of {label}" if keys else ""
+        raise UserError(
+            f"target {t.key} has no measurements of space {names.get(space_key, space_key)}; "
+            f"run `hwnas measure --space SPACE --target {t.key}` first{have}"
+        )
+    if space_key is not None:
+        return space_key
+    if not keys:
+        raise UserError(f"target {t.key} has no measurements; run `hwnas measure` first")
+    if len(keys) > 1:
+        raise UserError(
+            f"target {t.key} has measurements of several spaces ({label}); say which with "
+            "--space NAME|FILE or --run NAME"
+        )
+    return keys[0]
+
+
+def space_key_for(db_url: str | None, space: str | None, run: str | None) -> str | None:
+    """The key of the space a user means by `--space NAME|FILE` and/or `--run NAME` (None when
+    neither is given); both must name the same space."""
+    key = load_space(space).key if space is not None else None
+    if run is None:
+        return key
+    with open_db(db_url, create=False) as db:
+        trained = SearchSpace.from_dict(load_run(db, run).space)
+    if key is not None and key != trained.key:
+        raise UserError(f"run {run} trained space {trained.name}, not {space}; give one of them")
+    return trained.key
+
+
+def load_space_row(s, key: str) -> SearchSpace:
+    data = s.scalar(select(SpaceRow.space).where(SpaceRow.key == key))
+    if data is None:
+        raise UserError(f"space {key} is not recorded in this database")
+    return SearchSpace.from_dict(data)
+
+
+def load_target_data(db: Database, target: Target, space_key: str | None = None) -> TargetData:
+    """Measurements of `target` on `space_key` (by default the only space measured on it)."""
+    with db.read() as s:
+        t = measured_target(s, target)
+        key = resolve_space(s, t, space_key)
+        space = load_space_row(s, key)
+        rows = list(s.scalars(select(Measurement).where(
+            Measurement.target_id == t.id, Measurement.space_key == key
+        )))  # fmt: skip
+    per_subnet, blocks = defaultdict(list), defaultdict(list)
+    subnet_of = {}
+    for m in rows:
+        if m.kind == "block":
+            blocks[m.subnet_key].append(m.median_ms)
+            continue
+        try:
+            subnet_of[m.subnet_key] = space.subnet_from_dict(m.subnet)
+        except SpaceError:
+            continue
+        per_subnet[m.subnet_key].append(m.median_ms)
+    keys = sorted(per_subnet)
+    return TargetData(
+        space,
+        [subnet_of[k] for k in keys],
+        np.asarray([np.median(per_subnet[k]) for k in keys]),
+        {k: float(np.median(v)) for k, v in blocks.items()},
+    )
+
+
+def lut_vector(t: SpaceTables, blocks: dict[str, float]) -> np.ndarray:
+    return np.asarray([blocks.get(block_key(ly), np.nan) for ly in table_layers(t)])
+
+
+FLOOR = 0.8  # no prediction below 80% of the fastest training measurement (half of the
+# measured subnets spread over the size range, so the fastest is near the smallest subnet)
+
+
+def _fit_all(data: TargetData, train: np.ndarray, test: np.ndarray):
+    t = SpaceTables(data.space)
+    enc_all = t.encode(data.subnets)
+    y = data.latency_ms
+    sub = enc_all.take
+    lut = lut_vector(t, data.blocks)
+    fitted = {
+        "main": fit_main(data.space, t, sub(train), y[train], lut),
+        "macs": fit_macs(data.space, t, sub(train), y[train]),
+    }
+    if not np.isnan(lut).any():
+        fitted["lut"] = fit_lut(data.space, t, sub(train), y[train], lut)
+    floor = FLOOR * float(y[train].min())
+    fitted = {k: p.with_floor(floor).with_range(t, sub(train)) for k, p in fitted.items()}
+    scores = {k: metrics(p.predict_encoded(t, sub(test)), y[test]) for k, p in fitted.items()}
+    return fitted, scores
+
+
+def fit(
+    db_url: str | None,
+    target: Target,
+    kind: str = "main",
+    holdout: float = 0.2,
+    seed: int = 0,
+    space_key: str | None = None,
+) -> dict:
+    """Fit every predictor kind of the (space, target) pair on the training split, evaluate on
+    the held-out split, store them; report `kind` with the others as baselines."""
+    if kind not in PREDICTOR_KINDS:
+        raise UserError(f"unknown --kind {kind!r}; choose one of {', '.join(PREDICTOR_KINDS)}")
+    if not 0.05 <= holdout <= 0.5:
+        raise UserError(f"--holdout must be between 0.05 and 0.5, got {holdout}")
+    with open_db(db_url, create=False) as db:
+        data = load_target_data(db, target, space_key)
+        n = len(data.subnets)
+        if n < 20:
+            raise UserError(
+                f"target {target.key} has {n} measured subnets; measure at least 20 "
+                "(`hwnas measure --n 100`)"
+            )
+        train, test = holdout_split(n, holdout, seed)
+        try:
+            fitted, scores = _fit_all(data, train, test)
+        except PredictorError as e:
+            raise UserError(str(e)) from None
+        if kind not in fitted:
+            raise UserError(
+                f"--kind {kind} needs every lookup-table layer measured; run `hwnas measure "
+                f"--target {target.key} --blocks`"
+            )
+        _store(db, target, data.space.key, fitted, scores, len(train))
+    baselines = {k: v for k, v in scores.items() if k != kind}
+    if "lut" not in fitted:
+        baselines["lut"] = None
+    return {
+        "target": target.key,
+        "space": data.space.name,
+        "space_key": data.space.key,
+        "kind": kind,
+        "n_train": len(train),
+        "holdout": scores[kind],
+        "baselines": baselines,
+    }
+
+
+def _store(db: Database, target: Target, space_key: str, fitted: dict, scores: dict,
+           n_train: int) -> None:  # fmt: skip
+    with db.write() as s:
+        t = measured_target(s, target)
+        for k, p in fitted.items():
+            s.add(PredictorRow(target_id=t.id, space_key=space_key, kind=k, n_train=n_train,
+                               metrics=scores[k], model=p.to_dict()))  # fmt: skip
+
+
+def refit_main(
+    db: Database,
+    target: Target,
+    space_key: str,
+    name: str,
+    focus: set[str],
+    holdout: float = 0.2,
+    seed: int = 0,
+) -> int:
+    """Refit `target`'s main predictor on every measured subnet, the subnets in `focus` (the
+    ones a search measured on its fronts) together weighing as much as the rest, up to 10x
+    each: the fit then follows the region the search works in. Stored as `name`; its
+    metrics are those of the same fit on a training split, scored on the held-out rest.
+    Returns the new row's id."""
+    data = load_target_data(db, target, space_key)
+    t = SpaceTables(data.space)
+    enc, y = t.encode(data.subnets), data.latency_ms
+    hot = np.asarray([s.key in focus for s in data.subnets])
+    weight = np.where(hot, np.clip((~hot).sum() / max(hot.sum(), 1), 1.0, FOCUS_MAX), 1.0)
+    lut = lut_vector(t, data.blocks)
+    train, test = holdout_split(len(y), holdout, seed)
+    try:
+        part = _fit_weighted(data, t, enc.take(train), y[train], lut, weight[train])
+        whole = _fit_weighted(data, t, enc, y, lut, weight)
+    except PredictorError as e:
+        raise UserError(str(e)) from None
+    scores = metrics(part.predict_encoded(t, enc.take(test)), y[test])
+    with db.write() as s:
+        row = PredictorRow(target_id=measured_target(s, target).id, space_key=space_key,
+                           kind="main", name=name, n_train=len(y), metrics=scores,
+                           model=whole.to_dict())  # fmt: skip
+        s.add(row)
+        s.flush()
+        return row.id
+
+
+FOCUS_MAX = 10.0
+
+
+def _fit_weighted(data: TargetData, t: SpaceTables, enc, y, lut, weight) -> Predictor:
+    p = fit_main(data.space, t, enc, y, lut, weight)
+    return p.with_floor(FLOOR * float(y.min())).with_range(t, enc).with_residual(t, enc, y)
+
+
+def load_predictor_by_id(db: Database, predictor_id: int) -> tuple[Predictor, dict]:
+    """A stored predictor by its row id, and its held-out metrics."""
+    with db.read() as s:
+        row = s.get(PredictorRow, predictor_id)
+        if row is None:
+            raise UserError(f"predictor {predictor_id} is not in this database")
+        model, scores = row.model, dict(row.metrics)
+    try:
+        return Predictor.from_dict(model), scores
+    except PredictorError as e:
+        raise UserError(str(e)) from None
+
+
+def newest_predictor_id(
+    db: Database, target: Target, kind: str = "main", space_key: str | None = None
+) -> int | None:
+    """The target's own newest predictor of `kind` (fitted by `hwnas predictor fit`) for the
+    space `space_key` (None: of any space); the ones a search refits between its rounds
+    (named `SEARCH/rN`, weighted towards that search's fronts) serve that search only."""
+    with db.read() as s:
+        t = measured_target(s, target)
+        query = select(PredictorRow.id).where(
+            PredictorRow.target_id == t.id, PredictorRow.kind == kind, PredictorRow.name.is_(None)
+        )
+        if space_key is not None:
+            query = query.where(PredictorRow.space_key == space_key)
+        return s.scalar(query.order_by(PredictorRow.id.desc()).limit(1))
+
+
+def load_predictor(
+    db: Database, target: Target, kind: str = "main", space_key: str | None = None
+) -> Predictor:
+    return load_predictor_row(db, target, kind, space_key)[0]
+
+
+def load_predictor_row(
+    db: Database, target: Target, kind: str = "main", space_key: str | None = None
+) -> tuple[Predictor, dict]:
+    """The target's own newest predictor of `kind` for `space_key` (`newest_predictor_id`),
+    and its held-out metrics."""
+    pid = newest_predictor_id(db, target, kind, space_key)
+    if pid is None:
+        of = " of this space" if space_key else ""
+        raise UserError(
+            f"no {kind} predictor for target {target.key}{of}; run `hwnas predictor fit "
+            f"--target {target.key}`"
+        )
+    return load_predictor_by_id(db, pid)
+
+
+def predict(
+    db_url: str | None,
+    target: Target,
+    subnet_json: str,
+    kind: str = "main",
+    space_key: str | None = None,
+) -> dict:
+    with open_db(db_url, create=False) as db:
+        predictor = load_predictor(db, target, kind, space_key)
+    subnet = predictor.space.subnet_from_json(subnet_json)
+    ms = float(predictor.predict([subnet])[0])
+    return {"target": target.key, "kind": kind, "latency_ms": ms, "key": subnet.key}

@@ -1,0 +1,148 @@
+"""Constraint honesty: measure a search's Pareto front for real and compare with the budgets.
+
+Each target of the search that this machine can run (cpu, tflite without a device label, gpu
+where JAX sees one) measures the front's subnets under the usual protocol; `measured_ms` is
+stored beside `predicted_ms`, the measurements join the target's data, and the report says
+how many met their budget and the worst overshoot.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import select
+
+from db.models import Candidate, Run, Search
+from db.session import Database
+from latency.metrics import relative_error, within
+from latency.protocol import Protocol
+from latency.targets import Target
+from latency.worker import measure_jobs
+from search.services.latency import build_jobs_for, record_results
+from search.services.model_source import RunContext
+
+logger = logging.getLogger(__name__)
+
+
+def local(target: Target) -> bool:
+    if target.device:
+        return False
+    if target.kind == "gpu":
+        from latency.runners import gpu_name
+
+        return gpu_name() is not None
+    return True
+
+
+def remeasure_front(db: Database, search_id: int, spec, protocols: Mapping = {}) -> dict:
+    """Measure the front on every target this machine runs (a subnet measured before for this
+    search is not measured again; extrapolated predictions first) and compare it with the
+    predictions and budgets."""
+    front = front_rows(db, search_id)
+    if not front:
+        return {}
+    order = sorted(front, key=lambda c: not c.extrapolated)
+    measured, fresh = measure_candidates(
+        db, search_id, spec.problem.targets, [c.id for c in order], protocols
+    )
+    check = budget_check(front, measured, dict(spec.problem.budgets))
+    for key, entry in check.items():  # the subnets measured now: predicted before measured
+        new = [c for c in front if c.subnet_key in fresh.get(key, ())]
+        entry |= {"fresh": len(new)}
+        if new:
+            part = budget_check(new, measured, {})[key]
+            entry |= {"fresh_within10": part["within10_of_predicted"]}
+    return check
+
+
+def front_rows(db: Database, search_id: int) -> list[Candidate]:
+    with db.read() as s:
+        rows = s.scalars(
+            select(Candidate).where(Candidate.search_id == search_id, Candidate.pareto)
+        )
+        return list(rows)
+
+
+def measure_candidates(
+    db: Database, search_id: int, targets, ids: list[int], protocols: Mapping = {}
+):
+    """Measure the candidates `ids` (in that order) on each of `targets` this machine runs
+    (under `protocols[target]`, default the standard protocol), reusing what this search
+    measured before for the same subnet; store `measured_ms`.
+    Returns candidate id -> target -> ms, and per target the subnet keys measured now."""
+    with db.read() as s:
+        search = s.get(Search, search_id)
+        run = s.get(Run, search.run_id)
+        s.expunge(run)
+        rows = list(s.scalars(select(Candidate).where(Candidate.search_id == search_id)))
+    known: dict[str, dict[str, float]] = {}
+    for r in rows:
+        known.setdefault(r.subnet_key, {}).update(r.measured_ms or {})
+    by_id = {r.id: r for r in rows}
+    wanted = [by_id[i] for i in ids]
+    ctx, fresh = None, {}
+    for key in targets:
+        target = Target.parse(key)
+        if not local(target):
+            logger.info(f"{key}: not this machine; the front is not measured there")
+            continue
+        todo = {c.subnet_key: c.subnet for c in wanted if key not in known.get(c.subnet_key, {})}
+        if todo:
+            ctx = ctx or RunContext(run)
+            logger.info(f"{key}: measuring {len(todo)} candidates")
+            protocol = protocols.get(key, Protocol())
+            for k, ms in _measure(db, ctx, target, todo, protocol).items():
+                known.setdefault(k, {})[key] = ms
+            fresh[key] = set(todo)
+    out = {
+        c.id: {k: v for k, v in known.get(c.subnet_key, {}).items() if k in targets}
+        for c in wanted
+    }
+    with db.write() as s:
+        for cid, m in out.items():
+            if m:
+                s.get(Candidate, cid).measured_ms = m
+    return out, fresh
+
+
+def _measure(
+    db: Database, ctx: RunContext, target: Target, subnets: dict, protocol: Protocol
+) -> dict[str, float]:
+    """`subnets`: key -> subnet dict; returns key -> median ms."""
+    unique = {k: ctx.space.subnet_from_dict(d) for k, d in subnets.items()}
+    with tempfile.TemporaryDirectory(prefix="hwnas-front-") as tmp:
+        model_dir = Path(tmp) / "models"
+        model_dir.mkdir()
+        jobs = build_jobs_for(ctx, target, list(unique.values()), False, model_dir)
+        results = measure_jobs(jobs, Path(tmp), protocol)
+    record_results(db, results)
+    return {r.subnet_key: r.stats["median_ms"] for r in results}
+
+
+def budget_check(front, measured: dict, budgets: dict[str, float]) -> dict:
+    """Per target: the front's measured/predicted ratio, and for budgeted targets the share
+    of candidates within the budget and the worst overshoot."""
+    out = {}
+    for key in {k for c in front for k in measured.get(c.id, {})}:
+        part = [c for c in front if key in measured.get(c.id, {})]
+        pred = np.asarray([c.predicted_ms[key] for c in part])
+        meas = np.asarray([measured[c.id][key] for c in part])
+        entry = {
+            "n": len(part),
+            "median_measured_over_predicted": float(np.median(meas / pred)),
+            "within10_of_predicted": within(pred, meas, 0.10),
+            "worst_off": float(relative_error(pred, meas).max()),
+        }
+        if key in budgets:
+            over = meas / budgets[key] - 1
+            entry |= {
+                "budget_ms": budgets[key],
+                "within_budget": float(np.mean(over <= 0)),
+                "worst_overshoot": float(max(over.max(), 0.0)),
+            }
+        out[key] = entry
+    return out

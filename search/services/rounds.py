@@ -1,0 +1,247 @@
+"""The closed loop of a search: rounds of trials, each ended by measuring its Pareto front.
+
+A round runs trials, marks the front and measures it on every target this machine can run.
+When each front subnet's measurement is within +-10% of its prediction the loop stops; else
+the measurements (front subnets first, the extrapolated ones before the others, then the
+extrapolated subnets just behind the front) join the target's data, the predictor is refitted
+and stored as `SEARCH/rN`, every candidate is re-scored, and round N continues the search.
+
+Each round has its own Optuna study (round 0's is named like the search, round N's
+`SEARCH~rN`). A finished trial's values cannot change in Optuna's storage, and they are the
+record of what the sampler was told: so round N's study starts with a copy of every earlier
+trial carrying the values and constraints of the re-scored candidate (and the trial's own
+round), trial numbers run on unchanged, and the sampler learns from the new predictions.
+The `hwnas_search_rounds` rows say which study and which predictors each round used and how
+its front agreed with the measurements; `Candidate.round` / `scored_round` say which round
+ran a trial and which round's predictor gave its current `predicted_ms`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import optuna
+from optuna.trial import TrialState, create_trial
+from sqlalchemy import select
+
+from db.models import Candidate, Run, Search, SearchRound, utcnow
+from db.models import Predictor as PredictorRow
+from db.models import Target as TargetRow
+from db.session import Database
+from latency.predictor import Predictor
+from latency.targets import Target
+from search import candidates
+from search.objective import Problem, score
+from search.pareto import pareto_mask
+from search.services.predictor import refit_main
+from search.storage import optuna_storage
+from supernet.space import SearchSpace
+
+BEHIND_MAX = 4  # extrapolated subnets behind the front measured between rounds, at most
+
+
+def study_name(search: str, round_: int) -> str:
+    return search if round_ == 0 else f"{search}~r{round_}"
+
+
+@dataclass(frozen=True)
+class RoundState:
+    round: int
+    study: str
+    predictors: tuple[tuple[str, int], ...]  # target key -> predictor row id
+    trials: int  # the study's finished trials at which the round ends
+    agreement: Mapping | None = None  # target key -> the measured front's agreement
+
+
+def _state(row: SearchRound) -> RoundState:
+    preds = tuple((k, int(v)) for k, v in row.predictors.items())
+    agreement = dict(row.agreement) if row.agreement is not None else None
+    return RoundState(row.round, row.study_name, preds, row.trials, agreement)
+
+
+def _latest(s, search_id: int) -> SearchRound | None:
+    return s.scalars(
+        select(SearchRound)
+        .where(SearchRound.search_id == search_id)
+        .order_by(SearchRound.round.desc())
+        .limit(1)
+    ).first()
+
+
+def begin(
+    db: Database, search_id: int, name: str, predictors: dict[str, int], trials: int, step: int
+) -> RoundState:
+    """The round to work in: the latest one, or a new round 0 scored by `predictors`. Round
+    N ends at `trials + N * step` finished trials (as the arguments of this invocation say:
+    asked for more than it ran, its front is measured again)."""
+    with db.write() as s:
+        row = _latest(s, search_id)
+        if row is None:
+            row = SearchRound(search_id=search_id, round=0, study_name=study_name(name, 0),
+                              predictors=predictors, trials=trials)  # fmt: skip
+            s.add(row)
+        quota = trials + row.round * step
+        if quota > row.trials:
+            row.agreement, row.finished_at = None, None
+        row.trials = quota
+        s.flush()
+        return _state(row)
+
+
+def history(db: Database, search_id: int) -> list[dict]:
+    """Every round of a search: its study, predictors (ids and names), trials, agreement."""
+    with db.read() as s:
+        rows = s.scalars(
+            select(SearchRound)
+            .where(SearchRound.search_id == search_id)
+            .order_by(SearchRound.round)
+        ).all()
+        names = dict(s.execute(select(PredictorRow.id, PredictorRow.name)).tuples().all())
+        return [
+            {
+                "round": r.round,
+                "study": r.study_name,
+                "trials": r.trials,
+                "predictors": {
+                    k: {"id": v, "name": names.get(v)} for k, v in r.predictors.items()
+                },
+                "agreement": r.agreement,
+            }
+            for r in rows
+        ]
+
+
+def record(db: Database, search_id: int, round_: int, agreement: dict) -> None:
+    with db.write() as s:
+        row = s.scalars(
+            select(SearchRound).where(
+                SearchRound.search_id == search_id, SearchRound.round == round_
+            )
+        ).one()
+        row.agreement, row.finished_at = agreement, utcnow()
+
+
+def agrees(agreement: Mapping | None) -> bool:
+    """Every measured target's front within +-10% of its predictions."""
+    return bool(agreement) and all(a["within10_of_predicted"] >= 1.0 for a in agreement.values())
+
+
+# ---- between rounds ---------------------------------------------------------------------------
+
+
+def behind_front(db: Database, search_id: int, problem: Problem, limit: int) -> list[int]:
+    """Up to `limit` extrapolated feasible candidates of the layer just behind the front (the
+    front of the rest), most accurate first: the subnets a refit most likely moves onto it."""
+    with db.read() as s:
+        rows = list(s.scalars(select(Candidate).where(Candidate.search_id == search_id)))
+    rest = [r for r in rows if r.feasible and not r.pareto]
+    if not rest or limit <= 0:
+        return []
+    unique = list({r.subnet_key: r for r in sorted(rest, key=lambda r: -r.trial_number)}.values())
+    mask = pareto_mask(candidates.objective_matrix(unique, problem), np.ones(len(unique), bool))
+    layer = [r for r, m in zip(unique, mask, strict=True) if m and r.extrapolated]
+    return [r.id for r in sorted(layer, key=lambda r: -r.accuracy)[:limit]]
+
+
+def refit(db: Database, search: str, search_id: int, state: RoundState, round_: int) -> dict:
+    """Predictor ids for `round_`: refitted (`SEARCH/rN`, reused when a run killed after the
+    refit stored it) for targets whose front this search measured and that did not agree in
+    `state`'s round; the old one otherwise (a target whose front agreed keeps its predictor
+    while the loop goes on for another: the demo's tflite front, 10 of 10 within 10% after
+    round 2, fell to 6 of 9 after a refit it did not need)."""
+    with db.read() as s:
+        rows = list(s.scalars(select(Candidate).where(Candidate.search_id == search_id)))
+        trained = s.scalar(select(Run.space).join(Search).where(Search.id == search_id))
+    space_key = SearchSpace.from_dict(trained).key
+    out = dict(state.predictors)
+    agreed = {k for k, a in (state.agreement or {}).items() if a["within10_of_predicted"] >= 1}
+    for key in set(out) - agreed:
+        focus = {r.subnet_key for r in rows if r.measured_ms and key in r.measured_ms}
+        if not focus:
+            continue
+        name = f"{search}/r{round_}"
+        target = Target.parse(key)
+        out[key] = _named(db, key, name) or refit_main(db, target, space_key, name, focus)
+    return out
+
+
+def _named(db: Database, key: str, name: str) -> int | None:
+    with db.read() as s:
+        return s.scalar(
+            select(PredictorRow.id)
+            .join(TargetRow, TargetRow.id == PredictorRow.target_id)
+            .where(TargetRow.key == key, PredictorRow.name == name)
+            .order_by(PredictorRow.id.desc())
+            .limit(1)
+        )
+
+
+def rescore(
+    db: Database, search_id: int, predictors: Mapping[str, Predictor], round_: int, problem
+) -> dict[int, dict]:
+    """Re-score every candidate with `predictors`: predictions, extrapolation flags,
+    feasibility; mark the front again. Returns trial number -> the re-scored candidate."""
+    with db.write() as s:
+        rows = list(s.scalars(select(Candidate).where(Candidate.search_id == search_id)))
+        if rows:
+            space = next(iter(predictors.values())).space
+            lat, flags = score(predictors, [space.subnet_from_dict(r.subnet) for r in rows])
+        out = {}
+        for i, r in enumerate(rows):
+            r.predicted_ms = dict(r.predicted_ms) | lat[i]
+            r.extrapolated = list(flags[i])
+            r.feasible = problem.feasible(r.predicted_ms)
+            r.scored_round = round_
+            out[r.trial_number] = _candidate_dict(r)
+    candidates.mark_pareto(db, search_id, problem)
+    return out
+
+
+def _candidate_dict(r: Candidate) -> dict:
+    return {"subnet": r.subnet, "key": r.subnet_key, "accuracy": r.accuracy,
+            "latency_ms": dict(r.predicted_ms), "params": r.params, "macs": r.macs,
+            "extrapolated": list(r.extrapolated)}  # fmt: skip
+
+
+def next_study(
+    db_url: str, old: optuna.Study, name: str, problem: Problem, rescored: dict, round_: int
+) -> optuna.Study:
+    """Round `round_`'s study: every trial of `old` copied in order, finished ones with their
+    re-scored values (a half-made copy from a killed run is made again)."""
+    storage = optuna_storage(db_url)
+    with contextlib.suppress(KeyError):
+        optuna.delete_study(study_name=name, storage=storage)
+    new = optuna.create_study(study_name=name, storage=storage, directions=problem.directions)
+    new.set_user_attr("hwnas", old.user_attrs.get("hwnas", {}) | {"round": round_})
+    new.add_trials([_copy(t, problem, rescored, round_) for t in old.get_trials(deepcopy=False)])
+    return new
+
+
+def _copy(t, problem: Problem, rescored: dict, round_: int):
+    cand = rescored.get(t.number)
+    attrs = {"round": int(t.user_attrs.get("round", 0)), "scored_round": round_}
+    if t.state != TrialState.COMPLETE or cand is None:
+        return create_trial(state=TrialState.FAIL, user_attrs=attrs)
+    cons = problem.constraints(cand["latency_ms"])
+    return create_trial(
+        values=problem.values(cand),
+        params=t.params,
+        distributions=t.distributions,
+        user_attrs={"candidate": cand} | attrs,
+        constraints=cons or None,
+    )
+
+
+def start(db: Database, search_id: int, state: RoundState, predictors: dict, trials: int):
+    """Record round `state.round + 1` and point the search at its study."""
+    r = state.round + 1
+    with db.write() as s:
+        search = s.get(Search, search_id)
+        name = study_name(search.name, r)
+        s.add(SearchRound(search_id=search_id, round=r, study_name=name,
+                          predictors=predictors, trials=trials))  # fmt: skip
+        search.study_name = name
+    return RoundState(r, name, tuple(predictors.items()), trials)
