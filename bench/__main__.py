@@ -33,6 +33,7 @@ BENCHES: dict[str, tuple[str, ...]] = {
     "train_throughput": (),
     "closed_loop": ("db", "run"),
     "stream_scale": (),
+    "cli_startup": (),
 }
 DEFAULT = ("search_efficiency", "weight_sharing", "dashboard_render", "train_throughput")
 

@@ -44,7 +44,7 @@ def ensure_space(s: Session, key: str, name: str, data: dict) -> None:
 
 def space_names(s: Session) -> dict[str, str]:
     """key -> name of every recorded space."""
-    return dict(s.execute(select(Space.key, Space.name)).tuples().all())
+    return dict(s.execute(select(Space.key, Space.name)).all())
 
 
 def target_row(s: Session, key: str) -> Target | None:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import threading
 import time
+import warnings
 from datetime import UTC, datetime, timedelta
 
 import optuna
@@ -213,17 +214,21 @@ def optuna_storage(url: str, heartbeat: bool = True) -> RDBStorage:
     kwargs = {"connect_args": {"timeout": BUSY_TIMEOUT_MS / 1000}} if sqlite else {}
     if not sqlite:
         kwargs["pool_pre_ping"] = True
-    beat = (
-        {
-            "heartbeat_interval": HEARTBEAT_S,
-            "grace_period": GRACE_S,
-            "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(MAX_RETRY),
-        }
-        if heartbeat
-        else {}
-    )
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = _create(url, kwargs, beat)
+    # Heartbeats and their retry callback are marked experimental since Optuna 2.8-2.9; hwnas
+    # depends on them (tested with this module), so the warning says nothing to a user.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        beat = (
+            {
+                "heartbeat_interval": HEARTBEAT_S,
+                "grace_period": GRACE_S,
+                "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(MAX_RETRY),
+            }
+            if heartbeat
+            else {}
+        )
+        storage = _create(url, kwargs, beat)
     if sqlite:
         configure_sqlite(storage.engine, u.database, begin="IMMEDIATE")
         storage.engine.dispose()  # connections opened while creating tables lack the settings

@@ -12,6 +12,7 @@ TensorFlow is imported only inside these functions: it is heavy and only convers
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -109,7 +110,11 @@ def to_tflite(
             conv.inference_input_type = tf.int8
             conv.inference_output_type = tf.int8
     try:
-        flatbuffer = conv.convert()
+        with warnings.catch_warnings():
+            # int8 is calibrated by the representative dataset above; TF asks for input
+            # statistics that only a model trained with quantised inputs would have
+            warnings.filterwarnings("ignore", "Statistics for quantized inputs were expected")
+            flatbuffer = conv.convert()
     except Exception as e:  # the converter raises several unrelated types
         name = subnet.key if subnet is not None else type(module).__name__
         raise ConversionError(f"TFLite conversion of {name} failed: {e}") from e

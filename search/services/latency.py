@@ -263,7 +263,7 @@ def record_results(
     sources = [f"job:{r.job}"[:64] for r in results]
     with db.write() as s:
         runs = {name: (rid, SearchSpace.from_dict(sp)) for rid, name, sp in s.execute(
-            select(Run.id, Run.name, Run.space)).tuples()}  # fmt: skip
+            select(Run.id, Run.name, Run.space)).all()}  # fmt: skip
         have = set()
         for i in range(0, len(sources), 500):
             chunk = sources[i : i + 500]

@@ -99,7 +99,7 @@ def history(db: Database, search_id: int) -> list[dict]:
             .where(SearchRound.search_id == search_id)
             .order_by(SearchRound.round)
         ).all()
-        names = dict(s.execute(select(PredictorRow.id, PredictorRow.name)).tuples().all())
+        names = dict(s.execute(select(PredictorRow.id, PredictorRow.name)).all())
         return [
             {
                 "round": r.round,
