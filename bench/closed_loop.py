@@ -27,6 +27,7 @@ import numpy as np
 
 from db.session import open_db, sqlite_path
 from latency.targets import Target
+from search.output import show_logs
 from search.services import latency as latency_service
 from search.services import predictor as predictor_service
 from search.services import search as search_service
@@ -78,6 +79,7 @@ def budget(url: str, run: str, target: Target, quantile: float, seed: int) -> fl
 
 
 def main() -> None:
+    show_logs()  # the services' progress on stderr, as the CLI shows it
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--db", required=True)
     ap.add_argument("--run", default="demo")

@@ -26,6 +26,7 @@ from sqlalchemy import select
 from db.models import Candidate
 from db.session import open_db
 from latency.metrics import within
+from search.output import show_logs
 from search.services.export import ExportRequest, export
 from search.services.search import find_search
 
@@ -78,6 +79,7 @@ def log(msg: str) -> None:
 
 
 def main() -> None:
+    show_logs()  # the services' progress on stderr, as the CLI shows it
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--search", required=True)
     parser.add_argument("--db", default=None)

@@ -41,6 +41,7 @@ from latency.protocol import Protocol
 from latency.targets import Target
 from latency.workdir import TargetWork
 from latency.worker import N_REFS
+from search.output import show_logs
 from search.services.latency import agreement, remeasure_agreement, sample_subnets
 from search.services.model_source import RunContext, SpaceContext
 from search.services.predictor import lut_vector
@@ -273,6 +274,7 @@ def context(args):
 
 
 def main() -> None:
+    show_logs()  # the services' progress on stderr, as the CLI shows it
     args = parse_args()
     enable_compile_cache()
     try:

@@ -31,6 +31,7 @@ from latency.protocol import Protocol
 from latency.runners import make_runner
 from latency.targets import Target
 from latency.worker import measure_jobs
+from search.output import show_logs
 from search.services.latency import build_jobs_for, sample_subnets
 from search.services.model_source import SpaceContext
 from supernet.space import load_space
@@ -78,6 +79,7 @@ def versus(ms: np.ndarray, plain: np.ndarray) -> dict:
 
 
 def main() -> None:
+    show_logs()  # the services' progress on stderr, as the CLI shows it
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--space", default="digits")
     ap.add_argument("--target", default="tflite-fp32-t1")

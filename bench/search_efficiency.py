@@ -36,6 +36,7 @@ from latency.targets import Target
 from search.config import N_INITIAL
 from search.initial_design import enqueue_initial
 from search.objective import Problem, make_objective
+from search.output import show_logs
 from search.pareto import hypervolume_2d
 from search.samplers import make_sampler
 from search.services.runs import load_run
@@ -126,6 +127,7 @@ def _median_or_none(values: list[int | None]) -> float | None:
 
 
 def main() -> None:
+    show_logs()  # the services' progress on stderr, as the CLI shows it
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--db", default=None)
     parser.add_argument("--run", default="digits")

@@ -21,6 +21,7 @@ import time
 import numpy as np
 
 from db.session import open_db
+from search.output import show_logs
 from search.services.runs import load_run, run_dataset
 from supernet.compile_cache import enable_compile_cache
 from supernet.evaluate import Evaluator, resized_calibration
@@ -69,6 +70,7 @@ def archs_one(archs):
 
 
 def main() -> None:
+    show_logs()  # the services' progress on stderr, as the CLI shows it
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--db", default=None)
     parser.add_argument("--run", default="digits")

@@ -48,16 +48,16 @@ def _in_process(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     from search.cli import main
 
     out, err = io.StringIO(), io.StringIO()
-    saved_env, saved_cwd = dict(os.environ), os.getcwd()
+    saved_env, saved_cwd, env = dict(os.environ), os.getcwd(), cli_env(cwd)
     os.environ.clear()
-    os.environ.update(cli_env(cwd))
+    os.environ.update(env)
     os.chdir(cwd)
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             try:
                 code = main(args)
             except SystemExit as e:  # typer's --help and the like
-                code = e.code if isinstance(e.code, int) else 1
+                code = 0 if e.code is None else e.code if isinstance(e.code, int) else 1
     finally:
         os.chdir(saved_cwd)
         os.environ.clear()

@@ -373,34 +373,40 @@ def reproduce_commands(data, out_dir: str) -> list[str]:
     s, r = data.search, data.run
     folder = Path(out_dir).resolve()
     data_dir = f" --data-dir {shlex.quote(r['data_dir'])}" if r.get("data_dir") else ""
-    loader = " --loader stream" if r.get("loader") == "stream" else ""
+    loader = f" --loader {r['loader']}" if r["dataset"] == "folder" and r.get("loader") else ""
     lines = [
         f"hwnas train --dataset {r['dataset']}{data_dir}{loader} "
         f"--space {shlex.quote(str(folder / 'space.json'))} "
-        f"--config {shlex.quote(str(folder / 'train.toml'))} --name {r['name']}"
+        f"--config {shlex.quote(str(folder / 'train.toml'))} --name {shlex.quote(r['name'])}"
     ]
+    run, name = shlex.quote(r["name"]), shlex.quote(s["name"])
     for k, t in data.targets.items():
-        lines += [
-            f"hwnas measure --run {r['name']} --target {k} --n {len(t.measured)}",
-            f"hwnas predictor fit --target {k} --run {r['name']}",
-        ]
-    budgets = " ".join(f"--budget {k}={v:g}" for k, v in s["budgets"].items())
+        measure = f"hwnas measure --run {run} --target {k} --n {len(t.measured)}"
+        if "@" in k:  # measured on a device through a job file
+            jobs, results = f"jobs-{k.split('@')[1]}.jsonl", f"results-{k.split('@')[1]}.jsonl"
+            lines += [
+                f"{measure} --jobs-out {jobs}",
+                f"# on the device: python -m latency.worker {jobs} {results}",
+                f"hwnas measure --import {results}",
+            ]
+        else:
+            lines.append(measure)
+        lines.append(f"hwnas predictor fit --target {k} --run {run}")
+    budgets = " ".join(f"--budget {k}={v!r}" for k, v in s["budgets"].items())
     targets = " ".join(f"--target {k}" for k in s["targets"])
     flags = " ".join(
         f for f in (targets, budgets, _trial_flags(s, data.candidates), _option_flags(s)) if f
     )
-    lines.append(
-        f"hwnas search --run {r['name']} {flags} --sampler {s['sampler']} --name {s['name']}"
-    )
+    lines.append(f"hwnas search --run {run} {flags} --sampler {s['sampler']} --name {name}")
     by_id = {c["candidate"]: c for c in data.candidates}
     for e in data.exports:
         subnet = json.dumps(by_id[e["candidate"]]["subnet"], separators=(",", ":"))
         lines.append(
-            f"hwnas export --run {r['name']} --subnet {shlex.quote(subnet)} "
+            f"hwnas export --run {run} --subnet {shlex.quote(subnet)} "
             f"{_flags(e['precision'])} --out {shlex.quote(Path(e['path']).name)} --force"
         )
     lines += [b["command"] for b in data.bench.values() if isinstance(b, dict) and "command" in b]
-    lines.append(f"hwnas report {s['name']} --out report")
+    lines.append(f"hwnas report {name} --out report")
     return lines
 
 

@@ -44,7 +44,9 @@ def parse_target(kind: str, threads: int = 1, precision: str = "fp32", device: s
             return Target.parse(kind)
         return Target(kind, threads, precision, device)
     except TargetError as e:
-        if e.field is not None:  # a setting of the target (threads): the caller names it
+        if "-" in kind or "@" in kind:  # a full key: its settings are in --target itself
+            raise UserError(f"--target {kind}: {e}") from None
+        if e.field is not None:  # a setting given by itself (threads): the caller names it
             raise
         raise UserError(str(e)) from None
 

@@ -11,7 +11,7 @@ from db.session import Database, open_db
 from search.output import UserError
 from supernet.compile_cache import enable_compile_cache
 from supernet.config import TrainConfig
-from supernet.data import Dataset, load_dataset
+from supernet.data import DataError, Dataset, load_dataset
 from supernet.space import SearchSpace, Subnet
 
 
@@ -76,8 +76,11 @@ def run_dataset(run: Run) -> Dataset:
     space = SearchSpace.from_dict(run.space)
     seed = run.config.get("seed", 0)
     size = image_size_for(space)
-    if run.loader == "stream":
-        from search.services.feed import streamed_dataset
+    try:
+        if run.loader == "stream":
+            from search.services.feed import streamed_dataset
 
-        return streamed_dataset(run.data_dir, size, seed)
-    return load_dataset(run.dataset, run.data_dir, seed=seed, image_size=size)
+            return streamed_dataset(run.data_dir, size, seed)
+        return load_dataset(run.dataset, run.data_dir, seed=seed, image_size=size)
+    except DataError as e:  # the run's recorded data, not a setting of this command
+        raise UserError(f"run {run.name!r} cannot read the data it was trained on: {e}") from None

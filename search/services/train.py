@@ -71,7 +71,7 @@ def _create_run(db, name, dataset, data_dir, space, config, ckpt, loader: str) -
             Run(
                 name=name,
                 dataset=dataset,
-                data_dir=str(data_dir) if data_dir else None,
+                data_dir=str(Path(data_dir).resolve()) if data_dir else None,
                 space=space.to_dict(),
                 config=config.to_dict(),
                 checkpoint=str(ckpt),

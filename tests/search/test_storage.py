@@ -44,12 +44,13 @@ def test_the_optuna_internals_storage_uses_still_exist():
     """The contract of search/storage.py with Optuna: every private name it uses, with the
     parameters it passes. A new Optuna that breaks one fails here, not in a user's search."""
     import inspect
+    from importlib import metadata
 
     from optuna.storages import RDBStorage
 
     from search import storage
 
-    assert int(optuna.__version__.split(".")[0]) == storage.OPTUNA_MAJOR
+    assert int(metadata.version("optuna").split(".")[0]) == storage.OPTUNA_MAJOR
     for name in ("_set_trial_param", "_get_stale_trial_ids", "_get_trials", "_create_new_trial"):
         assert callable(getattr(RDBStorage, name)), name
     params = inspect.signature(RDBStorage._set_trial_param).parameters
