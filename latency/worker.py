@@ -2,7 +2,7 @@
 
 Runs on the machine being measured with only numpy plus the target's runtime installed (jax for
 cpu/gpu, ai-edge-litert for tflite). Jobs are measured in chunks under the protocol of
-`latency.protocol` (warm-up, interleaved rounds, median with its spread, noisy ones again);
+`latency.timing` (warm-up, interleaved rounds, median with its spread, noisy ones again);
 results are written atomically when all are done. Exit status 2 on a bad job file or a missing
 runtime, with one line saying what is wrong.
 """
@@ -20,8 +20,9 @@ import numpy as np
 from latency.errors import SettingError, shown
 from latency.fingerprint import fingerprint
 from latency.jobs import Job, JobFileError, Result, parse_job, read_lines
-from latency.protocol import Protocol, Stats, combine, measure
+from latency.protocol import Protocol, Stats
 from latency.runners import RuntimeUnavailable, gpu_name, make_runner
+from latency.timing import combine, measure
 
 # Jobs interleaved at once, so drift spreads over all of them. XLA's CPU executables each map
 # many memory regions (LLVM JIT), and several hundred in one process exhaust the kernel's map

@@ -207,6 +207,14 @@ def backdate_trial(storage: RDBStorage, trial_id: int, seconds: float) -> None:
         )
 
 
+def fail_stale(study: optuna.Study) -> None:
+    """Fail the trials whose worker stopped beating (Optuna's `fail_stale_trials`, marked
+    experimental since 2.9; hwnas depends on it and tests it here)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+
+
 def optuna_storage(url: str, heartbeat: bool = True) -> RDBStorage:
     check_optuna_version()
     u = make_url(url)

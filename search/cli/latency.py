@@ -21,7 +21,6 @@ from search.cli.options import (
 )
 from search.config import NOISE_JOBS
 from search.output import UserError, emit
-from supernet.space import load_space
 
 
 @app.command()
@@ -97,6 +96,8 @@ def measure(
         )
     t = latency_service.parse_target(target, threads, precision, device)
     protocol = latency_service.protocol_for(passes, max_reps)
+    from supernet.space import load_space
+
     measured = load_space(space) if space is not None else None
     emit(
         latency_service.measure(

@@ -42,7 +42,7 @@ from search.samplers import SAMPLERS, make_sampler
 from search.services import rounds as rounds_
 from search.services.predictor import load_predictor_by_id, newest_predictor_id
 from search.services.runs import load_run, run_dataset
-from search.storage import GRACE_S, HEARTBEAT_S, optuna_storage
+from search.storage import GRACE_S, HEARTBEAT_S, fail_stale, optuna_storage
 from supernet.compile_cache import enable_compile_cache
 from supernet.space import SearchSpace
 
@@ -410,7 +410,7 @@ def settle_stale(study: optuna.Study) -> bool:
     if not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         return False
     time.sleep(GRACE_S + HEARTBEAT_S)  # a live worker elsewhere beats meanwhile
-    optuna.storages.fail_stale_trials(study)
+    fail_stale(study)
     return bool(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
 
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from latency.errors import SettingError
-from latency.protocol import (
-    Protocol,
+from latency.protocol import Protocol
+from latency.timing import (
     combine,
     converged,
     measure,
@@ -40,7 +40,7 @@ class FakeClock:
 @pytest.fixture
 def clock(monkeypatch) -> FakeClock:
     fake = FakeClock()
-    monkeypatch.setattr("latency.protocol.time.perf_counter_ns", fake)
+    monkeypatch.setattr("latency.timing.time.perf_counter_ns", fake)
     return fake
 
 
