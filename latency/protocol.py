@@ -54,19 +54,15 @@ class Protocol:
 
 @dataclass(frozen=True)
 class Stats:
+    """One runner's latency: the median of its timed calls (ms) with their spread; `drift` is
+    the raw median over the drift-corrected one (`latency/drift.py`)."""
+
     median_ms: float
     cv: float
     iqr_ms: float
     n_reps: int
     remeasured: bool = False
     drift: float = 1.0
-
-    def rescaled(self, factor: float) -> Stats:
-        """The same measurement in the baseline's units, taken while the machine ran `factor`
-        times slower than at the baseline (drift)."""
-        return dataclasses.replace(
-            self, median_ms=self.median_ms / factor, iqr_ms=self.iqr_ms / factor, drift=factor
-        )
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

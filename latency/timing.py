@@ -114,14 +114,17 @@ def rewarm(fn: Callable[[], object], p: Protocol) -> None:
             return
 
 
-def _rounds(runners: dict, p: Protocol, rng: np.random.Generator, on_round) -> dict:
+def _rounds(runners: dict, p: Protocol, rng: np.random.Generator, on_round, on_visit=None) -> dict:
     samples: dict[Hashable, list[float]] = {k: [] for k in runners}
     pending = list(runners)
     while pending:
         for k in rng.permutation(len(pending)):
             key = pending[int(k)]
             rewarm(runners[key], p)
-            samples[key] += time_calls(runners[key], p.per_round)
+            times = time_calls(runners[key], p.per_round)
+            samples[key] += times
+            if on_visit:
+                on_visit(key, times)
         pending = [k for k in pending if not converged(np.asarray(samples[k]), p)]
         if on_round:
             on_round(len(runners) - len(pending), len(runners))
@@ -146,17 +149,20 @@ def measure(
     protocol: Protocol = Protocol(),
     seed: int = 0,
     on_round: Callable[[int, int], None] | None = None,
+    on_visit: Callable[[Hashable, list[float]], None] | None = None,
 ) -> dict[Hashable, Stats]:
     """Median latency (ms) of every runner under the protocol; runners are called with no
-    arguments and must block until their result is ready."""
+    arguments and must block until their result is ready. `on_visit(key, times)` sees every
+    visit's timed calls in the order they ran."""
     rng = np.random.default_rng(seed)
     for fn in runners.values():
         for _ in range(protocol.warmup):
             fn()
-    stats = {k: summarise(v) for k, v in _rounds(runners, protocol, rng, on_round).items()}
+    first = _rounds(runners, protocol, rng, on_round, on_visit)
+    stats = {k: summarise(v) for k, v in first.items()}
     noisy = {k: runners[k] for k in outliers(stats, protocol)}
     if noisy:
-        again = _rounds(noisy, protocol, rng, None)
+        again = _rounds(noisy, protocol, rng, None, on_visit)
         for k, v in again.items():
             second = summarise(v, remeasured=True)
             if second.iqr_ms / second.median_ms < stats[k].iqr_ms / stats[k].median_ms:

@@ -13,10 +13,10 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
-
+from latency.drift import corrected
 from latency.errors import SettingError, shown
 from latency.fingerprint import fingerprint
 from latency.jobs import Job, JobFileError, Result, parse_job, read_lines
@@ -43,19 +43,22 @@ def measure_jobs(
     on_done: Callable[[int, int], None] | None = None,
     refs: Sequence[Job] | None = None,
     baseline: dict[str, float] | None = None,
+    on_visit: Callable[[int, int, str, list[float]], None] | None = None,
 ) -> list[Result]:
     """Measure `jobs` and return one result per job, in job order.
 
-    Chunks are measured one after another, so the machine may drift between them. When jobs
-    span several chunks (or `refs` are given), the reference jobs (by default the first
-    `N_REFS`) are measured again in every chunk and each chunk's medians are divided by its
-    drift: the median ratio of the references' medians to their `baseline` (by default, their
-    medians in the first chunk). The factor is kept in the stats as `drift`.
+    Chunks are measured one after another, so the machine may drift between them and while
+    one is measured. When jobs span several chunks (or `refs` are given), the reference jobs
+    (by default the first `N_REFS`) are measured again in every chunk, interleaved with the
+    jobs, and every visit's calls are divided by the drift of the reference visits nearest to
+    it against their `baseline` (by default, their medians in the first chunk):
+    `latency/drift.py`. The raw median over the corrected one is kept as `drift`.
 
     All chunks are measured `protocol.passes` times, each pass with its share of the
     repetitions and fresh runners, the references (for jobs of one target, with more than one
     chunk, or more than one pass and more jobs than references) taking the drift out of every
-    one; a job's result combines its passes (`protocol.combine`)."""
+    one; a job's result combines its passes (`protocol.combine`). `on_visit(pass, chunk, job id,
+    times)` sees every visit's timed calls, references' included, in the order they ran."""
     chunks = split(jobs, base, chunk)
     passes = max(protocol.passes, 1)
     if refs is None:
@@ -69,14 +72,19 @@ def measure_jobs(
     one_pass = protocol.per_pass()
     for p in range(passes):
         for i, part in enumerate(chunks):
-            stats = _measure_chunk(part, refs, base, one_pass, seed + p * len(chunks) + i)
+            stats, visits = _measure_chunk(part, refs, base, one_pass, seed + p * len(chunks) + i)
+            if on_visit:
+                for key, times in visits:
+                    on_visit(p, i, key, times)
             if baseline is None and refs:
                 baseline = {r.id: stats[r.id].median_ms for r in refs}
-            factor = drift(stats, baseline) if refs else 1.0
+            if refs:
+                local = corrected(visits, baseline)
+                stats = {k: replace(local[k], remeasured=s.remeasured) for k, s in stats.items()}
             gpu = gpu_name() if any(j.target.kind == "gpu" for j in part) else None
             fp = fingerprint(gpu)
             for j in part:
-                per_job[j.id].append(stats[j.id].rescaled(factor))
+                per_job[j.id].append(stats[j.id])
                 fps[j.id] = fp
             if on_done:
                 on_done(p * len(jobs) + sum(map(len, chunks[: i + 1])), passes * len(jobs))
@@ -125,22 +133,18 @@ def model_bytes(job: Job, base: Path) -> int:
     return int(job.payload.get("weight_bytes", 0))
 
 
-def _measure_chunk(part, refs, base: Path, protocol: Protocol, seed: int) -> dict:
+def _measure_chunk(part, refs, base: Path, protocol: Protocol, seed: int) -> tuple[dict, list]:
     """Build the runners of `part` (and the references not in it), measure them interleaved,
-    and free them."""
+    and free them: their stats, and every visit's (job id, timed calls) in the order they ran."""
     ids = {j.id for j in part}
     runners = {j.id: make_runner(j, base) for j in [*part, *(r for r in refs if r.id not in ids)]}
-    stats = measure(runners, protocol, seed=seed)
+    visits: list = []
+    stats = measure(runners, protocol, seed=seed, on_visit=lambda k, t: visits.append((k, t)))
     del runners
     jax = sys.modules.get("jax")  # only where a job already imported it
     if jax is not None:  # free the chunk's executables (and their memory maps)
         jax.clear_caches()
-    return stats
-
-
-def drift(stats: dict, baseline: dict[str, float]) -> float:
-    """How much slower the machine ran than at the baseline: median over the references."""
-    return float(np.median([stats[k].median_ms / v for k, v in baseline.items()]))
+    return stats, visits
 
 
 def write_results(results: Sequence[Result], path: Path) -> None:

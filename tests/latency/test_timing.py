@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from latency.errors import SettingError
-from latency.protocol import Protocol
+from latency.protocol import Protocol, Stats
 from latency.timing import (
     combine,
     converged,
@@ -85,6 +85,20 @@ def test_measure_times_each_runner(clock):
     assert all(s.n_reps == 10 and s.iqr_ms == pytest.approx(0) for s in stats.values())
 
 
+def test_every_visit_is_seen_in_the_order_it_ran(clock):
+    """`on_visit` gets each visit's timed calls: per runner they add up to its repetitions,
+    and the visits come round by round (every runner once before any runner again)."""
+    runners = {"a": clock.runner(0.5), "b": clock.runner(1.0), "c": clock.runner(2.0)}
+    seen: list[tuple[str, list[float]]] = []
+    p = Protocol(warmup=1, per_round=5, min_reps=10, max_reps=40)
+    stats = measure(runners, p, seed=2, on_visit=lambda k, t: seen.append((k, t)))
+    for key, s in stats.items():
+        times = [x for k, t in seen if k == key for x in t]
+        assert len(times) == s.n_reps == 10 and np.median(times) == pytest.approx(s.median_ms)
+    assert all(len(t) == p.per_round for _, t in seen)
+    assert {k for k, _ in seen[:3]} == {k for k, _ in seen[3:]} == set(runners)
+
+
 def test_noisy_runner_is_measured_again(clock):
     calls = {"n": 0}
     rng = np.random.default_rng(0)
@@ -96,12 +110,6 @@ def test_noisy_runner_is_measured_again(clock):
     stats = measure({"j": jittery}, Protocol(warmup=1, min_reps=10, max_reps=20), seed=0)
     assert stats["j"].remeasured
     assert calls["n"] > 21  # warm-up + a full second measurement
-
-
-def test_rescaled_divides_times_by_the_drift():
-    st = summarise(np.asarray([2.0, 4.0, 6.0, 8.0])).rescaled(2.0)
-    assert st.median_ms == 2.5 and st.iqr_ms == 1.5 and st.drift == 2.0
-    assert st.to_dict()["drift"] == 2.0
 
 
 def test_outliers_are_relative_to_the_runners_measured_together():
@@ -165,8 +173,8 @@ def test_rewarm_stops_after_its_time_budget(clock):
 def test_passes_split_the_repetitions_and_average_the_medians():
     one = Protocol(min_reps=21, max_reps=200, max_ms=900.0, passes=2).per_pass()
     assert (one.min_reps, one.max_reps, one.max_ms, one.passes) == (11, 100, 450.0, 1)
-    a = summarise(np.asarray([1.0, 2.0, 3.0])).rescaled(1.0)
-    b = summarise(np.asarray([4.0, 6.0, 8.0]), remeasured=True).rescaled(2.0)
+    a = summarise(np.asarray([1.0, 2.0, 3.0]))
+    b = Stats(3.0, 0.3, 1.0, 3, remeasured=True, drift=2.0)  # raw 6.0, the machine 2x slower
     both = combine([a, b])
     assert both.median_ms == pytest.approx((2.0 + 3.0) / 2) and both.n_reps == 6
     assert both.remeasured and both.iqr_ms == pytest.approx(1.0)

@@ -24,7 +24,9 @@ def scripted(monkeypatch, slower_by_pass: list[float]) -> list[set[str]]:
         ids = {j.id for j in part} | {r.id for r in refs}
         seen.append(ids)
         factor = slower_by_pass[min(len(seen) - 1, len(slower_by_pass) - 1)]
-        return {k: Stats((int(k[1:]) + 1) * factor, 0.1, 0.1, 10) for k in ids}
+        ms = {k: (int(k[1:]) + 1) * factor for k in sorted(ids)}
+        visits = [(k, [v] * 10) for k, v in ms.items()]
+        return {k: Stats(v, 0.0, 0.0, 10) for k, v in ms.items()}, visits
 
     monkeypatch.setattr(worker, "_measure_chunk", measure_chunk)
     return seen

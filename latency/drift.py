@@ -1,0 +1,66 @@
+"""The machine's drift, taken out of a measurement by reference subnets measured with the jobs.
+
+A shared machine runs slower and faster over minutes (neighbours, frequency, memory placement),
+and a chunk of jobs at 224 px takes several minutes to measure. The references (`N_REFS` of the
+jobs, in `latency/worker.py`) are visited in the same interleaved rounds as the jobs, so each
+visit of a job has reference visits close to it in time. Each job visit's calls are divided by
+the median ratio of the `LOCAL_REFS` reference visits nearest to it (in the order the visits
+ran) to their baseline medians.
+
+Measured with `bench/drift_local.py` (60 `ofa-mbv3` subnets at 160-224 px measured twice on
+this project's 2-core machine, 2026-12-03; share within ±10% / ±5%, Kendall tau):
+- `cpu` (20-300 ms): 8 nearest visits 96.7% / 63.3% / 0.969, 5 visits 96.7% / 65.0% / 0.973,
+  one factor per chunk (the rule before) 91.7% / 61.7% / 0.959, raw 78.3% / 51.7% / 0.959;
+- `tflite-fp32-t1` (1.5-84 ms, a quiet hour: raw already 100% / 96.7% / 0.985): 8 visits
+  100% / 95.0% / 0.989, 5 visits 98.3% / 93.3% / 0.989, per chunk 100% / 96.7% / 0.985.
+One or three visits did worse than one factor per chunk (`cpu` 66.7% and 95.0% within ±10%):
+a visit holds only `per_round` calls, so one reference visit is a noisy clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+
+import numpy as np
+
+from latency.protocol import Stats
+from latency.timing import summarise
+
+LOCAL_REFS = 8
+
+Visit = tuple[Hashable, Sequence[float]]  # a runner and the timed calls of one visit
+
+
+def visit_factors(visits: Sequence[Visit], baseline: dict, k: int = LOCAL_REFS) -> list[float]:
+    """Per visit, how much slower the machine ran than at the baseline: the median ratio to
+    their baseline of the `k` reference visits nearest to it (ties: the earlier)."""
+    refs = [(i, float(np.median(t)) / baseline[key])
+            for i, (key, t) in enumerate(visits) if key in baseline]  # fmt: skip
+    if not refs:
+        raise ValueError("no reference was visited")
+    where = np.asarray([i for i, _ in refs])
+    ratio = np.asarray([r for _, r in refs])
+    out = []
+    for i in range(len(visits)):
+        nearest = np.argsort(np.abs(where - i), kind="stable")[:k]
+        out.append(float(np.median(ratio[nearest])))
+    return out
+
+
+def corrected(
+    visits: Sequence[Visit], baseline: dict, k: int = LOCAL_REFS
+) -> dict[Hashable, Stats]:
+    """Each runner's stats over all its visits, every call divided by its visit's factor;
+    `drift` is the raw median over the corrected one."""
+    factors = visit_factors(visits, baseline, k)
+    raw: dict[Hashable, list[float]] = {}
+    fixed: dict[Hashable, list[float]] = {}
+    for (key, times), f in zip(visits, factors, strict=True):
+        raw.setdefault(key, []).extend(times)
+        fixed.setdefault(key, []).extend(np.asarray(times, dtype=float) / f)
+    out = {}
+    for key, calls in fixed.items():
+        s = summarise(np.asarray(calls))
+        out[key] = Stats(s.median_ms, s.cv, s.iqr_ms, s.n_reps,
+                         drift=float(np.median(raw[key])) / s.median_ms)  # fmt: skip
+    return out
