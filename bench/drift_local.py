@@ -10,7 +10,7 @@ calls of every visit. Then it scores, on the same calls, how well A and B agree 
 - chunk: each chunk's medians divided by the median ratio of the references' medians to their
   baseline (what `latency/worker.py` did before 2026-12-03);
 - local-K: each visit's calls divided by the median ratio of the K reference visits nearest to
-  it in time (in the same pass and chunk) to their baseline (`latency/drift.py`, K = 5, is what
+  it in time (in the same pass and chunk) to their baseline (`latency/drift.py`, K = 8, is what
   it does now). Both score every visit's calls, a re-measured outlier's included.
 
 The baseline is the folder's (`baseline-K.json`). A phase's visits are kept in

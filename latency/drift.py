@@ -51,7 +51,10 @@ def corrected(
     visits: Sequence[Visit], baseline: dict, k: int = LOCAL_REFS
 ) -> dict[Hashable, Stats]:
     """Each runner's stats over all its visits, every call divided by its visit's factor;
-    `drift` is the raw median over the corrected one."""
+    `drift` is the raw median over the corrected one. A runner measured again as an outlier
+    (`latency.timing.measure`) pools the calls of both measurements: the per-visit factors
+    take out the interference that made it an outlier, where `measure` alone kept the quieter
+    of the two."""
     factors = visit_factors(visits, baseline, k)
     raw: dict[Hashable, list[float]] = {}
     fixed: dict[Hashable, list[float]] = {}
