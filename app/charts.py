@@ -75,12 +75,23 @@ def _target_traces(data: pd.DataFrame, col: str, prefix: str, gl: bool) -> list:
             front = kind == "pareto"
             part = part.sort_values(col) if front else part
             name = f"{search}{prefix}: {label}"
+            if front and _rescored(part):  # a predictor-driven search's front
+                part = part.assign(accuracy=part["accuracy_supernet"].fillna(part["accuracy"]))
+                name += " (supernet accuracy)"
             traces.append(_points(part, col, name, marker, front, gl and not front))
         part = data[(data["search"] == search) & out]
         if not part.empty:  # a ring around each point whose latency is extrapolated
             label, marker = EXTRAPOLATED
             traces.append(_points(part, col, f"{search}{prefix}: {label}", marker, False, gl))
     return traces
+
+
+def _rescored(part: pd.DataFrame) -> bool:
+    """Whether these points' supernet accuracy differs from the one that drove the search."""
+    if "accuracy_supernet" not in part:
+        return False
+    sup = part["accuracy_supernet"]
+    return bool((sup.isna() | (sup != part["accuracy"])).any())
 
 
 def _points(part: pd.DataFrame, col: str, name: str, marker: dict, line: bool, gl: bool):

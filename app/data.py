@@ -60,11 +60,12 @@ def _search_row(x: Search, run: str, states: dict, best: dict, counts: dict) -> 
 
 
 CANDIDATE_COLUMNS = (Candidate.id, Search.name, Candidate.trial_number, Candidate.subnet_key,
-                     Candidate.accuracy, Candidate.params, Candidate.macs, Candidate.feasible,
+                     Candidate.accuracy, Candidate.accuracy_supernet, Candidate.params,
+                     Candidate.macs, Candidate.feasible,
                      Candidate.pareto, Candidate.round, Candidate.extrapolated,
                      Candidate.predicted_ms, Candidate.measured_ms)  # fmt: skip
-FRAME_COLUMNS = ("candidate", "search", "trial", "key", "accuracy", "params", "macs", "feasible",
-                 "pareto", "round", "extrapolated")  # fmt: skip
+FRAME_COLUMNS = ("candidate", "search", "trial", "key", "accuracy", "accuracy_supernet", "params",
+                 "macs", "feasible", "pareto", "round", "extrapolated")  # fmt: skip
 
 
 def candidates(db: Database, search_names: list[str]) -> pd.DataFrame:
@@ -96,7 +97,8 @@ def candidates_version(db: Database, search_names: list[str]) -> tuple:
             select(func.count(Candidate.id), func.max(Candidate.id),
                    func.sum(case((Candidate.pareto, 1), else_=0)),
                    func.sum(func.length(cast(Candidate.measured_ms, String))),
-                   func.sum(Candidate.scored_round), func.max(Search.id))
+                   func.sum(Candidate.scored_round), func.max(Search.id),
+                   func.count(Candidate.accuracy_supernet))
             .join(Search)
             .where(Search.name.in_(search_names))
         )  # fmt: skip

@@ -2,6 +2,7 @@
 
     python bench/search_efficiency.py [--db URL] [--run digits] [--target tflite-fp32-t1]
         [--samplers tpe,nsga2,random] [--seeds 3] [--trials 500] [--out FILE]
+        [--accuracy supernet,predictor] [--accuracy-predictor ID]
 
 Every sampler and seed searches the same problem that `hwnas search --target T` searches
 (accuracy of the supernet's subnets after BN recalibration on the validation split, against
@@ -17,6 +18,13 @@ Model-based samplers start as `hwnas search` starts them, from its initial desig
 subnets spread evenly over the size range, `search/initial_design.py`); a sampler named with
 the suffix `-random-start` (e.g. `tpe-random-start`) starts from Optuna's own random start-up
 trials instead, the ablation of that design, measured in the same run.
+
+`--accuracy supernet,predictor` runs every sampler and seed twice: trials scored by the
+supernet, and by the run's accuracy predictor (`hwnas accuracy fit`), whose final Pareto front
+is then re-scored with the supernet as `hwnas search --accuracy predictor` does. The
+comparison (`accuracy_modes`): per sampler, the hypervolume of the re-scored front against the
+supernet-driven search's final hypervolume (same seeds, same trials, one reference point), and
+each mode's wall time, re-scoring included, with the supernet's cache emptied before each run.
 """
 
 from __future__ import annotations
@@ -35,11 +43,12 @@ from db.session import open_db
 from latency.targets import Target
 from search.config import N_INITIAL
 from search.initial_design import enqueue_initial
-from search.objective import Problem, make_objective
+from search.objective import Problem, TrialEvaluator, make_objective
 from search.output import show_logs
-from search.pareto import hypervolume_2d
+from search.pareto import hypervolume_2d, near_front
 from search.samplers import make_sampler
-from search.services.runs import load_run
+from search.services import accuracy as accuracy_service
+from search.services.runs import load_run, oracle_for
 from search.services.search import build_evaluator, load_predictors
 from supernet.space import SearchSpace
 
@@ -50,13 +59,19 @@ def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def load(db_url: str | None, run_name: str, target: str):
+def load(db_url: str | None, run_name: str, target: str, modes: list[str], acc_id: int | None):
+    """The space, the problem, and per accuracy mode its trial evaluator."""
     with open_db(db_url, create=False) as db:
         run = load_run(db, run_name)
         problem = Problem((Target.parse(target).key,))
         predictors = load_predictors(db, SearchSpace.from_dict(run.space), problem, run_name)
-    evaluate = build_evaluator(run, predictors)
-    return evaluate.space, problem, evaluate
+        fitted = accuracy_service.load(db, run, acc_id) if "predictor" in modes else None
+    evaluate = {"supernet": build_evaluator(run, predictors)}
+    space = evaluate["supernet"].space
+    if fitted is not None:
+        evaluate["predictor"] = TrialEvaluator(space, fitted.predictor, predictors, False)
+    band = fitted.band if fitted is not None else 0.0
+    return space, problem, evaluate, oracle_for(run), band
 
 
 ABLATION = "-random-start"
@@ -70,7 +85,49 @@ def run_one(space, problem, evaluate, sampler: str, seed: int, trials: int, init
     study.optimize(make_objective(space, problem, evaluate), n_trials=trials)
     wall = time.perf_counter() - t0
     points = [[1 - t.values[0], t.values[1]] for t in study.trials]
-    return {"sampler": sampler, "seed": seed, "points": points, "trials_per_s": trials / wall}
+    return {"sampler": sampler, "seed": seed, "points": points, "trials_per_s": trials / wall,
+            "wall_s": wall, "study": study}  # fmt: skip
+
+
+def rescored_front(study: optuna.Study, space, oracle, band: float) -> tuple[list, float, int]:
+    """The trials on or within `band` (accuracy) of the study's Pareto front, by the accuracy
+    that drove it, re-scored with the supernet: (points, seconds it took, subnets evaluated),
+    as `search.services.accuracy.rescore_front` does."""
+    t0 = time.perf_counter()
+    trials = study.trials
+    values = np.asarray([[t.values[0], t.values[1]] for t in trials])
+    near = near_front(values[:, 0], values[:, 1:], band)
+    picked = [trials[i] for i in np.flatnonzero(near)]
+    subnets = [space.subnet_from_dict(t.user_attrs["candidate"]["subnet"]) for t in picked]
+    points = [[1 - oracle(s), t.values[1]] for s, t in zip(subnets, picked, strict=True)]
+    return points, time.perf_counter() - t0, len(picked)
+
+
+def compare_modes(runs: list[dict], samplers: list[str]) -> dict:
+    """Per sampler: the supernet-driven final hypervolume and the re-scored predictor-driven
+    front's, over one reference box, their ratio, and each mode's wall time (medians)."""
+    by = {(r["sampler"], r["seed"], r["accuracy"]): r for r in runs}
+    allpts = np.concatenate([np.asarray(r["points"]) for r in runs])
+    lo, hi = allpts.min(axis=0), allpts.max(axis=0)
+    ref = hi + 0.01 * (hi - lo)
+    box = float(np.prod(ref - lo))
+    out = {"reference": ref.tolist(), "ideal": lo.tolist()}
+    for s in samplers:
+        seeds = sorted({k[1] for k in by if k[0] == s and k[2] == "predictor"})
+        hv = {m: [hypervolume_2d(np.asarray(by[s, i, m]["points"]), ref) / box for i in seeds]
+              for m in ("supernet", "predictor")}  # fmt: skip
+        ratio = [p / q for p, q in zip(hv["predictor"], hv["supernet"], strict=True)]
+        out[s] = {
+            "hv_supernet": hv["supernet"], "hv_predictor_rescored": hv["predictor"],
+            "ratio": ratio, "ratio_median": float(np.median(ratio)),
+            "wall_s": {m: float(np.median([by[s, i, m]["wall_s"] for i in seeds]))
+                       for m in ("supernet", "predictor")},
+            "trials_per_s": {m: float(np.median([by[s, i, m]["trials_per_s"] for i in seeds]))
+                             for m in ("supernet", "predictor")},
+            "rescore_s": float(np.median([by[s, i, "predictor"]["rescore_s"] for i in seeds])),
+            "front_size": [len(by[s, i, "predictor"]["points"]) for i in seeds],
+        }  # fmt: skip
+    return out
 
 
 def hv_curve(points: np.ndarray, ref: np.ndarray, box: float) -> np.ndarray:
@@ -137,19 +194,49 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=500)
     parser.add_argument("--initial", type=int, default=N_INITIAL)
     parser.add_argument("--out", default=None)
+    parser.add_argument("--accuracy", default="supernet", help="supernet and/or predictor")
+    parser.add_argument("--accuracy-predictor", type=int, default=None)
+    parser.add_argument(
+        "--band",
+        type=float,
+        default=None,
+        help="accuracy band re-scored around the front (default: the search's)",
+    )
     args = parser.parse_args()
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    space, problem, evaluate = load(args.db, args.run, args.target)
+    modes = args.accuracy.split(",")
+    space, problem, evaluate, oracle, band = load(args.db, args.run, args.target, modes,
+                                                  args.accuracy_predictor)  # fmt: skip
+    band = band if args.band is None else args.band
     samplers = args.samplers.split(",")
     runs = []
     for seed in range(args.seeds):
         for s in samplers:
-            runs.append(run_one(space, problem, evaluate, s, seed, args.trials, args.initial))
-            log(f"{s} seed {seed}: {runs[-1]['trials_per_s']:.1f} trials/s")
+            for mode in modes:
+                oracle.clear_cache()  # every run pays for its own supernet evaluations
+                r = run_one(space, problem, evaluate[mode], s, seed, args.trials, args.initial)
+                r["accuracy"] = mode
+                if mode == "predictor":
+                    r["points"], r["rescore_s"], r["rescored"] = rescored_front(
+                        r["study"], space, oracle, band
+                    )
+                    r["wall_s"] += r["rescore_s"]
+                runs.append(r)
+                log(f"{s} seed {seed} {mode}: {r['trials_per_s']:.1f} trials/s, "
+                    f"{r['wall_s']:.1f} s")  # fmt: skip
     result = {"run": args.run, "target": problem.targets[0], "trials": args.trials,
-              "initial": args.initial}  # fmt: skip
-    result |= summarise(runs, samplers, args.trials)
+              "initial": args.initial, "accuracy": modes, "band": band}  # fmt: skip
+    if set(modes) == {"supernet", "predictor"}:
+        result["accuracy_modes"] = compare_modes(runs, samplers)
+        for s in samplers:
+            row = result["accuracy_modes"][s]
+            log(f"{s}: re-scored predictor front / supernet search hypervolume "
+                f"{row['ratio_median']:.4f}; wall {row['wall_s']}; trials/s "
+                f"{row['trials_per_s']}")  # fmt: skip
+    runs = [r for r in runs if r["accuracy"] == "supernet"]  # the curves: trials in order
+    if runs:
+        result |= summarise(runs, samplers, args.trials)
     for s in samplers:
         row = result["hypervolume"][s]
         log(f"{s:7s} " + " ".join(f"{c}: {row[str(c)]['median']:.4f}" for c in CHECKPOINTS

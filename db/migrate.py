@@ -7,7 +7,7 @@ import json
 import sys
 from collections.abc import Callable
 
-from sqlalchemy import JSON, Connection, column, table, text, update
+from sqlalchemy import JSON, Connection, column, inspect, table, text, update
 
 from db.models import SCHEMA_VERSION, Base, Meta, Space, utcnow
 
@@ -101,8 +101,23 @@ def _v4_to_v5(conn: Connection) -> None:
         )
 
 
+def _v5_to_v6(conn: Connection) -> None:
+    """Accuracy predictors: a candidate's supernet accuracy beside the one that drove its
+    search (older searches were all driven by the supernet), a round's accuracy predictor;
+    the samples and predictors tables are created afterwards."""
+    conn.execute(text("ALTER TABLE hwnas_candidates ADD COLUMN accuracy_supernet FLOAT"))
+    conn.execute(text("UPDATE hwnas_candidates SET accuracy_supernet = accuracy"))
+    if inspect(conn).has_table("hwnas_search_rounds"):  # else made whole by create_all (v2)
+        conn.execute(text("ALTER TABLE hwnas_search_rounds ADD COLUMN accuracy_predictor INTEGER"))
+
+
 EXTRAS = ("params", "macs")  # the objectives besides latency (search.objective.EXTRAS)
-STEPS: dict[int, Callable[[Connection], None]] = {2: _v2_to_v3, 3: _v3_to_v4, 4: _v4_to_v5}
+STEPS: dict[int, Callable[[Connection], None]] = {
+    2: _v2_to_v3,
+    3: _v3_to_v4,
+    4: _v4_to_v5,
+    5: _v5_to_v6,
+}
 
 
 def can_migrate(found: str | None) -> bool:

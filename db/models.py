@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 from sqlalchemy import JSON, ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 
 def utcnow() -> datetime:
@@ -187,6 +187,8 @@ class SearchRound(Base):
     round: Mapped[int]
     study_name: Mapped[str] = mapped_column(String(240))
     predictors: Mapped[dict[str, Any]]  # target key -> hwnas_predictors.id
+    # the accuracy predictor that scored the round's trials (None: the supernet did)
+    accuracy_predictor: Mapped[int | None]
     trials: Mapped[int]  # the study's finished trials this round ends at
     agreement: Mapped[dict[str, Any] | None]  # target key -> front vs measurement
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -205,7 +207,10 @@ class Candidate(Base):
     trial_number: Mapped[int]
     subnet_key: Mapped[str] = mapped_column(String(400))
     subnet: Mapped[dict[str, Any]]
-    accuracy: Mapped[float]
+    accuracy: Mapped[float]  # what drove the search: the supernet's, or the accuracy predictor's
+    # the supernet's (BN recalibrated, validation split): every trial of a supernet-driven
+    # search, the front of a predictor-driven one
+    accuracy_supernet: Mapped[float | None]
     params: Mapped[int]
     macs: Mapped[int]
     predicted_ms: Mapped[dict[str, Any]]
@@ -218,6 +223,42 @@ class Candidate(Base):
     pareto: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     search: Mapped[Search] = relationship(back_populates="candidates")
+
+
+class AccuracySample(Base):
+    """A subnet's supernet accuracy (BN recalibrated, validation split, and each half of it),
+    evaluated at the run's `step` for fitting (`role` train), judging (held-out) or re-scoring
+    a search's front (front) an accuracy predictor."""
+
+    __tablename__ = "hwnas_accuracy_samples"
+    __table_args__ = (UniqueConstraint("run_id", "step", "subnet_key"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("hwnas_runs.id", ondelete="CASCADE"))
+    step: Mapped[int]  # the run's training steps when evaluated (its weights' version)
+    subnet_key: Mapped[str] = mapped_column(String(400))
+    subnet: Mapped[dict[str, Any]]
+    accuracy: Mapped[float]
+    halves: Mapped[list[Any]]  # accuracy on the validation split's even and odd images
+    role: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AccuracyPredictor(Base):
+    """A fitted predictor of a run's supernet accuracy (at the run's `step`), stored as JSON
+    (`search.accuracy_predictor`, never pickled). `name` is set on the predictors a search
+    refits between its rounds (`SEARCH/rN`)."""
+
+    __tablename__ = "hwnas_accuracy_predictors"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("hwnas_runs.id", ondelete="CASCADE"))
+    step: Mapped[int]
+    space_key: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str | None] = mapped_column(String(240))
+    n_train: Mapped[int]
+    metrics: Mapped[dict[str, Any]]
+    model: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Export(Base):

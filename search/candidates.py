@@ -35,6 +35,7 @@ def candidate_row(
         subnet_key=c["key"],
         subnet=c["subnet"],
         accuracy=float(c["accuracy"]),
+        accuracy_supernet=c.get("accuracy_supernet"),
         params=int(c["params"]),
         macs=int(c["macs"]),
         predicted_ms=dict(c["latency_ms"]),
@@ -87,21 +88,24 @@ def _sync(
     return len(new)
 
 
-def objective_matrix(rows: list[Candidate], problem: Problem) -> np.ndarray:
-    """Every objective in minimise form (accuracy negated)."""
+def objective_matrix(rows: list[Candidate], problem: Problem, by_supernet: bool = False):
+    """Every objective in minimise form (accuracy negated; `by_supernet`: the supernet's
+    accuracy, nan where it has none)."""
     out = []
     for r in rows:
+        acc = r.accuracy if not by_supernet else r.accuracy_supernet
         values = problem.values(
-            {"accuracy": r.accuracy, "latency_ms": r.predicted_ms, "params": r.params,
-             "macs": r.macs}
+            {"accuracy": np.nan if acc is None else acc, "latency_ms": r.predicted_ms,
+             "params": r.params, "macs": r.macs}
         )  # fmt: skip
         out.append([-values[0], *values[1:]])
     return np.asarray(out, float).reshape(len(rows), len(problem.directions))
 
 
-def mark_pareto(db: Database, search_id: int, problem: Problem) -> int:
+def mark_pareto(db: Database, search_id: int, problem: Problem, by_supernet: bool = False) -> int:
     """Set `pareto` on the front of feasible candidates (the earliest trial of each subnet);
-    returns the front's size."""
+    returns the front's size. `by_supernet`: the front of those with a supernet accuracy, on
+    it (a predictor-driven search's final front, `search.services.accuracy.rescore_front`)."""
     with db.write() as s:
         rows = list(
             s.scalars(
@@ -116,7 +120,10 @@ def mark_pareto(db: Database, search_id: int, problem: Problem) -> int:
             first.append(r.subnet_key not in seen)
             seen.add(r.subnet_key)
         ok = np.asarray([r.feasible for r in rows], bool) & np.asarray(first, bool)
-        mask = pareto_mask(objective_matrix(rows, problem), ok) if rows else np.zeros(0, bool)
+        if by_supernet:
+            ok &= np.asarray([r.accuracy_supernet is not None for r in rows], bool)
+        points = objective_matrix(rows, problem, by_supernet)
+        mask = pareto_mask(points, ok) if rows else np.zeros(0, bool)
         for r, m in zip(rows, mask, strict=True):
             r.pareto = bool(m)
         return int(mask.sum())

@@ -29,12 +29,14 @@ class Evaluation:
     params: int
     macs: int
     extrapolated: tuple[str, ...] = ()  # targets whose prediction left the fitted range
+    accuracy_supernet: float | None = None  # where `accuracy` is the supernet's
 
     def to_dict(self) -> dict:
         return {
             "subnet": self.subnet.to_dict(),
             "key": self.subnet.key,
             "accuracy": self.accuracy,
+            "accuracy_supernet": self.accuracy_supernet,
             "latency_ms": dict(self.latency_ms),
             "params": self.params,
             "macs": self.macs,
@@ -113,22 +115,27 @@ def score(
 
 
 class TrialEvaluator:
-    """Accuracy (supernet weights, BN recalibrated) and predicted latency per target."""
+    """Accuracy (the supernet's, BN recalibrated, or an accuracy predictor's: `supernet`
+    says which) and predicted latency per target."""
 
     def __init__(
         self,
         space: SearchSpace,
         accuracy: Callable[[Subnet], float],
         predictors: Mapping[str, Predictor],
+        supernet: bool = True,
     ) -> None:
         self.space = space
         self._accuracy = accuracy
         self._predictors = dict(predictors)
+        self.supernet = supernet
 
     def __call__(self, subnet: Subnet) -> Evaluation:
         cost = self.space.cost(subnet)
         (lat,), (flags,) = score(self._predictors, [subnet])
-        return Evaluation(subnet, self._accuracy(subnet), lat, cost.params, cost.macs, flags)
+        acc = float(self._accuracy(subnet))
+        return Evaluation(subnet, acc, lat, cost.params, cost.macs, flags,
+                          acc if self.supernet else None)  # fmt: skip
 
 
 def make_objective(

@@ -35,3 +35,15 @@ def hypervolume_2d(points: np.ndarray, reference: np.ndarray) -> float:
     right = np.append(pts[1:, 0], ref[0])
     best = np.minimum.accumulate(pts[:, 1])
     return float(np.sum((right - pts[:, 0]) * (ref[1] - best)))
+
+
+def near_front(accuracy: np.ndarray, costs: np.ndarray, band: float) -> np.ndarray:
+    """Mask of the points within `band` of the front in accuracy: no point that costs at most
+    as much in every other objective (`costs`, n x m, minimised) is more than `band` more
+    accurate. Band 0 gives the front and the points that tie with it."""
+    acc = np.asarray(accuracy, float)
+    c = np.asarray(costs, float).reshape(len(acc), -1)
+    mask = np.ones(len(acc), bool)
+    for i in range(len(acc)):
+        mask[i] = not np.any(np.all(c <= c[i], axis=1) & (acc > acc[i] + band))
+    return mask

@@ -10,6 +10,7 @@ arrays, so no subnet recompiles anything; results are cached by subnet key.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import jax
@@ -25,14 +26,16 @@ from supernet.train import resize_images
 
 
 def make_accuracy_fn(net: SuperNet) -> Callable:
-    """`(variables, arch, calib[n, B, ...], x, y) -> correct count`, jitted."""
+    """`(variables, arch, calib[n, B, ...], x, y) -> correct counts on the even and the odd
+    validation images`, jitted."""
 
     def correct(variables, arch, calib, x, y):
         per_batch = jax.lax.map(lambda b: batch_moments(net, variables, b, arch), calib)
         stats = jax.tree.map(lambda t: jnp.mean(t, axis=0), per_batch)
         recalibrated = {"params": variables["params"], "batch_stats": stats}
         logits = net.apply(recalibrated, x, arch, train=False)
-        return jnp.sum(jnp.argmax(logits, -1) == y)
+        hit = jnp.argmax(logits, -1) == y
+        return jnp.stack([jnp.sum(hit[0::2]), jnp.sum(hit[1::2])])
 
     return jax.jit(correct)
 
@@ -49,7 +52,7 @@ class AccuracyOracle:
         self._config = config
         self._fn = make_accuracy_fn(SuperNet(space))
         self._inputs: dict[int, tuple] = {}
-        self._cache: dict[str, float] = {}
+        self._cache: dict[str, tuple[float, float, float]] = {}
 
     def _inputs_for(self, r: int) -> tuple:
         if r not in self._inputs:
@@ -60,12 +63,33 @@ class AccuracyOracle:
         return self._inputs[r]
 
     def __call__(self, subnet: Subnet) -> float:
+        return self.evaluate(subnet)[0]
+
+    def evaluate(self, subnet: Subnet) -> tuple[float, float, float]:
+        """Accuracy on the validation split, and on its even and its odd images (the two
+        halves whose agreement bounds how well any ranking of subnets can be judged)."""
         key = subnet.key
         if key not in self._cache:
             calib, x, y = self._inputs_for(subnet.resolution)
             arch = arch_arrays(self.space, subnet)
-            self._cache[key] = int(self._fn(self._variables, arch, calib, x, y)) / len(y)
+            even, odd = (int(v) for v in self._fn(self._variables, arch, calib, x, y))
+            n_even = (len(y) + 1) // 2
+            self._cache[key] = ((even + odd) / len(y), even / n_even, odd / (len(y) - n_even))
         return self._cache[key]
+
+    def clear_cache(self) -> None:
+        """Forget every evaluated subnet (a benchmark's runs each pay for their own)."""
+        self._cache.clear()
+
+    def seconds_per_subnet(self) -> float:
+        """Wall time of one evaluation of the largest subnet (compiled, not cached)."""
+        subnet = self.space.largest()
+        calib, x, y = self._inputs_for(subnet.resolution)
+        arch = arch_arrays(self.space, subnet)
+        jax.block_until_ready(self._fn(self._variables, arch, calib, x, y))  # compiled
+        t0 = time.perf_counter()
+        jax.block_until_ready(self._fn(self._variables, arch, calib, x, y))
+        return time.perf_counter() - t0
 
     def warm_up(self) -> None:
         """Compile for every resolution now (a progress bar then counts real trials)."""

@@ -102,3 +102,50 @@ def stored(url: str, model) -> list:
 
     with open_db(url, create=False) as db, db.read() as s:
         return list(s.scalars(select(model)))
+
+
+KEY = "tflite-fp32-t1"  # the target of `prepare`'s predictor
+
+
+def copy_db(url: str, path: Path) -> str:
+    """A copy of the SQLite database at `url` at `path` (SQLite's backup API: consistent, the
+    write-ahead log's pages included); returns its URL."""
+    import sqlite3
+
+    src, dst = sqlite3.connect(url.removeprefix("sqlite:///")), sqlite3.connect(path)
+    try:
+        src.backup(dst)
+    finally:
+        src.close()
+        dst.close()
+    return f"sqlite:///{path}"
+
+
+def halve(model: dict) -> dict:
+    """The same latency predictor predicting half the latency."""
+    from latency.predictor import Predictor
+
+    p = Predictor.from_dict(model)
+    scaled = {
+        k: [v / 2 for v in c] for k, c in p.coef.items() if k in ("physical", "table", "floor")
+    }
+    return Predictor(p.kind, p.space, p.coef | scaled).to_dict()
+
+
+def fool(url: str, key: str = KEY) -> None:
+    """Make the newest predictor of target `key` one that underestimates the device by 2x, so
+    a measured front disagrees and the closed loop has to refit and continue."""
+    from sqlalchemy import select
+
+    from db.models import Predictor as PredictorRow
+    from db.models import Target as TargetRow
+    from db.session import open_db
+    from latency.targets import Target
+    from search.services.predictor import load_predictor_row
+
+    with open_db(url, create=False) as db:
+        p, metrics = load_predictor_row(db, Target.parse(key))
+        with db.write() as s:
+            target_id = s.scalar(select(TargetRow.id).where(TargetRow.key == key))
+            s.add(PredictorRow(target_id=target_id, space_key=p.space.key, kind="main",
+                               n_train=0, metrics=metrics, model=halve(p.to_dict())))  # fmt: skip

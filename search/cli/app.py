@@ -1,4 +1,5 @@
-"""The `hwnas` Typer apps: the top-level command and its `db` and `predictor` groups.
+"""The `hwnas` Typer apps: the top-level command and its `db`, `predictor` and `accuracy`
+groups.
 
 The commands register on them from `search.cli.runs`, `.latency`, `.searches` and `.deliver`,
 which `search.cli.main` imports.
@@ -21,3 +22,9 @@ db_app = typer.Typer(help="Create and inspect the hwnas database.", no_args_is_h
 app.add_typer(db_app, name="db")
 predictor_app = typer.Typer(help="Fit and evaluate latency predictors.", no_args_is_help=True)
 app.add_typer(predictor_app, name="predictor")
+accuracy_app = typer.Typer(
+    help="Fit a predictor of a run's supernet accuracy (for searches whose supernet "
+    "evaluation is costly).",
+    no_args_is_help=True,
+)
+app.add_typer(accuracy_app, name="accuracy")

@@ -1,4 +1,4 @@
-"""Search commands: `hwnas search` and `hwnas pareto`."""
+"""Search commands: `hwnas search`, `hwnas pareto` and `hwnas accuracy fit`."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from search.cli.app import app
+from search.cli.app import accuracy_app, app
 from search.cli.options import DbOpt, JsonOpt
 from search.config import DEFAULT_ROUNDS, N_INITIAL
 from search.output import emit
@@ -81,6 +81,18 @@ def search(
             "the smallest to the largest (0: none; ignored by --sampler random)."
         ),
     ] = N_INITIAL,
+    accuracy: Annotated[
+        str,
+        typer.Option(
+            help="What scores a trial's accuracy: supernet (BN recalibrated, validation split), "
+            "predictor (the run's accuracy predictor, `hwnas accuracy fit`; the front is then "
+            "re-scored with the supernet and both are kept) or auto (the predictor where the "
+            "run has one and a supernet evaluation takes over 0.5 s)."
+        ),
+    ] = "auto",
+    accuracy_predictor: Annotated[
+        int | None, typer.Option(help="Id of the accuracy predictor (default: the run's newest).")
+    ] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
     db: DbOpt = None,
     json: JsonOpt = False,
@@ -91,7 +103,7 @@ def search(
     result = search_service.search(
         db, run, target, budget or [], trials, sampler, workers, name, seed, objective or [],
         measure=measure, progress=not quiet, margin=margin, initial=initial, rounds=rounds,
-        round_trials=round_trials,
+        round_trials=round_trials, accuracy=accuracy, accuracy_predictor=accuracy_predictor,
     )  # fmt: skip
     emit(result, json)
 
@@ -106,3 +118,29 @@ def pareto(
     from search.services import search as search_service
 
     emit(search_service.pareto(db, search), json)
+
+
+@accuracy_app.command("fit")
+def accuracy_fit(
+    run: Annotated[str, typer.Option(help="Name of a finished training run.")],
+    n: Annotated[
+        int,
+        typer.Option(
+            "--n",
+            help="Subnets to fit on, spread over the size range and evaluated with the "
+            "supernet (those already evaluated for the run's weights are reused).",
+        ),
+    ] = 400,
+    held_out: Annotated[
+        int, typer.Option(help="Further subnets, evaluated alike, to judge the predictor on.")
+    ] = 100,
+    seed: Annotated[int, typer.Option(help="Seed of the subnet samples and the fit.")] = 0,
+    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+    db: DbOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Fit a predictor of the run's supernet accuracy (ridge or Once-for-All's MLP, chosen by
+    cross-validation); report held-out Kendall tau beside the supernet's split-half tau."""
+    from search.services import accuracy as accuracy_service
+
+    emit(accuracy_service.fit(db, run, n, held_out, seed, progress=not quiet), json)

@@ -54,9 +54,11 @@ def fronts(data, figs: dict) -> list[str]:
     for k in keys:
         out += [f"![front on {k}]({figs[f'pareto:{k}']})", ""]
     front = sorted((c for c in data.candidates if c["pareto"]), key=lambda c: -c["accuracy"])
-    header = ["candidate", "accuracy", "MACs"] + [f"{k} predicted / measured (ms)" for k in keys]
+    both = any(c.get("accuracy_supernet") != c["accuracy"] for c in front)
+    acc = ["accuracy predicted / supernet"] if both else ["accuracy"]
+    header = ["candidate", *acc, "MACs"] + [f"{k} predicted / measured (ms)" for k in keys]
     rows = [
-        [c["candidate"], f"{c['accuracy']:.4f}", f"{c['macs']:,}"]
+        [c["candidate"], _accuracy(c, both), f"{c['macs']:,}"]
         + [f"{_pred(c, k)} / {_ms(c['measured_ms'].get(k))}" for k in keys]
         for c in front
     ]
@@ -67,6 +69,14 @@ def fronts(data, figs: dict) -> list[str]:
     )  # fmt: skip
     intro = "The front of the search (every objective at once):"
     return [*out, intro, "", *_table(header, rows), *note, *closed_loop(data)]
+
+
+def _accuracy(c: dict, both: bool) -> str:
+    """The accuracy that drove the search, and where a predictor did, the supernet's."""
+    if not both:
+        return f"{c['accuracy']:.4f}"
+    sup = c.get("accuracy_supernet")
+    return f"{c['accuracy']:.4f} / {'-' if sup is None else f'{sup:.4f}'}"
 
 
 def _pred(c: dict, key: str) -> str:
@@ -363,6 +373,7 @@ def _option_flags(search: dict) -> str:
     flags += [f"--seed {search['seed']}"] if search["seed"] is not None else []
     flags += [f"--margin {opts['margin']}"] if "margin" in opts else []
     flags += [f"--initial {opts['initial']}"] if "initial" in opts else []
+    flags += [f"--accuracy {opts['accuracy']}"] if "accuracy" in opts else []
     return " ".join(flags)
 
 
@@ -392,6 +403,8 @@ def reproduce_commands(data, out_dir: str) -> list[str]:
         else:
             lines.append(measure)
         lines.append(f"hwnas predictor fit --target {k} --run {run}")
+    if fit := s.get("accuracy_fit"):
+        lines.append(f"hwnas accuracy fit --run {run} --n {fit['n']} --held-out {fit['held_out']}")
     budgets = " ".join(f"--budget {k}={v!r}" for k, v in s["budgets"].items())
     targets = " ".join(f"--target {k}" for k in s["targets"])
     flags = " ".join(

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import select
 
-from db.models import Candidate, Export, Run
+from db.models import AccuracyPredictor, Candidate, Export, Run
 from db.models import Predictor as PredictorRow
 from db.models import Target as TargetRow
 from db.session import Database, open_db
@@ -119,9 +119,21 @@ def gather(db: Database, name: str, bench: dict) -> ReportData:
     if not cands:
         raise UserError(f"search {name!r} has no finished trial yet; run `hwnas search` first")
     search["rounds"] = rounds.history(db, search_id)
+    search["accuracy_fit"] = _accuracy_fit(db, search["rounds"])
     keys = [k for k in search["targets"] if k in cands[0]["predicted_ms"]]
     targets = {k: t for k in keys if (t := target_report(db, k, space_key)) is not None}
     return ReportData(search, run_info, cands, targets, exports, bench)
+
+
+def _accuracy_fit(db: Database, history: list[dict]) -> dict | None:
+    """How the accuracy predictor of the search's first round was fitted (None: the supernet
+    scored its trials): `hwnas accuracy fit`'s --n and --held-out."""
+    pid = history[0].get("accuracy_predictor") if history else None
+    if pid is None:
+        return None
+    with db.read() as s:
+        row = s.get(AccuracyPredictor, pid)
+        return {"n": row.n_train, "held_out": row.metrics.get("held_out", {}).get("n", 0)}
 
 
 def _candidate(c: Candidate) -> dict:
@@ -131,6 +143,7 @@ def _candidate(c: Candidate) -> dict:
         "subnet_key",
         "subnet",
         "accuracy",
+        "accuracy_supernet",
         "params",
         "macs",
         "predicted_ms",

@@ -34,6 +34,7 @@ from db.session import Database
 from latency.predictor import Predictor
 from latency.targets import Target
 from search import candidates
+from search.accuracy_predictor import AccuracyPredictor
 from search.objective import Problem, score
 from search.pareto import pareto_mask
 from search.services.predictor import refit_main
@@ -54,12 +55,14 @@ class RoundState:
     predictors: tuple[tuple[str, int], ...]  # target key -> predictor row id
     trials: int  # the study's finished trials at which the round ends
     agreement: Mapping | None = None  # target key -> the measured front's agreement
+    accuracy_predictor: int | None = None  # its row id; None: the supernet scores accuracy
 
 
 def _state(row: SearchRound) -> RoundState:
     preds = tuple((k, int(v)) for k, v in row.predictors.items())
     agreement = dict(row.agreement) if row.agreement is not None else None
-    return RoundState(row.round, row.study_name, preds, row.trials, agreement)
+    return RoundState(row.round, row.study_name, preds, row.trials, agreement,
+                      row.accuracy_predictor)  # fmt: skip
 
 
 def _latest(s, search_id: int) -> SearchRound | None:
@@ -72,16 +75,19 @@ def _latest(s, search_id: int) -> SearchRound | None:
 
 
 def begin(
-    db: Database, search_id: int, name: str, predictors: dict[str, int], trials: int, step: int
-) -> RoundState:
-    """The round to work in: the latest one, or a new round 0 scored by `predictors`. Round
+    db: Database, search_id: int, name: str, predictors: dict[str, int], trials: int, step: int,
+    accuracy_predictor: int | None = None,
+) -> RoundState:  # fmt: skip
+    """The round to work in: the latest one, or a new round 0 scored by `predictors` (and
+    `accuracy_predictor`, None: the supernet). Round
     N ends at `trials + N * step` finished trials (as the arguments of this invocation say:
     asked for more than it ran, its front is measured again)."""
     with db.write() as s:
         row = _latest(s, search_id)
         if row is None:
             row = SearchRound(search_id=search_id, round=0, study_name=study_name(name, 0),
-                              predictors=predictors, trials=trials)  # fmt: skip
+                              predictors=predictors, trials=trials,
+                              accuracy_predictor=accuracy_predictor)  # fmt: skip
             s.add(row)
         quota = trials + row.round * step
         if quota > row.trials:
@@ -108,6 +114,7 @@ def history(db: Database, search_id: int) -> list[dict]:
                 "predictors": {
                     k: {"id": v, "name": names.get(v)} for k, v in r.predictors.items()
                 },
+                "accuracy_predictor": r.accuracy_predictor,
                 "agreement": r.agreement,
             }
             for r in rows
@@ -180,17 +187,23 @@ def _named(db: Database, key: str, name: str) -> int | None:
 
 
 def rescore(
-    db: Database, search_id: int, predictors: Mapping[str, Predictor], round_: int, problem
-) -> dict[int, dict]:
-    """Re-score every candidate with `predictors`: predictions, extrapolation flags,
-    feasibility; mark the front again. Returns trial number -> the re-scored candidate."""
+    db: Database, search_id: int, predictors: Mapping[str, Predictor], round_: int, problem,
+    accuracy: AccuracyPredictor | None = None,
+) -> dict[int, dict]:  # fmt: skip
+    """Re-score every candidate with `predictors` (and `accuracy`, where the search is driven
+    by an accuracy predictor): predictions, extrapolation flags, feasibility; mark the front
+    again. Returns trial number -> the re-scored candidate."""
     with db.write() as s:
         rows = list(s.scalars(select(Candidate).where(Candidate.search_id == search_id)))
         if rows:
             space = next(iter(predictors.values())).space
-            lat, flags = score(predictors, [space.subnet_from_dict(r.subnet) for r in rows])
+            subnets = [space.subnet_from_dict(r.subnet) for r in rows]
+            lat, flags = score(predictors, subnets)
+            acc = accuracy.predict(subnets) if accuracy is not None else None
         out = {}
         for i, r in enumerate(rows):
+            if acc is not None:
+                r.accuracy = float(acc[i])
             r.predicted_ms = dict(r.predicted_ms) | lat[i]
             r.extrapolated = list(flags[i])
             r.feasible = problem.feasible(r.predicted_ms)
@@ -202,6 +215,7 @@ def rescore(
 
 def _candidate_dict(r: Candidate) -> dict:
     return {"subnet": r.subnet, "key": r.subnet_key, "accuracy": r.accuracy,
+            "accuracy_supernet": r.accuracy_supernet,
             "latency_ms": dict(r.predicted_ms), "params": r.params, "macs": r.macs,
             "extrapolated": list(r.extrapolated)}  # fmt: skip
 
@@ -235,13 +249,17 @@ def _copy(t, problem: Problem, rescored: dict, round_: int):
     )
 
 
-def start(db: Database, search_id: int, state: RoundState, predictors: dict, trials: int):
+def start(
+    db: Database, search_id: int, state: RoundState, predictors: dict, trials: int,
+    accuracy_predictor: int | None = None,
+) -> RoundState:  # fmt: skip
     """Record round `state.round + 1` and point the search at its study."""
     r = state.round + 1
     with db.write() as s:
         search = s.get(Search, search_id)
         name = study_name(search.name, r)
         s.add(SearchRound(search_id=search_id, round=r, study_name=name,
-                          predictors=predictors, trials=trials))  # fmt: skip
+                          predictors=predictors, trials=trials,
+                          accuracy_predictor=accuracy_predictor))  # fmt: skip
         search.study_name = name
-    return RoundState(r, name, tuple(predictors.items()), trials)
+    return RoundState(r, name, tuple(predictors.items()), trials, None, accuracy_predictor)

@@ -84,3 +84,28 @@ def run_dataset(run: Run) -> Dataset:
         return load_dataset(run.dataset, run.data_dir, seed=seed, image_size=size)
     except DataError as e:  # the run's recorded data, not a setting of this command
         raise UserError(f"run {run.name!r} cannot read the data it was trained on: {e}") from None
+
+
+def oracle_for(run: Run):
+    """The supernet accuracy oracle of a finished run (`supernet.accuracy`), compiled for
+    every resolution; kept for the process's later calls on the same run."""
+    key = (run.name, run.checkpoint)
+    if key not in _ORACLES:
+        _ORACLES.clear()
+        _ORACLES[key] = _oracle(run)
+    return _ORACLES[key]
+
+
+_ORACLES: dict = {}
+
+
+def _oracle(run: Run):
+    from supernet.accuracy import AccuracyOracle
+    from supernet.trainer import load_variables
+
+    enable_compile_cache()
+    space = SearchSpace.from_dict(run.space)
+    config = TrainConfig.from_dict(run.config)
+    oracle = AccuracyOracle(space, load_variables(space, run.checkpoint), run_dataset(run), config)
+    oracle.warm_up()
+    return oracle

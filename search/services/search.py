@@ -39,11 +39,11 @@ from search.objective import EXTRAS, Problem, TrialEvaluator, make_objective
 from search.output import UserError
 from search.pareto import pareto_mask
 from search.samplers import SAMPLERS, make_sampler
+from search.services import accuracy as accuracy_service
 from search.services import rounds as rounds_
 from search.services.predictor import load_predictor_by_id, newest_predictor_id
-from search.services.runs import load_run, run_dataset
+from search.services.runs import load_run, oracle_for
 from search.storage import GRACE_S, HEARTBEAT_S, fail_stale, optuna_storage
-from supernet.compile_cache import enable_compile_cache
 from supernet.space import SearchSpace
 
 logger = logging.getLogger(__name__)
@@ -67,6 +67,8 @@ class SearchSpec:
     round: int = 0
     study: str = ""
     predictors: tuple[tuple[str, int], ...] = ()
+    # the accuracy predictor scoring the round's trials (row id); None: the supernet
+    accuracy_predictor: int | None = None
 
     @property
     def study_name(self) -> str:
@@ -271,30 +273,9 @@ def _differs(old: dict, new: dict) -> str:
 
 
 def build_evaluator(run: Run, predictors: dict[str, Predictor]) -> TrialEvaluator:
-    """Accuracy oracle (compiled for every resolution) and predictors of a finished run; the
-    oracle is kept for the process's later rounds of the same run."""
-    key = (run.name, run.checkpoint)
-    if key not in _ORACLES:
-        _ORACLES.clear()
-        _ORACLES[key] = _oracle(run)
-    return TrialEvaluator(_ORACLES[key].space, _ORACLES[key], predictors)
-
-
-_ORACLES: dict = {}
-
-
-def _oracle(run: Run):
-    from supernet.accuracy import AccuracyOracle
-    from supernet.config import TrainConfig
-    from supernet.trainer import load_variables
-
-    enable_compile_cache()
-    space = SearchSpace.from_dict(run.space)
-    config = TrainConfig.from_dict(run.config)
-    data = run_dataset(run)
-    oracle = AccuracyOracle(space, load_variables(space, run.checkpoint), data, config)
-    oracle.warm_up()
-    return oracle
+    """The trial evaluator of a finished run: the supernet's accuracy (compiled for every
+    resolution, `runs.oracle_for`) and the latency predictors."""
+    return TrialEvaluator(SearchSpace.from_dict(run.space), oracle_for(run), predictors)
 
 
 class WorkerContext:
@@ -305,7 +286,12 @@ class WorkerContext:
         run = load_run(self.db, spec.run)
         space = SearchSpace.from_dict(run.space)
         rows = _load_predictor_rows(self.db, space, spec.problem, spec.run, dict(spec.predictors))
-        self.evaluate = build_evaluator(run, {k: p for k, (p, _, _) in rows.items()})
+        predictors = {k: p for k, (p, _, _) in rows.items()}
+        if spec.accuracy_predictor is None:
+            self.evaluate = build_evaluator(run, predictors)
+        else:
+            acc = accuracy_service.load(self.db, run, spec.accuracy_predictor).predictor
+            self.evaluate = TrialEvaluator(space, acc, predictors, supernet=False)
         self.space = self.evaluate.space
         with self.db.read() as s:
             self.search_id = s.scalar(select(Search.id).where(Search.name == spec.name))
@@ -435,24 +421,30 @@ def search(
     rounds: int = DEFAULT_ROUNDS,
     round_trials: int | None = None,
     protocols: Mapping = {},
+    accuracy: str = "auto",
+    accuracy_predictor: int | None = None,
 ) -> dict:
     """Run (or continue) a search: `trials` trials, the front measured, then up to `rounds`
     more rounds of `round_trials` trials each with refitted predictors until the measured
     front agrees with its predictions (`search.services.rounds`); `measure=False` runs one round.
-    `protocols`: target key -> the measurement protocol of its fronts (default: standard)."""
+    `protocols`: target key -> the measurement protocol of its fronts (default: standard).
+    `accuracy`: what scores a trial's accuracy (`accuracy.MODES`); `accuracy_predictor` picks
+    the accuracy predictor (default: the run's newest)."""
     _check_args(trials, sampler, workers, initial)
+    accuracy_service.check_mode(accuracy)
     _check_rounds(rounds, round_trials)
     step = round_trials or default_round_trials(trials)
     options = {"margin": margin, "initial": initial, "rounds": rounds,
-               "round_trials": round_trials, "measure": measure}  # fmt: skip
+               "round_trials": round_trials, "measure": measure, "accuracy": accuracy}  # fmt: skip
     base = SearchSpec(db_url or "", name or f"{run_name}-search", run_name, Problem(()),
                       trials, sampler, seed, initial, options)  # fmt: skip
     spec, search_id, state = _prepare(db_url, run_name, (targets, budgets, extras), margin,
-                                      base, step)  # fmt: skip
+                                      base, step, (accuracy, accuracy_predictor))  # fmt: skip
     new, t0 = [], time.perf_counter()
     while True:
         spec_r = dataclasses.replace(spec, round=state.round, study=state.study,
-                                     predictors=state.predictors, trials=state.trials)  # fmt: skip
+                                     predictors=state.predictors, trials=state.trials,
+                                     accuracy_predictor=state.accuracy_predictor)  # fmt: skip
         new.append(_run_round_trials(spec_r, workers, progress))
         if not measure:
             break
@@ -476,7 +468,7 @@ def _check_rounds(rounds: int, round_trials: int | None) -> None:
         raise UserError(f"--round-trials must be at least 1, got {round_trials}")
 
 
-def _prepare(db_url, run_name, problem_args, margin, spec: SearchSpec, step: int):
+def _prepare(db_url, run_name, problem_args, margin, spec: SearchSpec, step: int, acc):
     """Check everything, then create or find the search and the round to work in."""
     problem = parse_problem(*(list(a) for a in problem_args))
     with open_db(db_url, create=False) as db:
@@ -486,10 +478,11 @@ def _prepare(db_url, run_name, problem_args, margin, spec: SearchSpec, step: int
         rows = _load_predictor_rows(db, space, problem, run_name, first)
         problem = dataclasses.replace(problem, margins=margins_for(problem, rows, margin))
         check_budgets(space, problem, {k: p for k, (p, _, _) in rows.items()})
+        accuracy_id = accuracy_service.source(db, run, *acc)
         spec = dataclasses.replace(spec, db_url=db.url, problem=problem)
         search_id = open_search(db, spec, run)
         ids = {k: pid for k, (_, _, pid) in rows.items()}
-        state = rounds_.begin(db, search_id, spec.name, ids, spec.trials, step)
+        state = rounds_.begin(db, search_id, spec.name, ids, spec.trials, step, accuracy_id)
     return spec, search_id, state
 
 
@@ -527,6 +520,7 @@ def _end_round(spec: SearchSpec, search_id: int, state, plan: tuple[int, int], p
 
     with open_db(spec.db_url, create=False) as db:
         study = _sync_and_mark(db, spec, search_id)
+        _supernet_front(db, spec, search_id)
         (max_rounds, step), agreement = plan, state.agreement
         if agreement is None:
             agreement = remeasure_front(db, search_id, spec, protocols)
@@ -556,12 +550,36 @@ def _next_round(db: Database, spec: SearchSpec, search_id: int, state, study, st
     r = state.round + 1
     ids = rounds_.refit(db, spec.name, search_id, state, r)
     predictors = {k: load_predictor_by_id(db, i)[0] for k, i in ids.items()}
-    rescored = rounds_.rescore(db, search_id, predictors, r, spec.problem)
+    acc_id, acc = _refit_accuracy(db, spec, r)
+    rescored = rounds_.rescore(db, search_id, predictors, r, spec.problem, acc)
     rounds_.next_study(db.url, study, rounds_.study_name(spec.name, r), spec.problem, rescored, r)
     logger.info(
         f"round {r}: predictors refitted, {len(rescored)} trials re-scored; {step} more trials"
     )
-    return rounds_.start(db, search_id, state, ids, state.trials + step)
+    return rounds_.start(db, search_id, state, ids, state.trials + step, acc_id)
+
+
+def _refit_accuracy(db: Database, spec: SearchSpec, round_: int):
+    """(row id, predictor) of the accuracy predictor refitted with the fronts re-scored so
+    far, for a predictor-driven search; (None, None) for a supernet-driven one."""
+    if spec.accuracy_predictor is None:
+        return None, None
+    run = load_run(db, spec.run)
+    pid = accuracy_service.refit(db, run, f"{spec.name}/r{round_}", spec.accuracy_predictor)
+    return pid, accuracy_service.load(db, run, pid).predictor
+
+
+def _supernet_front(db: Database, spec: SearchSpec, search_id: int) -> None:
+    """A predictor-driven search's front re-scored with the supernet (`accuracy_supernet`)."""
+    if spec.accuracy_predictor is not None:
+        run = load_run(db, spec.run)
+        band = accuracy_service.load(db, run, spec.accuracy_predictor).band
+        n = accuracy_service.rescore_front(db, search_id, run, band, spec.problem)
+        if n:
+            logger.info(
+                f"front: {n} subnets on or within {band:.4f} of the predicted front evaluated "
+                f"with the supernet; the front is marked on their supernet accuracy"
+            )
 
 
 def _log_round(r: int, agreement: dict) -> None:
@@ -619,6 +637,7 @@ def finish(spec: SearchSpec, search_id: int, measure: bool) -> dict:
     """Sync the candidates and mark the front (the loop has measured it), and report."""
     with open_db(spec.db_url, create=False) as db:
         _sync_and_mark(db, spec, search_id)
+        _supernet_front(db, spec, search_id)
         check = None
         if measure:
             from search.services.remeasure import budget_check, front_rows
@@ -666,6 +685,7 @@ def _front_entry(r: Candidate) -> dict:
         "subnet": r.subnet,
         "key": r.subnet_key,
         "accuracy": r.accuracy,
+        "accuracy_supernet": r.accuracy_supernet,
         "latency_ms": r.predicted_ms,
         "params": r.params,
         "macs": r.macs,

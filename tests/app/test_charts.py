@@ -46,3 +46,16 @@ def test_targets_overlay_with_their_own_budget_lines():
     assert sorted(sh.x0 for sh in fig.layout.shapes) == [0.5, 2.0]
     u = next(tr for tr in fig.data if tr.name == "s on u: feasible")
     assert max(u.x) > 1.0  # drawn at u's latencies, not t's
+
+
+def test_a_predictor_driven_front_is_drawn_at_its_supernet_accuracy():
+    df = frame(200)
+    df["accuracy_supernet"] = np.where(df["pareto"], df["accuracy"] - 0.01, np.nan)
+    front = next(tr for tr in pareto_figure(df, "t", {}).data if tr.name.startswith("s: Pareto"))
+    assert front.name == "s: Pareto (supernet accuracy)"
+    on = df[df["pareto"]].sort_values("predicted:t")
+    assert list(front.y) == list(on["accuracy_supernet"])
+    # a supernet-driven search's figures are the same: nothing changes
+    df["accuracy_supernet"] = df["accuracy"]
+    names = {tr.name for tr in pareto_figure(df, "t", {}).data}
+    assert "s: Pareto" in names

@@ -112,9 +112,19 @@ def test_four_processes_write_one_sqlite_file_without_locking_errors(sqlite_url)
         assert status(db)["tables"]["hwnas_runs"] == 100
 
 
+def _drop_v6(conn) -> None:
+    """What schema version 6 added: accuracy samples and predictors, a candidate's supernet
+    accuracy, a round's accuracy predictor."""
+    for table in ("accuracy_samples", "accuracy_predictors"):
+        conn.execute(text(f"DROP TABLE hwnas_{table}"))
+    conn.execute(text("ALTER TABLE hwnas_candidates DROP COLUMN accuracy_supernet"))
+    conn.execute(text("ALTER TABLE hwnas_search_rounds DROP COLUMN accuracy_predictor"))
+
+
 def _drop_v5(conn) -> None:
-    """What schema version 5 added: a run's checkpoint and loader, a search's objectives and
-    options."""
+    """What schema versions 5 and 6 added: a run's checkpoint and loader, a search's
+    objectives and options."""
+    _drop_v6(conn)
     for table, column in (("runs", "checkpoint"), ("runs", "loader"), ("searches", "objectives"),
                           ("searches", "options")):  # fmt: skip
         conn.execute(text(f"ALTER TABLE hwnas_{table} DROP COLUMN {column}"))
@@ -129,6 +139,14 @@ def _drop_v4(conn) -> None:
         conn.execute(text(f"DROP INDEX ix_hwnas_{name}_space_key"))
         conn.execute(text(f"ALTER TABLE hwnas_{name} DROP COLUMN space_key"))
     conn.execute(text("ALTER TABLE hwnas_measurements DROP COLUMN weights"))
+
+
+def _as_version(db, drop, version: str) -> None:
+    """Undo what the newer schema versions added (`drop`), record `version`, close `db`."""
+    with db.engine.begin() as conn:
+        drop(conn)
+        conn.execute(update(Meta).where(Meta.key == "schema_version").values(value=version))
+    db.dispose()
 
 
 def _downgrade_to_v2(db_url: str) -> None:
@@ -192,10 +210,7 @@ def _v3_with_measurements(db_url: str) -> str:
                           median_ms=1.0, cv=0.1, iqr_ms=0.1, n_reps=20, fingerprint={},
                           source="job:1"))  # fmt: skip
         s.add(Predictor(target_id=target.id, kind="main", n_train=20, metrics={}, model={}))
-    with db.engine.begin() as conn:
-        _drop_v4(conn)
-        conn.execute(update(Meta).where(Meta.key == "schema_version").values(value="3"))
-    db.dispose()
+    _as_version(db, _drop_v4, "3")
     return space.key
 
 
@@ -226,10 +241,7 @@ def test_a_version_4_database_gets_runs_checkpoints_and_searches_objectives(db_u
         s.flush()
         s.add(Search(name="s", run_id=run.id, study_name="s", targets=["cpu", "macs"],
                      budgets={"cpu": 3.0}, sampler="tpe"))  # fmt: skip
-    with db.engine.begin() as conn:
-        _drop_v5(conn)
-        conn.execute(update(Meta).where(Meta.key == "schema_version").values(value="4"))
-    db.dispose()
+    _as_version(db, _drop_v5, "4")
     with open_db(db_url, create=False) as db:
         assert "migrated from schema version 4" in capsys.readouterr().err
         with db.read() as s:
@@ -241,3 +253,30 @@ def test_a_version_4_database_gets_runs_checkpoints_and_searches_objectives(db_u
             assert (x.targets, x.objectives, x.budgets, x.options) == (
                 ["cpu"], ["macs"], {"cpu": 3.0}, {},
             )  # fmt: skip
+
+
+def test_a_version_5_database_keeps_its_candidates_accuracy_as_the_supernets(db_url, capsys):
+    from db.models import AccuracyPredictor, Candidate, Search, SearchRound
+
+    db = open_db(db_url)
+    with db.write() as s:
+        run = Run(name="r", dataset="digits", space={}, config={})
+        s.add(run)
+        s.flush()
+        search = Search(name="s", run_id=run.id, study_name="s", targets=["cpu"], budgets={},
+                        sampler="tpe")  # fmt: skip
+        s.add(search)
+        s.flush()
+        s.add(SearchRound(search_id=search.id, round=0, study_name="s", predictors={},
+                          trials=1))  # fmt: skip
+        s.add(Candidate(search_id=search.id, trial_number=0, subnet_key="k", subnet={},
+                        accuracy=0.75, params=1, macs=2, predicted_ms={"cpu": 1.0},
+                        measured_ms=None))  # fmt: skip
+    _as_version(db, _drop_v6, "5")
+    with open_db(db_url, create=False) as db:
+        assert "migrated from schema version 5" in capsys.readouterr().err
+        with db.read() as s:
+            c = s.scalars(select(Candidate)).one()
+            assert (c.accuracy, c.accuracy_supernet) == (0.75, 0.75)
+            assert s.scalars(select(SearchRound)).one().accuracy_predictor is None
+            assert s.scalars(select(AccuracyPredictor)).all() == []

@@ -47,3 +47,13 @@ def test_one_compile_per_resolution_and_a_cache_per_subnet(oracle_setup):
     assert oracle._fn._cache_size() == len({s.resolution for s in subnets})
     assert [oracle(s) for s in subnets] == values
     assert len(oracle._cache) == len({s.key for s in subnets})
+
+
+def test_the_halves_are_the_even_and_odd_validation_images(oracle_setup):
+    space, config, variables, data = oracle_setup
+    half = dataclasses.replace(data, x_val=data.x_val[0::2], y_val=data.y_val[0::2])
+    subnet = space.largest()
+    full, even, odd = AccuracyOracle(space, variables, data, config).evaluate(subnet)
+    n_even, n = len(half.y_val), len(data.y_val)
+    assert even == pytest.approx(AccuracyOracle(space, variables, half, config)(subnet))
+    assert full == pytest.approx((even * n_even + odd * (n - n_even)) / n)

@@ -77,7 +77,9 @@ def test_commands_and_versions(reported):
     rounds = text.split("hwnas search --run tiny --target tflite-fp32-t1 --trials 8 --rounds 3")
     assert len(rounds) == 2, "the search's command, with its first round's trials and rounds"
     line = rounds[1].splitlines()[0]
-    assert line.endswith(" --seed 1 --margin auto --initial 10 --sampler tpe --name to-report")
+    assert line.endswith(
+        " --seed 1 --margin auto --initial 10 --accuracy auto --sampler tpe --name to-report"
+    )
     subnet = json.dumps(best.subnet, separators=(",", ":"))
     assert f"hwnas export --run tiny --subnet '{subnet}' --precision fp32 --out rep.tflite" in text
     assert "hwnas measure --run tiny --target tflite-fp32-t1 --n " in text

@@ -9,55 +9,27 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
 
 import optuna
 import pytest
-from cli_helpers import cli_env, run_json
+from cli_helpers import KEY, cli_env, copy_db, fool, run_json
 from optuna.trial import TrialState
 from sqlalchemy import func, select
 
 from db.models import Candidate, Search, SearchRound
 from db.models import Predictor as PredictorRow
-from db.models import Target as TargetRow
 from db.session import open_db
-from latency.predictor import Predictor
-from latency.targets import Target
-from search.services.predictor import load_predictor_row
-
-KEY = "tflite-fp32-t1"
-
-
-def halve(model: dict) -> dict:
-    """The same predictor predicting half the latency."""
-    p = Predictor.from_dict(model)
-    scaled = {
-        k: [v / 2 for v in c] for k, c in p.coef.items() if k in ("physical", "table", "floor")
-    }
-    return Predictor(p.kind, p.space, p.coef | scaled).to_dict()
 
 
 @pytest.fixture
 def fooled(ready, tmp_path):
     """A copy of the shared database whose newest tflite predictor underestimates by 2x."""
     cwd, url = ready
-    src = sqlite3.connect(url.removeprefix("sqlite:///"))
-    dst = sqlite3.connect(tmp_path / "hwnas.db")
-    try:  # SQLite's backup API: a consistent copy, the write-ahead log's pages included
-        src.backup(dst)
-    finally:
-        src.close()
-        dst.close()
-    url = f"sqlite:///{tmp_path / 'hwnas.db'}"
-    with open_db(url, create=False) as db:
-        p, metrics = load_predictor_row(db, Target.parse(KEY))
-        with db.write() as s:
-            target_id = s.scalar(select(TargetRow.id).where(TargetRow.key == KEY))
-            s.add(PredictorRow(target_id=target_id, space_key=p.space.key, kind="main",
-                               n_train=0, metrics=metrics, model=halve(p.to_dict())))  # fmt: skip
+    url = copy_db(url, tmp_path / "hwnas.db")
+    fool(url, KEY)
     return cwd, url
 
 
