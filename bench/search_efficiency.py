@@ -239,7 +239,7 @@ def main() -> None:
     runs = [r for r in runs if r["accuracy"] == "supernet"]  # the curves: trials in order
     if runs:
         result |= summarise(runs, samplers, args.trials)
-    for s in samplers:
+    for s in samplers if runs else []:
         row = result["hypervolume"][s]
         log(f"{s:7s} " + " ".join(f"{c}: {row[str(c)]['median']:.4f}" for c in CHECKPOINTS
                                   if str(c) in row))  # fmt: skip

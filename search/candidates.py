@@ -35,7 +35,8 @@ def candidate_row(
         subnet_key=c["key"],
         subnet=c["subnet"],
         accuracy=float(c["accuracy"]),
-        accuracy_supernet=c.get("accuracy_supernet"),
+        # a trial of an hwnas before accuracy predictors was scored by the supernet
+        accuracy_supernet=c.get("accuracy_supernet", c["accuracy"]),
         params=int(c["params"]),
         macs=int(c["macs"]),
         predicted_ms=dict(c["latency_ms"]),

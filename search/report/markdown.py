@@ -373,7 +373,10 @@ def _option_flags(search: dict) -> str:
     flags += [f"--seed {search['seed']}"] if search["seed"] is not None else []
     flags += [f"--margin {opts['margin']}"] if "margin" in opts else []
     flags += [f"--initial {opts['initial']}"] if "initial" in opts else []
-    flags += [f"--accuracy {opts['accuracy']}"] if "accuracy" in opts else []
+    if search.get("accuracy_fit"):  # what `auto` chose, so that it is chosen again
+        flags.append("--accuracy predictor")
+    elif "accuracy" in opts:
+        flags.append(f"--accuracy {opts['accuracy']}")
     return " ".join(flags)
 
 

@@ -74,6 +74,9 @@ def fit(
         run = load_run(db, run_name)
         space = SearchSpace.from_dict(run.space)
         train = spread(space, n, seed)
+        if len(train) < 10:
+            raise UserError(f"the space has only {len(train)} distinct subnets to fit on; "
+                            "an accuracy predictor needs 10")  # fmt: skip
         test = spread(space, held_out, seed + HELD_OUT_SEED, {s.key for s in train})
         oracle = oracle_for(run)
         t0 = time.perf_counter()
@@ -247,7 +250,9 @@ def refit(db: Database, run: Run, name: str, like: int) -> int:
     with db.read() as s:
         old = s.scalar(
             select(AccuracyPredictorRow.id).where(
-                AccuracyPredictorRow.run_id == run.id, AccuracyPredictorRow.name == name
+                AccuracyPredictorRow.run_id == run.id,
+                AccuracyPredictorRow.name == name,
+                AccuracyPredictorRow.step == run.steps,
             )
         )
         base = s.get(AccuracyPredictorRow, like)
@@ -285,8 +290,9 @@ def rescore_front(db: Database, search_id: int, run: Run, band: float, problem) 
         oracle = oracle_for(run)
         subnets = {r.id: space.subnet_from_dict(r.subnet) for r in todo}
         evaluate(db, run, oracle.evaluate, list(subnets.values()), "front")
+        samples = load_samples(db, run)  # those stored before (a resumed re-score) included
         with db.write() as s:
             for cid, subnet in subnets.items():
-                s.get(Candidate, cid).accuracy_supernet = oracle(subnet)
+                s.get(Candidate, cid).accuracy_supernet = samples[subnet.key][0]
     candidates.mark_pareto(db, search_id, problem, by_supernet=True)
     return len(todo)

@@ -139,18 +139,24 @@ def agrees(agreement: Mapping | None) -> bool:
 # ---- between rounds ---------------------------------------------------------------------------
 
 
-def behind_front(db: Database, search_id: int, problem: Problem, limit: int) -> list[int]:
+def behind_front(
+    db: Database, search_id: int, problem: Problem, limit: int, by_supernet: bool = False
+) -> list[int]:
     """Up to `limit` extrapolated feasible candidates of the layer just behind the front (the
-    front of the rest), most accurate first: the subnets a refit most likely moves onto it."""
+    front of the rest), most accurate first: the subnets a refit most likely moves onto it.
+    `by_supernet`: among those with a supernet accuracy, by it (a predictor-driven search)."""
     with db.read() as s:
         rows = list(s.scalars(select(Candidate).where(Candidate.search_id == search_id)))
     rest = [r for r in rows if r.feasible and not r.pareto]
+    if by_supernet:
+        rest = [r for r in rest if r.accuracy_supernet is not None]
     if not rest or limit <= 0:
         return []
     unique = list({r.subnet_key: r for r in sorted(rest, key=lambda r: -r.trial_number)}.values())
-    mask = pareto_mask(candidates.objective_matrix(unique, problem), np.ones(len(unique), bool))
+    points = candidates.objective_matrix(unique, problem, by_supernet)
+    mask = pareto_mask(points, np.ones(len(unique), bool))
     layer = [r for r, m in zip(unique, mask, strict=True) if m and r.extrapolated]
-    return [r.id for r in sorted(layer, key=lambda r: -r.accuracy)[:limit]]
+    return [r.id for r in sorted(layer, key=lambda r: points[unique.index(r)][0])[:limit]]
 
 
 def refit(db: Database, search: str, search_id: int, state: RoundState, round_: int) -> dict:
@@ -209,7 +215,7 @@ def rescore(
             r.feasible = problem.feasible(r.predicted_ms)
             r.scored_round = round_
             out[r.trial_number] = _candidate_dict(r)
-    candidates.mark_pareto(db, search_id, problem)
+    candidates.mark_pareto(db, search_id, problem, by_supernet=accuracy is not None)
     return out
 
 

@@ -479,11 +479,21 @@ def _prepare(db_url, run_name, problem_args, margin, spec: SearchSpec, step: int
         problem = dataclasses.replace(problem, margins=margins_for(problem, rows, margin))
         check_budgets(space, problem, {k: p for k, (p, _, _) in rows.items()})
         accuracy_id = accuracy_service.source(db, run, *acc)
+        resumed = _latest_accuracy_predictor(db, spec.name)
+        if resumed is not None:  # a predictor-driven search continued: still valid?
+            accuracy_service.load(db, run, resumed)
         spec = dataclasses.replace(spec, db_url=db.url, problem=problem)
         search_id = open_search(db, spec, run)
         ids = {k: pid for k, (_, _, pid) in rows.items()}
         state = rounds_.begin(db, search_id, spec.name, ids, spec.trials, step, accuracy_id)
     return spec, search_id, state
+
+
+def _latest_accuracy_predictor(db: Database, name: str) -> int | None:
+    """The accuracy predictor of an existing search's latest round (None: the supernet)."""
+    with db.read() as s:
+        row = s.scalars(select(Search).where(Search.name == name)).one_or_none()
+        return row.rounds[-1].accuracy_predictor if row is not None and row.rounds else None
 
 
 def _first_round_ids(db: Database, name: str) -> dict[str, int]:
@@ -529,7 +539,8 @@ def _end_round(spec: SearchSpec, search_id: int, state, plan: tuple[int, int], p
         if rounds_.agrees(agreement) or state.round >= max_rounds:
             return state, True
         limit = min(len(front_rows(db, search_id)), rounds_.BEHIND_MAX)
-        behind = rounds_.behind_front(db, search_id, spec.problem, limit)
+        by_supernet = spec.accuracy_predictor is not None
+        behind = rounds_.behind_front(db, search_id, spec.problem, limit, by_supernet)
         if behind:
             logger.info(
                 f"round {state.round}: {len(behind)} extrapolated subnets behind the front"
@@ -666,7 +677,7 @@ def summary(db: Database, name: str) -> dict:
         rows = s.scalars(
             select(Candidate).where(Candidate.search_id == row.id).order_by(Candidate.trial_number)
         ).all()
-        front = sorted((r for r in rows if r.pareto), key=lambda r: -r.accuracy)
+        front = sorted((r for r in rows if r.pareto), key=_best_accuracy)
         return {
             "search": row.name,
             "study": row.study_name,
@@ -676,6 +687,11 @@ def summary(db: Database, name: str) -> dict:
             "pareto": [_front_entry(r) for r in front],
             "rounds": rounds_.history(db, row.id),
         }
+
+
+def _best_accuracy(r: Candidate) -> float:
+    """Most accurate first: by the supernet's accuracy where the candidate has one."""
+    return -(r.accuracy if r.accuracy_supernet is None else r.accuracy_supernet)
 
 
 def _front_entry(r: Candidate) -> dict:
@@ -705,11 +721,12 @@ def pareto(db_url: str | None, name: str) -> dict:
             search_id, budgets = row.id, row.budgets
             objectives = [*row.targets, *row.objectives]
             study_name, round_ = row.study_name, max(len(row.rounds) - 1, 0)
+            by_supernet = bool(row.rounds) and row.rounds[-1].accuracy_predictor is not None
         study = optuna.load_study(study_name=study_name, storage=optuna_storage(db.url))
         margins = study.user_attrs.get("hwnas", {}).get("margins", {})
         problem = _problem_of(objectives, budgets, margins)
         if candidates.sync(db, search_id, study.get_trials(deepcopy=False), problem, round_):
-            candidates.mark_pareto(db, search_id, problem)
+            candidates.mark_pareto(db, search_id, problem, by_supernet)
         return summary(db, name)
 
 

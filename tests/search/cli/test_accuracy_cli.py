@@ -49,15 +49,23 @@ def test_a_predictor_driven_search_keeps_both_accuracies_of_its_front(fitted):
         rows = list(s.scalars(select(Candidate).where(Candidate.search_id == sid)))
     front = [r for r in rows if r.pareto]
     assert front and all(0 <= r.accuracy_supernet <= 1 for r in front)
-    # the front is marked on supernet accuracies: none of the re-scored dominates a front one
-    rescored = [r for r in rows if r.accuracy_supernet is not None]
-    for r in front:
-        assert not any(o.accuracy_supernet > r.accuracy_supernet and o.predicted_ms[KEY] <
-                       r.predicted_ms[KEY] for o in rescored)  # fmt: skip
+    # the front is the Pareto front of the re-scored candidates on their supernet accuracy
+    rescored = {}
+    for r in sorted(rows, key=lambda r: r.trial_number):
+        if r.accuracy_supernet is not None and r.feasible:
+            rescored.setdefault(r.subnet_key, r)
+    on_front = {
+        r.id for r in rescored.values()
+        if not any(o.accuracy_supernet >= r.accuracy_supernet and o.predicted_ms[KEY] <=
+                   r.predicted_ms[KEY] and (o.accuracy_supernet, o.predicted_ms[KEY]) !=
+                   (r.accuracy_supernet, r.predicted_ms[KEY]) for o in rescored.values())
+    }  # fmt: skip
+    assert {r.id for r in front} == on_front
     # the predictor's figures are not the supernet's
     assert any(r.accuracy != r.accuracy_supernet for r in front)
-    assert [p["accuracy_supernet"] for p in out["pareto"]] == [
-        r.accuracy_supernet for r in sorted(front, key=lambda r: -r.accuracy)
+    # listed most accurate first by the supernet's figure
+    assert [p["candidate"] for p in out["pareto"]] == [
+        r.id for r in sorted(front, key=lambda r: (-r.accuracy_supernet, r.trial_number))
     ]
     # the report shows both, and how to fit the predictor again
     with open_db(url, create=False) as db, db.read() as s:
@@ -99,6 +107,19 @@ def test_the_loop_refits_the_accuracy_predictor_with_the_fronts_it_rescored(fitt
     assert fronts > fronts_before  # round 1's front was re-scored too
     assert all(r.accuracy_supernet is not None for r in rows if r.pareto)
     assert {r.scored_round for r in rows} == {1}  # every trial re-scored by round 1's models
+
+
+def test_a_search_resumed_after_more_training_refuses_its_stale_predictor(fitted, tmp_path):
+    cwd, url, _ = fitted
+    url = copy_db(url, tmp_path / "hwnas.db")
+    run_json(*search_args(url, "stale", 4, "--accuracy", "predictor"), cwd=cwd)
+    with open_db(url, create=False) as db, db.write() as s:
+        s.scalar(select(Run).where(Run.name == "tiny")).steps += 1  # trained on meanwhile
+    done = hwnas(*search_args(url, "stale", 8, "--accuracy", "predictor"), cwd=cwd, check=False)
+    assert done.returncode == 2 and "was fitted at step" in done.stderr, done.stderr
+    with open_db(url, create=False) as db, db.read() as s:
+        sid = s.scalar(select(Search.id).where(Search.name == "stale"))
+        assert s.scalar(select(func.count()).where(Candidate.search_id == sid)) == 4
 
 
 def test_predictor_search_without_a_fitted_predictor_is_one_line_exit_2(ready):
