@@ -160,13 +160,11 @@ def evaluate(
     return len(todo)
 
 
-def load_samples(db: Database, run: Run, roles: Sequence[str] | None = None) -> dict:
+def load_samples(db: Database, run: Run) -> dict:
     """subnet key -> (accuracy, [even, odd], role, subnet dict) at the run's current step."""
     q = select(AccuracySample).where(
         AccuracySample.run_id == run.id, AccuracySample.step == run.steps
     )
-    if roles is not None:
-        q = q.where(AccuracySample.role.in_(list(roles)))
     with db.read() as s:
         return {r.subnet_key: (r.accuracy, r.halves, r.role, r.subnet) for r in s.scalars(q)}
 
