@@ -1,9 +1,14 @@
-"""Depthwise convolution (SAME padding) in three forms, and the rule that picks one per layer.
+"""Depthwise convolution (SAME padding) in four forms, and the rule that picks one per layer.
 
 XLA on CPU runs `feature_group_count=C` convolutions far below their FLOP count (DESIGN.md), so
-the supernet's training step chooses each layer's form from its static input size and the
-backend (`choose`):
+the supernet's training step chooses each layer's form from its static input size, its kernel
+and the backend (`choose`):
 
+- `native`: hand-written CPU kernels (`supernet/native/depthwise.cc`, built on first use by
+  `supernet/native.py`, called through XLA's FFI): forward, input gradient and weight
+  gradient as loops over channel vectors whose accumulators stay in registers, split over
+  XLA's threads. On CPU every layer takes it wherever the kernels build (one device, kernels
+  up to 8 wide); XLA's forms below are the fallback and the reference.
 - `matmul`: a per-channel matmul over spatial positions. The (positions x positions) matrix of
   each channel is built from its k*k taps and a constant 0/1 shift tensor, so forward and
   backward are batched matmuls. The constant grows with positions squared: small maps only.
@@ -13,27 +18,26 @@ backend (`choose`):
   one without (22.9 ms against 5.0 ms at 32x56x56x144). Here the input gradient is the same
   shifted multiply-add over the (dilated) output gradient with the flipped kernel, and the
   weight gradient is one batched matmul per kernel row over (batch, rows), whose diagonals
-  are the taps.
+  are the taps (9x the useful MACs at 56x56, run at about 24 GMAC/s).
 - `conv`: XLA's grouped convolution; cuDNN's depthwise kernels on a GPU, and TFLite's
   DEPTHWISE_CONV_2D in the exported model.
 
 Measured on this 2-core CPU (jax 0.10.2, batch 32, kernel 7, forward + both gradients, median
-after a warm-up; `python bench/depthwise_forms.py`), ms. `shift` has the hand-written backward
-pass (2026-12-02, 3 repeats); `shift (autodiff)` and `conv` are from 2026-12-01 (5 repeats):
+after a warm-up; `python bench/depthwise_forms.py --forms matmul,shift,native`), ms, all three
+in one run on 2026-12-04 (3 repeats); `conv` from 2026-12-01 (5 repeats):
 
-    input      channels stride   matmul   shift    shift (autodiff)   conv
-    7x7        960      1        27.2     170.0    166.4              1183.1
-    14x14      672      1        177.8    379.9    -                  -
-    14x14      480      1        138.6    267.2    277.0              1276.9
-    14x14      672      2        75.7     167.6    159.4              1236.0
-    28x28      240      1        1069.4   572.8    602.4              1932.5
-    28x28      144      2        174.0    106.0    168.1              862.4
-    56x56      144      1        -        -        2174.9             10031.4
-    112x112    96       2        -        -        2140.0             10537.7
+    input      channels stride   matmul   shift    native   conv
+    7x7        960      1        37.7     181.9    10.4     1183.1
+    14x14      480      1        158.8    314.1    30.8     1276.9
+    14x14      672      2        74.9     146.3    11.0     1236.0
+    28x28      240      1        980.8    602.0    34.2     1932.5
+    28x28      144      2        155.8    96.9     11.5     862.4
+    56x56      144      1        -        1264.8   106.2    10031.4
+    112x112    96       2        -        1028.8   120.0    10537.7
 
-So on CPU the matmul form wins up to 14x14 inputs (196 positions, 2x faster than shift) and
-the shifted form from 28x28 (784 positions, at stride 1 and 2). `MATMUL_MAX_POSITIONS` sits
-between. On a GPU every layer takes the grouped convolution.
+So on CPU the native kernels win at every size (3.6-18x the best XLA form). Without them the
+matmul form wins up to 14x14 inputs and the shifted form from 28x28; `MATMUL_MAX_POSITIONS`
+sits between. On a GPU every layer takes the grouped convolution.
 """
 
 from __future__ import annotations
@@ -46,15 +50,30 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-FORMS = ("matmul", "shift", "conv")
+from supernet import native
+
+FORMS = ("matmul", "shift", "native", "conv")
 MATMUL_MAX_POSITIONS = 400  # 20x20: above 14x14 (matmul wins), below 28x28 (shift wins)
 
 
-def choose(h: int, w: int, backend: str | None = None) -> str:
-    """The depthwise form for an (h, w) input map on `backend` (default: JAX's)."""
+def choose(
+    h: int, w: int, backend: str | None = None, native_ok: bool | None = None, kernel: int = 7
+) -> str:
+    """The depthwise form for an (h, w) input map and a `kernel`-wide kernel on `backend`
+    (default: JAX's).
+
+    `native_ok` (default: the kernels are built, the kernel is at most `native.MAX_KERNEL` and
+    there is one device) says whether the native kernels may run: they are not partitioned, so
+    a multi-device mesh keeps XLA's forms.
+    """
     backend = backend or jax.default_backend()
     if backend != "cpu":
         return "conv"
+    if native_ok is None:
+        native_ok = kernel <= native.MAX_KERNEL and jax.device_count() == 1
+        native_ok = native_ok and native.available()
+    if native_ok:
+        return "native"
     return "matmul" if h * w <= MATMUL_MAX_POSITIONS else "shift"
 
 
@@ -67,11 +86,13 @@ def depthwise(x: jax.Array, w: jax.Array, stride: int, form: str | None = None) 
         stride: 1 or 2.
         form: one of `FORMS`, or None to choose by size and backend.
     """
-    form = form or choose(x.shape[1], x.shape[2])
+    form = form or choose(x.shape[1], x.shape[2], kernel=w.shape[0])
     if form == "matmul":
         return depthwise_matmul(x, w, stride)
     if form == "shift":
         return depthwise_shift(x, w, stride)
+    if form == "native":
+        return depthwise_native(x, w, stride)
     if form == "conv":
         return depthwise_conv(x, w, stride)
     raise ValueError(f"unknown depthwise form {form!r}; choose one of {FORMS}")
@@ -205,6 +226,48 @@ def _weight_grad(x: jax.Array, g: jax.Array, k: int, stride: int) -> jax.Array:
         return carry, jnp.stack([m[:, j + stride * cols, cols].sum(-1) for j in range(k)])
 
     return lax.scan(row, None, jnp.arange(k))[1]
+
+
+# ---- native ---------------------------------------------------------------------------------
+def _native_call(
+    target: str,
+    a: jax.Array,
+    b: jax.Array,
+    out_shape: tuple,
+    stride: int,
+    k: int,
+    hw: tuple[int, int],
+) -> jax.Array:
+    if not native.available():  # builds and registers them on first use
+        raise RuntimeError("the native depthwise kernels could not be built here (see the log)")
+    (pt, _), (pl, _) = same_padding(hw[0], k, stride), same_padding(hw[1], k, stride)
+    call = jax.ffi.ffi_call(target, jax.ShapeDtypeStruct(out_shape, jnp.float32))
+    return call(a, b, stride=np.int64(stride), pad_top=np.int64(pt), pad_left=np.int64(pl))
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(2,))
+def depthwise_native(x: jax.Array, w: jax.Array, stride: int) -> jax.Array:
+    """Depthwise convolution by the hand-written CPU kernels of `supernet/native.py`."""
+    if w.shape[0] > native.MAX_KERNEL:
+        raise ValueError(f"the native depthwise kernels take kernels up to {native.MAX_KERNEL}")
+    b, h, wd, c = x.shape
+    out = (b, math.ceil(h / stride), math.ceil(wd / stride), c)
+    return _native_call("hwnas_depthwise_forward", x, w, out, stride, w.shape[0], (h, wd))
+
+
+def _native_fwd(x, w, stride):
+    return depthwise_native(x, w, stride), (x, w)
+
+
+def _native_bwd(stride, res, g):
+    x, w = res
+    k, hw = w.shape[0], x.shape[1:3]
+    dx = _native_call("hwnas_depthwise_input_grad", g, w, x.shape, stride, k, hw)
+    dw = _native_call("hwnas_depthwise_weight_grad", x, g, w.shape, stride, k, hw)
+    return dx, dw
+
+
+depthwise_native.defvjp(_native_fwd, _native_bwd)
 
 
 # ---- conv -----------------------------------------------------------------------------------

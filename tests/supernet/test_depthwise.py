@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from supernet import depthwise as dw
+from supernet import native
 from supernet.config import TrainConfig
 from supernet.model import SuperNet, arch_arrays, stack_archs
 from supernet.space import SearchSpace
@@ -24,6 +25,8 @@ CASES = [  # (h, w, channels, kernel, stride): odd and even maps, both strides, 
     (14, 14, 6, 7, 1),
     (15, 15, 4, 5, 2),
     (28, 28, 3, 3, 2),
+    (12, 11, 24, 7, 2),  # channels in a vector of 16 and one of 8
+    (10, 10, 40, 3, 1),
 ]
 
 
@@ -46,7 +49,10 @@ def _close(a, b) -> float:
     return float(jnp.max(jnp.abs(a - b)) / jnp.maximum(jnp.max(jnp.abs(b)), 1.0))
 
 
-@pytest.mark.parametrize("form", ["matmul", "shift"])
+needs_native = pytest.mark.skipif(not native.available(), reason="no C++ compiler here")
+
+
+@pytest.mark.parametrize("form", ["matmul", "shift", pytest.param("native", marks=needs_native)])
 @pytest.mark.parametrize(("h", "w", "c", "k", "stride"), CASES)
 def test_forms_agree_with_the_grouped_convolution(form, h, w, c, k, stride):
     x, wk = _inputs(h, w, c, k)
@@ -69,21 +75,23 @@ def test_shift_gradient_is_its_own_not_autodiffs():
 
 
 @pytest.mark.parametrize(
-    ("h", "w", "backend", "form"),
+    ("h", "w", "backend", "native_ok", "form"),
     [
-        (7, 7, "cpu", "matmul"),
-        (14, 14, "cpu", "matmul"),
-        (20, 20, "cpu", "matmul"),
-        (21, 21, "cpu", "shift"),
-        (28, 28, "cpu", "shift"),
-        (112, 112, "cpu", "shift"),
-        (7, 7, "gpu", "conv"),
-        (112, 112, "gpu", "conv"),
-        (14, 14, "tpu", "conv"),
+        (7, 7, "cpu", True, "native"),
+        (112, 112, "cpu", True, "native"),
+        (7, 7, "cpu", False, "matmul"),
+        (14, 14, "cpu", False, "matmul"),
+        (20, 20, "cpu", False, "matmul"),
+        (21, 21, "cpu", False, "shift"),
+        (28, 28, "cpu", False, "shift"),
+        (112, 112, "cpu", False, "shift"),
+        (7, 7, "gpu", True, "conv"),
+        (112, 112, "gpu", False, "conv"),
+        (14, 14, "tpu", True, "conv"),
     ],
 )
-def test_the_form_follows_map_size_and_backend(h, w, backend, form):
-    assert dw.choose(h, w, backend) == form
+def test_the_form_follows_map_size_backend_and_the_kernels(h, w, backend, native_ok, form):
+    assert dw.choose(h, w, backend, native_ok) == form
 
 
 def test_unknown_form_is_refused():
