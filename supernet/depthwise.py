@@ -57,21 +57,26 @@ MATMUL_MAX_POSITIONS = 400  # 20x20: above 14x14 (matmul wins), below 28x28 (shi
 
 
 def choose(
-    h: int, w: int, backend: str | None = None, native_ok: bool | None = None, kernel: int = 7
+    h: int,
+    w: int,
+    backend: str | None = None,
+    native_ok: bool | None = None,
+    kernel: int = 7,
+    dtype=jnp.float32,
 ) -> str:
-    """The depthwise form for an (h, w) input map and a `kernel`-wide kernel on `backend`
-    (default: JAX's).
+    """The depthwise form for an (h, w) input map, a `kernel`-wide kernel and `dtype` on
+    `backend` (default: JAX's).
 
-    `native_ok` (default: the kernels are built, the kernel is at most `native.MAX_KERNEL` and
-    there is one device) says whether the native kernels may run: they are not partitioned, so
-    a multi-device mesh keeps XLA's forms.
+    `native_ok` (default: the kernels are built, float32, the kernel is at most
+    `native.MAX_KERNEL` and there is one device) says whether the native kernels may run: they
+    are not partitioned, so a multi-device mesh keeps XLA's forms.
     """
     backend = backend or jax.default_backend()
     if backend != "cpu":
         return "conv"
     if native_ok is None:
-        native_ok = kernel <= native.MAX_KERNEL and jax.device_count() == 1
-        native_ok = native_ok and native.available()
+        fits = kernel <= native.MAX_KERNEL and jnp.dtype(dtype) == jnp.float32
+        native_ok = fits and jax.device_count() == 1 and native.available()
     if native_ok:
         return "native"
     return "matmul" if h * w <= MATMUL_MAX_POSITIONS else "shift"
@@ -86,7 +91,7 @@ def depthwise(x: jax.Array, w: jax.Array, stride: int, form: str | None = None) 
         stride: 1 or 2.
         form: one of `FORMS`, or None to choose by size and backend.
     """
-    form = form or choose(x.shape[1], x.shape[2], kernel=w.shape[0])
+    form = form or choose(x.shape[1], x.shape[2], kernel=w.shape[0], dtype=x.dtype)
     if form == "matmul":
         return depthwise_matmul(x, w, stride)
     if form == "shift":
@@ -241,18 +246,23 @@ def _native_call(
     if not native.available():  # builds and registers them on first use
         raise RuntimeError("the native depthwise kernels could not be built here (see the log)")
     (pt, _), (pl, _) = same_padding(hw[0], k, stride), same_padding(hw[1], k, stride)
-    call = jax.ffi.ffi_call(target, jax.ShapeDtypeStruct(out_shape, jnp.float32))
+    out = jax.ShapeDtypeStruct(out_shape, jnp.float32)
+    call = jax.ffi.ffi_call(target, out, vmap_method="sequential")
     return call(a, b, stride=np.int64(stride), pad_top=np.int64(pt), pad_left=np.int64(pl))
 
 
 @partial(jax.custom_vjp, nondiff_argnums=(2,))
 def depthwise_native(x: jax.Array, w: jax.Array, stride: int) -> jax.Array:
     """Depthwise convolution by the hand-written CPU kernels of `supernet/native.py`."""
-    if w.shape[0] > native.MAX_KERNEL:
+    k = w.shape[0]
+    if k > native.MAX_KERNEL:
         raise ValueError(f"the native depthwise kernels take kernels up to {native.MAX_KERNEL}")
+    f32 = x.dtype == w.dtype == jnp.float32
+    if x.ndim != 4 or w.shape != (k, k, x.shape[-1]) or not f32:
+        raise ValueError("the native depthwise kernels take float32 x (B, H, W, C), w (k, k, C)")
     b, h, wd, c = x.shape
     out = (b, math.ceil(h / stride), math.ceil(wd / stride), c)
-    return _native_call("hwnas_depthwise_forward", x, w, out, stride, w.shape[0], (h, wd))
+    return _native_call("hwnas_depthwise_forward", x, w, out, stride, k, (h, wd))
 
 
 def _native_fwd(x, w, stride):

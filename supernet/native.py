@@ -15,6 +15,7 @@ import hashlib
 import logging
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).parent / "native" / "depthwise.cc"
 MAX_KERNEL = 8  # kMaxKernel in native/depthwise.cc
+FLAGS = ("-O3", "-march=native", "-std=c++17", "-shared", "-fPIC")
 TARGETS = {
     "hwnas_depthwise_forward": "HwnasDepthwiseForward",
     "hwnas_depthwise_input_grad": "HwnasDepthwiseInputGrad",
@@ -42,34 +44,40 @@ def _cpu_id() -> str:
         lines = Path("/proc/cpuinfo").read_text().splitlines()
     except OSError:
         return platform.processor()
-    keep = [ln for ln in lines if ln.startswith(("model name", "flags"))]
-    return "\n".join(dict.fromkeys(keep))
+    # x86 names its CPU and features "model name" and "flags"; ARM "CPU part" and "Features"
+    keys = ("model name", "flags", "CPU implementer", "CPU part", "Features")
+    keep = [ln for ln in lines if ln.startswith(keys)]
+    return "\n".join([platform.machine(), *dict.fromkeys(keep)])
 
 
-def _compiler() -> str | None:
-    return shutil.which(os.environ.get("CXX", "c++"))
+def _compiler() -> list[str] | None:
+    """The C++ compiler command (`$CXX` may hold a launcher, as in "ccache g++")."""
+    cmd = shlex.split(os.environ.get("CXX", "c++"))
+    return cmd if cmd and shutil.which(cmd[0]) else None
 
 
-def _build(cxx: str) -> Path:
-    """Compile the kernels (once per source, jaxlib, compiler and CPU) and return the library."""
+def _build(cxx: list[str]) -> Path:
+    """Compile the kernels (once per source, flags, jaxlib, compiler and CPU: the library is
+    built for this CPU) and return the library."""
     import jax.ffi
     import jaxlib
 
-    version = subprocess.run([cxx, "--version"], capture_output=True, text=True).stdout
-    key = hashlib.sha256(
-        "\0".join([SOURCE.read_text(), jaxlib.__version__, version, _cpu_id()]).encode()
-    ).hexdigest()[:16]
+    flags = [*FLAGS, "-I", jax.ffi.include_dir()]
+    version = subprocess.run([*cxx, "--version"], capture_output=True, text=True).stdout
+    parts = [SOURCE.read_text(), shlex.join(flags), jaxlib.__version__, version, _cpu_id()]
+    key = hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
     lib = cache_dir() / f"depthwise-{key}.so"
     if lib.exists():
         return lib
     lib.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=lib.parent) as tmp:
         out = Path(tmp) / lib.name
-        cmd = [cxx, "-O3", "-march=native", "-std=c++17", "-shared", "-fPIC"]
-        cmd += ["-I", jax.ffi.include_dir(), str(SOURCE), "-o", str(out)]
-        done = subprocess.run(cmd, capture_output=True, text=True)
+        done = subprocess.run(
+            [*cxx, *flags, str(SOURCE), "-o", str(out)], capture_output=True, text=True
+        )
         if done.returncode:
-            raise RuntimeError(done.stderr.strip().splitlines()[-1] if done.stderr else "failed")
+            errors = [ln for ln in done.stderr.splitlines() if "error" in ln.lower()]
+            raise RuntimeError((errors or done.stderr.splitlines() or ["failed"])[0].strip())
         os.replace(out, lib)  # atomic: concurrent builders each write their own temp file
     return lib
 
@@ -85,7 +93,7 @@ def available() -> bool:
         return False
     try:
         library = ctypes.CDLL(str(_build(cxx)))
-    except (OSError, RuntimeError) as err:
+    except Exception as err:  # any failure to build or load leaves XLA's forms in place
         log.warning("native kernels unavailable (%s): depthwise layers use XLA's forms", err)
         return False
     import jax.ffi

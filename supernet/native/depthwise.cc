@@ -27,7 +27,8 @@ namespace ffi = xla::ffi;
 namespace {
 
 
-constexpr int64_t kMaxKernel = 8;  // larger kernels are refused (CheckKernel)
+constexpr int64_t kMaxKernel = 8;  // larger kernels are refused (Read)
+constexpr int64_t kChunks = 8;     // the weight gradient's partial sums
 
 struct Geometry {
   int64_t b, h, w, c, k, ho, wo, stride, pt, pl;
@@ -36,15 +37,22 @@ struct Geometry {
 struct Work {
   std::atomic<int64_t> next{0};
   std::atomic<int64_t> done{0};
+  std::atomic<bool> failed{false};
   std::mutex mu;
   std::condition_variable cv;
 };
 
-// Claims and runs indices until none is left.
-void Drain(Work& work, int64_t n, const std::function<void(int64_t)>& fn) {
+// Claims and runs indices until none is left. `fn` is dereferenced only for a claimed index,
+// so a helper that starts after the caller returned never touches it. An exception (an
+// allocation that failed) is recorded, not thrown through the FFI boundary.
+void Drain(Work& work, int64_t n, const std::function<void(int64_t)>* fn) noexcept {
   int64_t i;
   while ((i = work.next.fetch_add(1)) < n) {
-    fn(i);
+    try {
+      (*fn)(i);
+    } catch (...) {
+      work.failed = true;
+    }
     if (work.done.fetch_add(1) + 1 == n) {
       std::lock_guard<std::mutex> lock(work.mu);
       work.cv.notify_all();
@@ -52,18 +60,23 @@ void Drain(Work& work, int64_t n, const std::function<void(int64_t)>& fn) {
   }
 }
 
-// Runs fn(i) for i in [0, n) on the caller and the pool. The caller claims indices too, so no
-// thread ever waits for a task that cannot start (the caller may itself be a pool worker). A
-// helper that starts after every index is claimed returns at once without touching `fn`.
-void ParallelFor(ffi::ThreadPool& pool, int64_t n, const std::function<void(int64_t)>& fn) {
+// Runs fn(i) for i in [0, n) on the caller and the pool; false if any call threw. The caller
+// claims indices too, so no thread ever waits for a task that cannot start (the caller may
+// itself be a pool worker).
+bool ParallelFor(ffi::ThreadPool& pool, int64_t n, const std::function<void(int64_t)>& fn) {
   auto work = std::make_shared<Work>();
   const int64_t helpers = std::min<int64_t>(pool.num_threads(), n) - 1;
   for (int64_t t = 0; t < helpers; ++t) {
-    pool.Schedule([work, n, fnp = &fn]() { Drain(*work, n, *fnp); });
+    pool.Schedule([work, n, fnp = &fn]() { Drain(*work, n, fnp); });
   }
-  Drain(*work, n, fn);
+  Drain(*work, n, &fn);
   std::unique_lock<std::mutex> lock(work->mu);
   work->cv.wait(lock, [&] { return work->done.load() == n; });
+  return !work->failed;
+}
+
+ffi::Error Done(bool ok) {
+  return ok ? ffi::Error::Success() : ffi::Error::Internal("hwnas depthwise: out of memory");
 }
 
 // Channels go in vectors of N floats (GCC's vector extension: one zmm with AVX-512), and a
@@ -249,69 +262,80 @@ Rows GradRows(const Geometry& g) {
   return Rows(g.c, off, off + g.wo + off + 1);
 }
 
-ffi::Error CheckKernel(const Geometry& g) {
-  if (g.k < 1 || g.k > kMaxKernel) {
-    return ffi::Error::InvalidArgument("hwnas depthwise kernels take kernels of 1 to 8");
+// Reads the geometry of a call, or says why the kernels cannot take it (the Python side passes
+// consistent shapes; a wrong one would otherwise read out of bounds).
+ffi::Error Read(Geometry* g, ffi::Span<const int64_t> x, ffi::Span<const int64_t> w,
+                ffi::Span<const int64_t> y, int64_t stride, int64_t pt, int64_t pl) {
+  if (x.size() != 4 || w.size() != 3 || y.size() != 4) {
+    return ffi::Error::InvalidArgument("hwnas depthwise: x and y must be NHWC, w (k, k, C)");
+  }
+  *g = Geometry{x[0], x[1], x[2], x[3], w[0], y[1], y[2], stride, pt, pl};
+  if (g->k < 1 || g->k > kMaxKernel || w[1] != g->k || w[2] != g->c || y[3] != g->c ||
+      y[0] != g->b) {
+    return ffi::Error::InvalidArgument("hwnas depthwise: w must be (k, k, C) with k <= 8");
+  }
+  if (stride < 1 || stride > 2 || g->ho != (g->h + stride - 1) / stride ||
+      g->wo != (g->w + stride - 1) / stride || pt < 0 || pt >= g->k || pl < 0 || pl >= g->k) {
+    return ffi::Error::InvalidArgument("hwnas depthwise: inconsistent shapes or padding");
   }
   return ffi::Error::Success();
-}
-
-Geometry MakeGeometry(ffi::Span<const int64_t> xdims, ffi::Span<const int64_t> wdims,
-                      ffi::Span<const int64_t> ydims, int64_t stride, int64_t pt, int64_t pl) {
-  return Geometry{xdims[0], xdims[1], xdims[2], xdims[3], wdims[0],
-                  ydims[1], ydims[2], stride,   pt,       pl};
 }
 
 ffi::Error Forward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w,
                    ffi::ResultBuffer<ffi::F32> y, int64_t stride, int64_t pad_top,
                    int64_t pad_left) {
-  const Geometry g =
-      MakeGeometry(x.dimensions(), w.dimensions(), y->dimensions(), stride, pad_top, pad_left);
-  if (ffi::Error err = CheckKernel(g); err.failure()) return err;
+  Geometry g;
+  if (ffi::Error err = Read(&g, x.dimensions(), w.dimensions(), y->dimensions(), stride, pad_top, pad_left);
+      err.failure()) {
+    return err;
+  }
   const float* xp = x.typed_data();
   const float* wp = w.typed_data();
   float* yp = y->typed_data();
-  ParallelFor(pool, g.b, [&](int64_t b) {
+  return Done(ParallelFor(pool, g.b, [&](int64_t b) {
     Rows rows = InputRows(g);
     for (int64_t oy = 0; oy < g.ho; ++oy) ForwardRow(g, xp, wp, yp, b, oy, rows);
-  });
-  return ffi::Error::Success();
+  }));
 }
 
 ffi::Error InputGrad(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> dy, ffi::Buffer<ffi::F32> w,
                      ffi::ResultBuffer<ffi::F32> dx, int64_t stride, int64_t pad_top,
                      int64_t pad_left) {
-  const Geometry g =
-      MakeGeometry(dx->dimensions(), w.dimensions(), dy.dimensions(), stride, pad_top, pad_left);
-  if (ffi::Error err = CheckKernel(g); err.failure()) return err;
+  Geometry g;
+  if (ffi::Error err = Read(&g, dx->dimensions(), w.dimensions(), dy.dimensions(), stride, pad_top, pad_left);
+      err.failure()) {
+    return err;
+  }
   const float* gp = dy.typed_data();
   const float* wp = w.typed_data();
   float* xp = dx->typed_data();
-  ParallelFor(pool, g.b, [&](int64_t b) {
+  return Done(ParallelFor(pool, g.b, [&](int64_t b) {
     Rows rows = GradRows(g);
     for (int64_t iy = 0; iy < g.h; ++iy) InputGradRow(g, gp, wp, xp, b, iy, rows);
-  });
-  return ffi::Error::Success();
+  }));
 }
 
 ffi::Error WeightGrad(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> dy,
                       ffi::ResultBuffer<ffi::F32> dw, int64_t stride, int64_t pad_top,
                       int64_t pad_left) {
-  const Geometry g =
-      MakeGeometry(x.dimensions(), dw->dimensions(), dy.dimensions(), stride, pad_top, pad_left);
-  if (ffi::Error err = CheckKernel(g); err.failure()) return err;
+  Geometry g;
+  if (ffi::Error err = Read(&g, x.dimensions(), dw->dimensions(), dy.dimensions(), stride, pad_top, pad_left);
+      err.failure()) {
+    return err;
+  }
   const int64_t size = g.k * g.k * g.c;
-  // One partial sum per chunk of images, added in a fixed order: the result does not depend
-  // on which thread ran which chunk.
-  const int64_t chunks = std::min<int64_t>(g.b, std::max<int64_t>(pool.num_threads(), 1) * 2);
+  // One partial sum per chunk of images, added in a fixed order: the result depends neither
+  // on which thread ran which chunk nor on how many threads there are.
+  const int64_t chunks = std::min<int64_t>(g.b, kChunks);
   std::vector<float> parts(chunks * size, 0.0f);
   const float* xp = x.typed_data();
   const float* gp = dy.typed_data();
-  ParallelFor(pool, chunks, [&](int64_t t) {
+  const bool ok = ParallelFor(pool, chunks, [&](int64_t t) {
     Rows rows = InputRows(g);
     for (int64_t b = t * g.b / chunks; b < (t + 1) * g.b / chunks; ++b)
       WeightGradImage(g, xp, gp, parts.data() + t * size, b, rows);
   });
+  if (!ok) return Done(ok);
   float* out = dw->typed_data();
   std::fill(out, out + size, 0.0f);
   for (int64_t t = 0; t < chunks; ++t)

@@ -28,6 +28,15 @@ CASES = [  # (h, w, channels, kernel, stride): odd and even maps, both strides, 
     (12, 11, 24, 7, 2),  # channels in a vector of 16 and one of 8
     (10, 10, 40, 3, 1),
 ]
+EDGE_CASES = [  # the native kernels' edges: even and one-wide kernels, kernels wider than the map
+    (1, 1, 3, 8, 2),
+    (2, 3, 17, 8, 2),
+    (3, 3, 9, 6, 1),
+    (4, 5, 3, 4, 2),
+    (5, 4, 3, 2, 2),
+    (3, 2, 4, 1, 2),
+    (2, 2, 8, 7, 1),
+]
 
 
 def _loss(form: str, stride: int):
@@ -64,6 +73,12 @@ def test_forms_agree_with_the_grouped_convolution(form, h, w, c, k, stride):
     g_got = jax.jit(jax.grad(_loss(form, stride), argnums=(0, 1)))(x, wk)
     assert _close(g_got[0], g_ref[0]) < 1e-5  # input gradient
     assert _close(g_got[1], g_ref[1]) < 1e-5  # weight gradient
+
+
+@needs_native
+@pytest.mark.parametrize(("h", "w", "c", "k", "stride"), EDGE_CASES)
+def test_native_kernels_agree_at_their_edges(h, w, c, k, stride):
+    test_forms_agree_with_the_grouped_convolution("native", h, w, c, k, stride)
 
 
 def test_shift_gradient_is_its_own_not_autodiffs():
