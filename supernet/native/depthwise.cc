@@ -281,48 +281,48 @@ ffi::Error Read(Geometry* g, ffi::Span<const int64_t> x, ffi::Span<const int64_t
   return ffi::Error::Success();
 }
 
+using RowFn = void (*)(const Geometry&, const float*, const float*, float*, int64_t, int64_t,
+                       Rows&);
+
+// Runs `row` over the `n` output rows of every image, images split over the pool, each task
+// with its own row buffer.
+ffi::Error PerRow(ffi::ThreadPool& pool, const Geometry& g, RowFn row, int64_t n,
+                  Rows (*buffer)(const Geometry&), const float* in, const float* w, float* out) {
+  return Done(ParallelFor(pool, g.b, [&](int64_t b) {
+    Rows rows = buffer(g);
+    for (int64_t r = 0; r < n; ++r) row(g, in, w, out, b, r, rows);
+  }));
+}
+
 ffi::Error Forward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w,
                    ffi::ResultBuffer<ffi::F32> y, int64_t stride, int64_t pad_top,
                    int64_t pad_left) {
   Geometry g;
-  if (ffi::Error err = Read(&g, x.dimensions(), w.dimensions(), y->dimensions(), stride, pad_top, pad_left);
-      err.failure()) {
-    return err;
-  }
-  const float* xp = x.typed_data();
-  const float* wp = w.typed_data();
-  float* yp = y->typed_data();
-  return Done(ParallelFor(pool, g.b, [&](int64_t b) {
-    Rows rows = InputRows(g);
-    for (int64_t oy = 0; oy < g.ho; ++oy) ForwardRow(g, xp, wp, yp, b, oy, rows);
-  }));
+  ffi::Error err =
+      Read(&g, x.dimensions(), w.dimensions(), y->dimensions(), stride, pad_top, pad_left);
+  if (err.failure()) return err;
+  return PerRow(pool, g, ForwardRow, g.ho, InputRows, x.typed_data(), w.typed_data(),
+                y->typed_data());
 }
 
 ffi::Error InputGrad(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> dy, ffi::Buffer<ffi::F32> w,
                      ffi::ResultBuffer<ffi::F32> dx, int64_t stride, int64_t pad_top,
                      int64_t pad_left) {
   Geometry g;
-  if (ffi::Error err = Read(&g, dx->dimensions(), w.dimensions(), dy.dimensions(), stride, pad_top, pad_left);
-      err.failure()) {
-    return err;
-  }
-  const float* gp = dy.typed_data();
-  const float* wp = w.typed_data();
-  float* xp = dx->typed_data();
-  return Done(ParallelFor(pool, g.b, [&](int64_t b) {
-    Rows rows = GradRows(g);
-    for (int64_t iy = 0; iy < g.h; ++iy) InputGradRow(g, gp, wp, xp, b, iy, rows);
-  }));
+  ffi::Error err =
+      Read(&g, dx->dimensions(), w.dimensions(), dy.dimensions(), stride, pad_top, pad_left);
+  if (err.failure()) return err;
+  return PerRow(pool, g, InputGradRow, g.h, GradRows, dy.typed_data(), w.typed_data(),
+                dx->typed_data());
 }
 
 ffi::Error WeightGrad(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> dy,
                       ffi::ResultBuffer<ffi::F32> dw, int64_t stride, int64_t pad_top,
                       int64_t pad_left) {
   Geometry g;
-  if (ffi::Error err = Read(&g, x.dimensions(), dw->dimensions(), dy.dimensions(), stride, pad_top, pad_left);
-      err.failure()) {
-    return err;
-  }
+  ffi::Error err =
+      Read(&g, x.dimensions(), dw->dimensions(), dy.dimensions(), stride, pad_top, pad_left);
+  if (err.failure()) return err;
   const int64_t size = g.k * g.k * g.c;
   // One partial sum per chunk of images, added in a fixed order: the result depends neither
   // on which thread ran which chunk nor on how many threads there are.
