@@ -31,6 +31,7 @@ BENCHES: dict[str, tuple[str, ...]] = {
     "export_front": ("db", "search"),
     "dashboard_render": (),
     "train_throughput": (),
+    "host_memory": (),
     "closed_loop": ("db", "run"),
     "stream_scale": (),
     "cli_startup": (),

@@ -51,6 +51,7 @@ import optax
 
 from search.services.train import default_batch_size
 from supernet.compile_cache import enable_compile_cache
+from supernet.host_memory import reuse_host_memory
 from supernet.layers import BN_EPS, BN_MOMENTUM, activation, hsigmoid, hswish
 from supernet.model import SuperNet, arch_arrays, stack_archs
 from supernet.space import LayerShape, SearchSpace, Subnet, load_space
@@ -361,6 +362,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict | None:
     args = parse_args(argv)
+    reuse_host_memory()  # as `hwnas train` does
     enable_compile_cache()
     space = load_space(args.space)
     args.batch = args.batch or default_batch_size(space)

@@ -30,6 +30,7 @@ from supernet.compile_cache import enable_compile_cache
 from supernet.config import TrainConfig, read_toml
 from supernet.data import DATASETS
 from supernet.distributed import Cluster
+from supernet.host_memory import reuse_host_memory
 from supernet.space import SearchSpace, load_space
 
 logger = logging.getLogger(__name__)
@@ -141,6 +142,7 @@ def train(
     seed = seed if seed is not None else from_file.get("seed", TrainConfig.seed)
     space = load_space(space_file)
     asked = RunSpec(dataset, data_dir, space, seed, launch.loader, None, from_file)
+    reuse_host_memory()  # before JAX starts: it fixes the CPU client's dispatch
     launch.cluster.start()  # before anything runs on a device
     with _job_guard(launch.cluster):
         if not launch.cluster.leader:

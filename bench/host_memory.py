@@ -1,0 +1,140 @@
+"""Host memory A/B: the supernet's training step with malloc and dispatch as they come, and with
+`supernet.host_memory.reuse_host_memory` (as `hwnas train` runs it).
+
+Run from the repository root:
+
+    PYTHONPATH=. python bench/host_memory.py [--space ofa-mbv3] [--batch N] [--steps 6]
+        [--repeats 3] [--out result.json]
+
+Each measurement is a fresh process (the allocator's settings and JAX's dispatch mode hold for a
+whole process), the two settings alternating `--repeats` times so machine noise hits them
+alike. A process compiles the step for the largest subnet (from XLA's persistent cache after
+the first), runs two untimed steps, then times `--steps` steps one by one; it reports the median
+step, the minor page faults of the timed steps and its peak RSS. The parent reports the medians
+of each setting and the ratio of their step times. A table goes to stderr and one JSON object is
+the last line of stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+SETTINGS = ("default", "reuse")
+
+
+def child(args: argparse.Namespace) -> dict:
+    """One process's figures for one setting."""
+    from supernet.host_memory import reuse_host_memory
+
+    changed = reuse_host_memory() if args.child == "reuse" else False
+    from bench.train_throughput import peak_rss_gb, supernet_runner
+    from search.services.train import default_batch_size
+    from supernet.compile_cache import enable_compile_cache
+    from supernet.space import load_space
+    from supernet.train import TrainConfig, make_optimizer
+
+    enable_compile_cache()
+    space = load_space(args.space)
+    batch = args.batch or default_batch_size(space)
+    runner, _ = supernet_runner(space, make_optimizer(TrainConfig(), 100), batch)
+    runner.run(2)
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    steps = [runner.run(1) for _ in range(args.steps)]
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
+    return {
+        "setting": args.child,
+        "allocator_changed": changed,
+        "batch": batch,
+        "step_s": statistics.median(steps),
+        "steps_s": [round(s, 3) for s in steps],
+        "faults_per_step": faults / args.steps,
+        "peak_rss_gb": peak_rss_gb(),
+    }
+
+
+def run_child(setting: str, args: argparse.Namespace) -> dict:
+    cmd = [sys.executable, __file__, "--child", setting, "--steps", str(args.steps)]
+    cmd += ["--space", args.space] + (["--batch", str(args.batch)] if args.batch else [])
+    done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def compare(args: argparse.Namespace) -> dict:
+    runs: dict[str, list[dict]] = {s: [] for s in SETTINGS}
+    for rep in range(args.repeats):
+        for setting in SETTINGS:
+            runs[setting].append(run_child(setting, args))
+            r = runs[setting][-1]
+            print(
+                f"round {rep + 1}/{args.repeats} {setting}: {r['step_s']:.2f} s a step, "
+                f"{r['faults_per_step']:.0f} faults a step, RSS {r['peak_rss_gb']:.2f} GB",
+                file=sys.stderr,
+                flush=True,
+            )
+    med = {
+        s: {k: statistics.median(r[k] for r in runs[s]) for k in SETTINGS_KEYS} for s in SETTINGS
+    }
+    return {
+        "space": args.space,
+        "batch": runs["default"][0]["batch"],
+        "median": med,
+        "speedup": med["default"]["step_s"] / med["reuse"]["step_s"],
+        "runs": runs,
+        "argv": sys.argv,
+    }
+
+
+SETTINGS_KEYS = ("step_s", "faults_per_step", "peak_rss_gb")
+
+
+def print_table(result: dict) -> None:
+    print(f"\n{result['space']}, batch {result['batch']}", file=sys.stderr)
+    print(f"{'setting':<10}{'s/step':>10}{'faults/step':>14}{'peak RSS GB':>14}", file=sys.stderr)
+    for s in SETTINGS:
+        m = result["median"][s]
+        print(
+            f"{s:<10}{m['step_s']:>10.2f}{m['faults_per_step']:>14.0f}{m['peak_rss_gb']:>14.2f}",
+            file=sys.stderr,
+        )
+    print(f"speedup (default / reuse): {result['speedup']:.2f}x", file=sys.stderr)
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--space", default="ofa-mbv3", help="preset name or file (default ofa-mbv3)")
+    p.add_argument("--batch", type=_positive, default=None, help="default: hwnas train's")
+    p.add_argument("--steps", type=_positive, default=6, help="timed steps a process (6)")
+    p.add_argument("--repeats", type=_positive, default=3, help="processes per setting (3)")
+    p.add_argument("--out", type=Path, default=None, help="also write the JSON result here")
+    p.add_argument("--child", choices=SETTINGS, default=None, help="(internal) one process")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    if args.child:
+        result = child(args)
+    else:
+        result = compare(args)
+        print_table(result)
+        if args.out:
+            args.out.write_text(json.dumps(result) + "\n")
+    print(json.dumps(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()
