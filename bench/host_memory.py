@@ -3,14 +3,16 @@
 
 Run from the repository root:
 
-    PYTHONPATH=. python bench/host_memory.py [--space ofa-mbv3] [--batch N] [--steps 6]
-        [--repeats 3] [--out result.json]
+    PYTHONPATH=. python bench/host_memory.py [--space ofa-mbv3] [--step largest|sandwich]
+        [--batch N] [--steps 6] [--repeats 3] [--out result.json]
 
 Each measurement is a fresh process (the allocator's settings and JAX's dispatch mode hold for a
 whole process), the two settings alternating `--repeats` times so machine noise hits them
-alike. A process compiles the step for the largest subnet (from XLA's persistent cache after
-the first), runs two untimed steps, then times `--steps` steps one by one; it reports the median
-step, the minor page faults of the timed steps and its peak RSS. The parent reports the medians
+alike. A process compiles the training step (from XLA's persistent cache after the first) and
+warms it up: for the largest subnet alone two untimed steps, for the sandwich (`--step
+sandwich`, as `hwnas train` trains) steps until every resolution has run. Then it times
+`--steps` steps one by one; it reports the warm-up's seconds, the median step, the minor page
+faults of the timed steps and its peak RSS. The parent reports the medians
 of each setting and the ratio of their step times. A table goes to stderr and one JSON object is
 the last line of stdout.
 """
@@ -23,6 +25,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 SETTINGS = ("default", "reuse")
@@ -33,7 +36,7 @@ def child(args: argparse.Namespace) -> dict:
     from supernet.host_memory import reuse_host_memory
 
     changed = reuse_host_memory() if args.child == "reuse" else False
-    from bench.train_throughput import peak_rss_gb, supernet_runner
+    from bench.train_throughput import peak_rss_gb, sandwich_runner, supernet_runner
     from search.services.train import default_batch_size
     from supernet.compile_cache import enable_compile_cache
     from supernet.space import load_space
@@ -42,8 +45,14 @@ def child(args: argparse.Namespace) -> dict:
     enable_compile_cache()
     space = load_space(args.space)
     batch = args.batch or default_batch_size(space)
-    runner, _ = supernet_runner(space, make_optimizer(TrainConfig(), 100), batch)
-    runner.run(2)
+    tx = make_optimizer(TrainConfig(), 100)
+    t0 = time.perf_counter()
+    if args.step == "sandwich":  # warmed up: a step at every resolution
+        runner = sandwich_runner(space, tx, batch)[0]
+    else:
+        runner = supernet_runner(space, tx, batch)[0]
+        runner.run(2)
+    warmup = time.perf_counter() - t0
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     steps = [runner.run(1) for _ in range(args.steps)]
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
@@ -51,6 +60,7 @@ def child(args: argparse.Namespace) -> dict:
         "setting": args.child,
         "allocator_changed": changed,
         "batch": batch,
+        "warmup_s": warmup,
         "step_s": statistics.median(steps),
         "steps_s": [round(s, 3) for s in steps],
         "faults_per_step": faults / args.steps,
@@ -60,7 +70,8 @@ def child(args: argparse.Namespace) -> dict:
 
 def run_child(setting: str, args: argparse.Namespace) -> dict:
     cmd = [sys.executable, __file__, "--child", setting, "--steps", str(args.steps)]
-    cmd += ["--space", args.space] + (["--batch", str(args.batch)] if args.batch else [])
+    cmd += ["--space", args.space, "--step", args.step]
+    cmd += ["--batch", str(args.batch)] if args.batch else []
     done = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -82,6 +93,7 @@ def compare(args: argparse.Namespace) -> dict:
     }
     return {
         "space": args.space,
+        "step": args.step,
         "batch": runs["default"][0]["batch"],
         "median": med,
         "speedup": med["default"]["step_s"] / med["reuse"]["step_s"],
@@ -90,16 +102,19 @@ def compare(args: argparse.Namespace) -> dict:
     }
 
 
-SETTINGS_KEYS = ("step_s", "faults_per_step", "peak_rss_gb")
+SETTINGS_KEYS = ("warmup_s", "step_s", "faults_per_step", "peak_rss_gb")
 
 
 def print_table(result: dict) -> None:
-    print(f"\n{result['space']}, batch {result['batch']}", file=sys.stderr)
-    print(f"{'setting':<10}{'s/step':>10}{'faults/step':>14}{'peak RSS GB':>14}", file=sys.stderr)
+    head = f"\n{result['space']}, {result['step']} step, batch {result['batch']}"
+    print(head, file=sys.stderr)
+    cols = ("warm-up s", "s/step", "faults/step", "peak RSS GB")
+    print(f"{'setting':<10}" + "".join(f"{c:>14}" for c in cols), file=sys.stderr)
     for s in SETTINGS:
         m = result["median"][s]
         print(
-            f"{s:<10}{m['step_s']:>10.2f}{m['faults_per_step']:>14.0f}{m['peak_rss_gb']:>14.2f}",
+            f"{s:<10}{m['warmup_s']:>14.1f}{m['step_s']:>14.2f}{m['faults_per_step']:>14.0f}"
+            f"{m['peak_rss_gb']:>14.2f}",
             file=sys.stderr,
         )
     print(f"speedup (default / reuse): {result['speedup']:.2f}x", file=sys.stderr)
@@ -115,6 +130,12 @@ def _positive(text: str) -> int:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--space", default="ofa-mbv3", help="preset name or file (default ofa-mbv3)")
+    p.add_argument(
+        "--step",
+        choices=("largest", "sandwich"),
+        default="largest",
+        help="the step for the largest subnet alone, or the sandwich at every resolution",
+    )
     p.add_argument("--batch", type=_positive, default=None, help="default: hwnas train's")
     p.add_argument("--steps", type=_positive, default=6, help="timed steps a process (6)")
     p.add_argument("--repeats", type=_positive, default=3, help="processes per setting (3)")

@@ -12,13 +12,15 @@ steps' worth, 7-10 GB). Measured on 2 cores: 3.0 s a step down to 2.0 s, peak RS
 took it to 2.5 s; they only cut the fault count, the zeroing stays.
 
 A synchronous call still releases the GIL, so the loader's threads keep decoding while a step
-runs. Other allocators than glibc's (musl, macOS) are left as they are.
+runs. Other allocators than glibc's (musl, macOS) are left as they are, and so is everything
+with `HWNAS_HOST_MEMORY=0`.
 """
 
 from __future__ import annotations
 
 import ctypes
 import logging
+import os
 
 logger = logging.getLogger(__name__)
 
@@ -32,10 +34,13 @@ def reuse_host_memory() -> bool:
 
     Call before JAX's first computation: once the CPU client exists its dispatch mode is fixed,
     and with asynchronous dispatch a heap that keeps its pages would grow instead. Returns
-    whether the allocator was changed (False on other C libraries or with JAX started)."""
+    whether the allocator was changed (False on other C libraries, with JAX started or with
+    `HWNAS_HOST_MEMORY=0`)."""
     import jax
     from jax._src import xla_bridge
 
+    if os.environ.get("HWNAS_HOST_MEMORY") == "0":
+        return False
     if xla_bridge.backends_are_initialized():
         logger.debug("JAX already started: host memory left as it is")
         return False

@@ -142,7 +142,8 @@ def train(
     seed = seed if seed is not None else from_file.get("seed", TrainConfig.seed)
     space = load_space(space_file)
     asked = RunSpec(dataset, data_dir, space, seed, launch.loader, None, from_file)
-    reuse_host_memory()  # before JAX starts: it fixes the CPU client's dispatch
+    if launch.cluster.num_processes == 1:  # a job's dead-peer error needs async dispatch
+        reuse_host_memory()  # before JAX starts: it fixes the CPU client's dispatch
     launch.cluster.start()  # before anything runs on a device
     with _job_guard(launch.cluster):
         if not launch.cluster.leader:

@@ -113,7 +113,7 @@ def test_a_dead_process_stops_the_job_with_one_line(tmp_path):
     assert procs[0].returncode == 1, err[-2000:]
     assert time.time() - t0 < 60
     last = err.strip().splitlines()[-1]
-    assert "another process of the job stopped" in last and "--resume" in last
+    assert "another process of the job stopped" in last and "--resume" in last, err[-3000:]
 
 
 def test_bad_input_stops_every_process_with_exit_2(tmp_path):

@@ -7,6 +7,7 @@ a whole process.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -36,9 +37,13 @@ print(json.dumps({"changed": changed, "faults": faults,
 glibc = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc")
 
 
-def _run(setting: str) -> dict:
+def _run(setting: str, **env: str) -> dict:
     done = subprocess.run(
-        [sys.executable, "-c", SCRIPT, setting], capture_output=True, text=True, check=True
+        [sys.executable, "-c", SCRIPT, setting],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, **env},
     )
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -52,7 +57,8 @@ def test_a_step_reuses_the_pages_the_last_step_freed():
 
 
 @glibc
-def test_with_jax_started_it_changes_nothing():
-    late = _run("late")
-    assert not late["changed"] and late["async"]
-    assert late["faults"] > 20_000
+@pytest.mark.parametrize(("setting", "env"), [("late", {}), ("reuse", {"HWNAS_HOST_MEMORY": "0"})])
+def test_with_jax_started_or_turned_off_it_changes_nothing(setting, env):
+    out = _run(setting, **env)
+    assert not out["changed"] and out["async"]
+    assert out["faults"] > 20_000
