@@ -1,5 +1,5 @@
 """Host memory A/B: the supernet's training step with malloc and dispatch as they come, and with
-`supernet.host_memory.reuse_host_memory` (as `hwnas train` runs it).
+`supernet.host_memory.reuse_host_memory` (as `hwnas train` runs it with `HWNAS_HOST_MEMORY=1`).
 
 Run from the repository root:
 
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -35,6 +36,8 @@ def child(args: argparse.Namespace) -> dict:
     """One process's figures for one setting."""
     from supernet.host_memory import reuse_host_memory
 
+    if args.child == "reuse":
+        os.environ["HWNAS_HOST_MEMORY"] = "1"
     changed = reuse_host_memory() if args.child == "reuse" else False
     from bench.train_throughput import peak_rss_gb, sandwich_runner, supernet_runner
     from search.services.train import default_batch_size

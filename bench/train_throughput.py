@@ -362,7 +362,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict | None:
     args = parse_args(argv)
-    reuse_host_memory()  # as `hwnas train` does
+    reused = reuse_host_memory()  # as `hwnas train` does (with HWNAS_HOST_MEMORY=1)
     enable_compile_cache()
     space = load_space(args.space)
     args.batch = args.batch or default_batch_size(space)
@@ -405,6 +405,7 @@ def main(argv: list[str] | None = None) -> dict | None:
         "device": jax.devices()[0].device_kind,
         "backend": jax.default_backend(),
         "cpu_count": os.cpu_count(),
+        "host_memory_reused": reused,
         "argv": sys.argv,
     }
     timed = range(first_timed, first_timed + args.steps * args.repeats)

@@ -24,6 +24,7 @@ from supernet.data import Dataset
 from supernet.distributed import same_everywhere
 from supernet.evaluate import Evaluator, resized_calibration
 from supernet.feed import MemoryFeed
+from supernet.host_memory import release_free_memory
 from supernet.loader import Shard
 from supernet.model import SuperNet, arch_arrays, stack_archs
 from supernet.space import SearchSpace, Subnet
@@ -172,6 +173,7 @@ def train_and_evaluate(
             digest = run.save(state, epoch)  # before the evaluation, which may fail
             accs = evaluate_ends(prep, ev, state, feed, config)
             run.report(epoch, state, meter, accs, time.perf_counter() - t0, on_epoch)
+            release_free_memory()
     finally:
         batches.close()
     if start >= config.epochs * spe:  # already finished: report the checkpoint as it is
