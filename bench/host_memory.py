@@ -29,6 +29,8 @@ import sys
 import time
 from pathlib import Path
 
+from bench.train_throughput import positive_int
+
 SETTINGS = ("default", "reuse")
 
 
@@ -123,13 +125,6 @@ def print_table(result: dict) -> None:
     print(f"speedup (default / reuse): {result['speedup']:.2f}x", file=sys.stderr)
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--space", default="ofa-mbv3", help="preset name or file (default ofa-mbv3)")
@@ -139,9 +134,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="largest",
         help="the step for the largest subnet alone, or the sandwich at every resolution",
     )
-    p.add_argument("--batch", type=_positive, default=None, help="default: hwnas train's")
-    p.add_argument("--steps", type=_positive, default=6, help="timed steps a process (6)")
-    p.add_argument("--repeats", type=_positive, default=3, help="processes per setting (3)")
+    p.add_argument("--batch", type=positive_int, default=None, help="default: hwnas train's")
+    p.add_argument("--steps", type=positive_int, default=6, help="timed steps a process (6)")
+    p.add_argument("--repeats", type=positive_int, default=3, help="processes per setting (3)")
     p.add_argument("--out", type=Path, default=None, help="also write the JSON result here")
     p.add_argument("--child", choices=SETTINGS, default=None, help="(internal) one process")
     return p.parse_args(argv)

@@ -328,7 +328,7 @@ def print_table(result: dict) -> None:
     )
 
 
-def _positive(text: str) -> int:
+def positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
@@ -339,14 +339,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument(
         "--batch",
-        type=_positive,
+        type=positive_int,
         default=None,
         help="images per step (default: hwnas train's for the space: 64, or 32 above 64 px)",
     )
     p.add_argument(
-        "--steps", type=_positive, default=10, help="steps per timed round (default 10)"
+        "--steps", type=positive_int, default=10, help="steps per timed round (default 10)"
     )
-    p.add_argument("--repeats", type=_positive, default=5, help="timed rounds of each (default 5)")
+    p.add_argument(
+        "--repeats", type=positive_int, default=5, help="timed rounds of each (default 5)"
+    )
     p.add_argument(
         "--space", default=None, help="preset name or .json/.toml file (default: digits)"
     )
