@@ -38,9 +38,10 @@ def child(args: argparse.Namespace) -> dict:
     """One process's figures for one setting."""
     from supernet.host_memory import reuse_host_memory
 
+    changed = False
     if args.child == "reuse":
         os.environ["HWNAS_HOST_MEMORY"] = "1"
-    changed = reuse_host_memory() if args.child == "reuse" else False
+        changed = reuse_host_memory()
     from bench.train_throughput import peak_rss_gb, sandwich_runner, supernet_runner
     from search.services.train import default_batch_size
     from supernet.compile_cache import enable_compile_cache

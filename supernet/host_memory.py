@@ -38,11 +38,11 @@ def reuse_host_memory() -> bool:
     and with asynchronous dispatch a heap that keeps its pages would grow instead. Returns
     whether the allocator was changed (False without `HWNAS_HOST_MEMORY=1`, on other C
     libraries or with JAX started)."""
+    if os.environ.get("HWNAS_HOST_MEMORY") != "1":
+        return False
     import jax
     from jax._src import xla_bridge
 
-    if os.environ.get("HWNAS_HOST_MEMORY") != "1":
-        return False
     if xla_bridge.backends_are_initialized():
         logger.debug("JAX already started: host memory left as it is")
         return False
