@@ -20,7 +20,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 COMMANDS = ["", "space", "train", "subnet", "measure", "predictor fit", "predict", "search",
-            "pareto", "export", "dashboard", "report", "demo", "db init"]  # fmt: skip
+            "pareto", "export", "dashboard", "report", "demo", "db init", "db status",
+            "accuracy fit"]  # fmt: skip
 EAGER = "import search.services.demo, search.services.report, search.services.export"
 
 

@@ -23,6 +23,18 @@ class Base(DeclarativeBase):
     type_annotation_map: ClassVar = {dict[str, Any]: JSON, list[Any]: JSON}
 
 
+class Fitted:
+    """A fitted predictor's columns beside its own: the name a search's refit gets
+    (`SEARCH/rN`, else none), its training size, held-out metrics, the model as JSON (never
+    pickled) and when it was fitted."""
+
+    name: Mapped[str | None] = mapped_column(String(240))
+    n_train: Mapped[int]
+    metrics: Mapped[dict[str, Any]]
+    model: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class Meta(Base):
     """Key/value facts about the database itself (the schema version)."""
 
@@ -135,20 +147,14 @@ class Measurement(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-class Predictor(Base):
-    """A fitted latency predictor of a (space, target) pair, stored as JSON (never pickled).
-    `name` is set on the predictors a search refits between its rounds (`SEARCH/rN`)."""
+class Predictor(Fitted, Base):
+    """A fitted latency predictor of a (space, target) pair (`latency.predictor`)."""
 
     __tablename__ = "hwnas_predictors"
     id: Mapped[int] = mapped_column(primary_key=True)
     target_id: Mapped[int] = mapped_column(ForeignKey("hwnas_targets.id"))
     space_key: Mapped[str | None] = mapped_column(String(16), index=True)
     kind: Mapped[str] = mapped_column(String(64))
-    name: Mapped[str | None] = mapped_column(String(240))
-    n_train: Mapped[int]
-    metrics: Mapped[dict[str, Any]]
-    model: Mapped[dict[str, Any]]
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Search(Base):
@@ -243,10 +249,9 @@ class AccuracySample(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-class AccuracyPredictor(Base):
-    """A fitted predictor of a run's supernet accuracy (at the run's `step`), stored as JSON
-    (`search.accuracy_predictor`, never pickled). `name` is set on the predictors a search
-    refits between its rounds (`SEARCH/rN`)."""
+class AccuracyPredictor(Fitted, Base):
+    """A fitted predictor of a run's supernet accuracy at the run's `step`
+    (`search.accuracy_predictor`)."""
 
     __tablename__ = "hwnas_accuracy_predictors"
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -254,11 +259,6 @@ class AccuracyPredictor(Base):
     step: Mapped[int]
     space_key: Mapped[str] = mapped_column(String(16))
     kind: Mapped[str] = mapped_column(String(32))
-    name: Mapped[str | None] = mapped_column(String(240))
-    n_train: Mapped[int]
-    metrics: Mapped[dict[str, Any]]
-    model: Mapped[dict[str, Any]]
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Export(Base):

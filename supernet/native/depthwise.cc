@@ -284,37 +284,30 @@ ffi::Error Read(Geometry* g, ffi::Span<const int64_t> x, ffi::Span<const int64_t
 using RowFn = void (*)(const Geometry&, const float*, const float*, float*, int64_t, int64_t,
                        Rows&);
 
-// Runs `row` over the `n` output rows of every image, images split over the pool, each task
-// with its own row buffer.
-ffi::Error PerRow(ffi::ThreadPool& pool, const Geometry& g, RowFn row, int64_t n,
-                  Rows (*buffer)(const Geometry&), const float* in, const float* w, float* out) {
+// The forward pass and the input gradient: reads the call's geometry (`grad`: `a` is dy and
+// `out` is dx, else `a` is x and `out` is y), then runs `row` over the `rows` output rows of
+// every image, images split over the pool, each task with its own row buffer.
+template <RowFn row, int64_t Geometry::*rows, Rows (*buffer)(const Geometry&), bool grad>
+ffi::Error PerRow(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> a, ffi::Buffer<ffi::F32> w,
+                  ffi::ResultBuffer<ffi::F32> out, int64_t stride, int64_t pad_top,
+                  int64_t pad_left) {
+  Geometry g;
+  ffi::Error err = grad ? Read(&g, out->dimensions(), w.dimensions(), a.dimensions(), stride,
+                               pad_top, pad_left)
+                        : Read(&g, a.dimensions(), w.dimensions(), out->dimensions(), stride,
+                               pad_top, pad_left);
+  if (err.failure()) return err;
+  const float* in = a.typed_data();
+  const float* wp = w.typed_data();
+  float* o = out->typed_data();
   return Done(ParallelFor(pool, g.b, [&](int64_t b) {
-    Rows rows = buffer(g);
-    for (int64_t r = 0; r < n; ++r) row(g, in, w, out, b, r, rows);
+    Rows buf = buffer(g);
+    for (int64_t r = 0; r < g.*rows; ++r) row(g, in, wp, o, b, r, buf);
   }));
 }
 
-ffi::Error Forward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w,
-                   ffi::ResultBuffer<ffi::F32> y, int64_t stride, int64_t pad_top,
-                   int64_t pad_left) {
-  Geometry g;
-  ffi::Error err =
-      Read(&g, x.dimensions(), w.dimensions(), y->dimensions(), stride, pad_top, pad_left);
-  if (err.failure()) return err;
-  return PerRow(pool, g, ForwardRow, g.ho, InputRows, x.typed_data(), w.typed_data(),
-                y->typed_data());
-}
-
-ffi::Error InputGrad(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> dy, ffi::Buffer<ffi::F32> w,
-                     ffi::ResultBuffer<ffi::F32> dx, int64_t stride, int64_t pad_top,
-                     int64_t pad_left) {
-  Geometry g;
-  ffi::Error err =
-      Read(&g, dx->dimensions(), w.dimensions(), dy.dimensions(), stride, pad_top, pad_left);
-  if (err.failure()) return err;
-  return PerRow(pool, g, InputGradRow, g.h, GradRows, dy.typed_data(), w.typed_data(),
-                dx->typed_data());
-}
+constexpr auto Forward = &PerRow<ForwardRow, &Geometry::ho, InputRows, false>;
+constexpr auto InputGrad = &PerRow<InputGradRow, &Geometry::h, GradRows, true>;
 
 ffi::Error WeightGrad(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> dy,
                       ffi::ResultBuffer<ffi::F32> dw, int64_t stride, int64_t pad_top,

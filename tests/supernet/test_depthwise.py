@@ -29,13 +29,13 @@ CASES = [  # (h, w, channels, kernel, stride): odd and even maps, both strides, 
     (10, 10, 40, 3, 1),
 ]
 EDGE_CASES = [  # the native kernels' edges: even and one-wide kernels, kernels wider than the map
-    (1, 1, 3, 8, 2),
-    (2, 3, 17, 8, 2),
-    (3, 3, 9, 6, 1),
-    (4, 5, 3, 4, 2),
-    (5, 4, 3, 2, 2),
-    (3, 2, 4, 1, 2),
-    (2, 2, 8, 7, 1),
+    pytest.param(1, 1, 3, 8, 2, id="k8-on-1x1"),
+    pytest.param(2, 3, 17, 8, 2, id="k8-on-2x3-17ch"),
+    pytest.param(3, 3, 9, 6, 1, id="k6-stride1"),
+    pytest.param(4, 5, 3, 4, 2, id="k4-stride2"),
+    pytest.param(5, 4, 3, 2, 2, id="k2"),
+    pytest.param(3, 2, 4, 1, 2, id="k1"),
+    pytest.param(2, 2, 8, 7, 1, id="k7-on-2x2"),
 ]
 
 
