@@ -1,8 +1,9 @@
 """Constraint honesty: measure a search's Pareto front for real and compare with the budgets.
 
 Each target of the search that this machine can run (cpu, tflite without a device label, gpu
-where JAX sees one) measures the front's subnets under the usual protocol; `measured_ms` is
-stored beside `predicted_ms`, the measurements join the target's data, and the report says
+where JAX sees one) measures the front's subnets under the usual protocol, beside `anchors`
+that put the measurements in the unit of the target's earlier ones; `measured_ms` is stored
+beside `predicted_ms`, the measurements join the target's data, and the report says
 how many met their budget and the worst overshoot.
 """
 
@@ -22,10 +23,15 @@ from latency.metrics import relative_error, within
 from latency.protocol import Protocol
 from latency.targets import Target
 from latency.worker import measure_jobs
+from search.output import UserError
 from search.services.latency import build_jobs_for, record_results
 from search.services.model_source import RunContext
+from search.services.predictor import load_target_data
+from supernet.space import SearchSpace, Subnet
 
 logger = logging.getLogger(__name__)
+
+ANCHORS = 4  # subnets measured before, measured again beside a front: its unit is theirs
 
 
 def local(target: Target) -> bool:
@@ -112,15 +118,57 @@ def measure_candidates(
 def _measure(
     db: Database, ctx: RunContext, target: Target, subnets: dict, protocol: Protocol
 ) -> dict[str, float]:
-    """`subnets`: key -> subnet dict; returns key -> median ms."""
+    """`subnets`: key -> subnet dict; returns key -> median ms, in the units of the target's
+    earlier measurements where it has some (`anchors`)."""
     unique = {k: ctx.space.subnet_from_dict(d) for k, d in subnets.items()}
+    refs, stored = anchors(db, ctx.space, target, list(unique.values()))
     with tempfile.TemporaryDirectory(prefix="hwnas-front-") as tmp:
         model_dir = Path(tmp) / "models"
         model_dir.mkdir()
-        jobs = build_jobs_for(ctx, target, list(unique.values()), False, model_dir)
-        results = measure_jobs(jobs, Path(tmp), protocol)
+        jobs = build_jobs_for(ctx, target, list(unique.values()) + refs, False, model_dir)
+        own, ref_jobs = jobs[: len(unique)], jobs[len(unique) :]
+        baseline = {j.id: ms for j, ms in zip(ref_jobs, stored, strict=True)}
+        results = measure_jobs(own, Path(tmp), protocol, refs=ref_jobs or None,
+                               baseline=baseline or None)  # fmt: skip
+    if ref_jobs:
+        drift = np.median([r.stats.get("drift", 1.0) for r in results])
+        logger.info(f"{target.key}: the machine ran {drift:.2f}x its pace at the anchors' "
+                    "measurement; taken out")  # fmt: skip
     record_results(db, results)
     return {r.subnet_key: r.stats["median_ms"] for r in results}
+
+
+def anchors(
+    db: Database, space: SearchSpace, target: Target, subnets: list[Subnet]
+) -> tuple[list[Subnet], list[float]]:
+    """Up to `ANCHORS` subnets measured before on `target` (of `space`, not among
+    `subnets`), nearest in MACs to the spread of `subnets`' MACs, and their stored medians.
+
+    Measured interleaved with a front, they take out how much slower or faster the machine
+    runs than when they were measured (`latency.drift`), so the front's measurements and the
+    data the predictor was fitted on are in one unit. On this project's shared 2-core machine
+    the same demo subnets measured 0.9x and 1.3x their earlier `cpu` medians a minute apart,
+    the whole set alike; without anchors a front checked against its predictions measured the
+    machine's pace more than the predictor."""
+    try:
+        data = load_target_data(db, target, space.key)
+    except UserError:  # nothing measured yet on this target and space
+        return [], []
+    own = {s.key for s in subnets}
+    pool = [(s, ms) for s, ms in zip(data.subnets, data.latency_ms, strict=True)
+            if s.key not in own]  # fmt: skip
+    if not pool or not subnets:
+        return [], []
+    have = np.log([space.cost(s).macs for s, _ in pool])
+    want = np.quantile(np.log([space.cost(s).macs for s in subnets]),
+                       np.linspace(0, 1, ANCHORS))  # fmt: skip
+    picked: list[int] = []
+    for w in want:
+        for i in np.argsort(np.abs(have - w), kind="stable"):
+            if i not in picked:
+                picked.append(int(i))
+                break
+    return [pool[i][0] for i in picked], [float(pool[i][1]) for i in picked]
 
 
 def budget_check(front, measured: dict, budgets: dict[str, float]) -> dict:

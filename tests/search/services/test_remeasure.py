@@ -1,0 +1,58 @@
+"""The anchors a front is measured beside (`search.services.remeasure.anchors`), on a real
+SQLite file: subnets measured before on the same target and space, near the front in size."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from db.models import Measurement, Run
+from db.models import Target as TargetRow
+from db.queries import ensure_space
+from db.session import open_db
+from latency.targets import Target
+from search.services.remeasure import ANCHORS, anchors
+from supernet.space import load_space
+
+CPU = Target("cpu")
+
+
+def _measured(db, space, subnets, ms) -> None:
+    with db.write() as s:
+        run = Run(name="r", dataset="digits", space=space.to_dict(), config={})
+        target = TargetRow(key=CPU.key, name=CPU.key, settings={}, fingerprint={})
+        s.add_all([run, target])
+        ensure_space(s, space.key, space.name, space.to_dict())
+        s.flush()
+        for i, (sub, t) in enumerate(zip(subnets, ms, strict=True)):
+            s.add(Measurement(target_id=target.id, run_id=run.id, subnet_key=sub.key,
+                              subnet=sub.to_dict(), space_key=space.key, median_ms=t, cv=0.1,
+                              iqr_ms=0.1, n_reps=20, fingerprint={},
+                              source=f"job:{i}"))  # fmt: skip
+
+
+def test_a_front_is_anchored_by_measured_subnets_of_its_size(sqlite_url):
+    space = load_space("digits")
+    rng = np.random.default_rng(0)
+    pool = list({s.key: s for s in (space.sample(rng) for _ in range(30))}.values())
+    ms = [1.0 + i for i in range(len(pool))]
+    with open_db(sqlite_url) as db:
+        _measured(db, space, pool, ms)
+        front = [space.smallest(), pool[3]]
+        refs, stored = anchors(db, space, CPU, front)
+    assert len(refs) == ANCHORS and len({r.key for r in refs}) == ANCHORS
+    assert pool[3].key not in {r.key for r in refs}  # a front subnet is not its own anchor
+    assert stored == [ms[[p.key for p in pool].index(r.key)] for r in refs]
+    others = [p for p in pool if p.key not in {f.key for f in front}]
+
+    def distance(sub, macs: int) -> float:
+        return abs(float(np.log(space.cost(sub).macs / macs)))
+
+    for f in front:  # the front's smallest and largest: the nearest measured subnet in MACs
+        macs = space.cost(f).macs
+        assert min(distance(r, macs) for r in refs) == min(distance(o, macs) for o in others)
+
+
+def test_a_target_measured_for_the_first_time_has_no_anchors(sqlite_url):
+    space = load_space("digits")
+    with open_db(sqlite_url) as db:
+        assert anchors(db, space, CPU, [space.smallest()]) == ([], [])
