@@ -16,7 +16,8 @@ from cli_helpers import cli_env, hwnas, prepare, run_json, search_args
 from optuna.trial import TrialState
 from sqlalchemy import func, select
 
-from db.models import Candidate, Search
+from db.models import Candidate, Measurement, Search
+from db.models import Target as TargetRow
 from db.session import open_db
 
 
@@ -36,6 +37,23 @@ def n_candidates(url: str, name: str) -> int:
     with open_db(url, create=False) as db, db.read() as s:
         sid = s.scalar(select(Search.id).where(Search.name == name))
         return s.scalar(select(func.count()).where(Candidate.search_id == sid))
+
+
+def measured_keys(url: str, key: str = "tflite-fp32-t1") -> set[tuple[int, str]]:
+    """(row id, subnet key) of every subnet measurement of target `key`."""
+    with open_db(url, create=False) as db, db.read() as s:
+        rows = s.execute(select(Measurement.id, Measurement.subnet_key).join(TargetRow).where(
+            TargetRow.key == key, Measurement.kind == "subnet"))  # fmt: skip
+        return {(i, k) for i, k in rows}
+
+
+def measured_by(url: str, name: str, key: str = "tflite-fp32-t1") -> set[tuple[int, str]]:
+    """The measurements of `key` whose subnet search `name` measured (as `measured_keys`)."""
+    with open_db(url, create=False) as db, db.read() as s:
+        sid = s.scalar(select(Search.id).where(Search.name == name))
+        cands = s.scalars(select(Candidate).where(Candidate.search_id == sid))
+        keys = {c.subnet_key for c in cands if key in (c.measured_ms or {})}
+    return {m for m in measured_keys(url, key) if m[1] in keys}
 
 
 def test_search_records_candidates_and_resumes(ready):
@@ -65,8 +83,14 @@ def test_a_budget_bounds_the_front_and_the_front_is_measured(ready):
     args.remove("--no-measure")
     # measured as a user's command is, in a process of its own (the test process holds the
     # runtimes of every earlier test, and a slower front refits the predictors past the budget)
-    out = json.loads(hwnas(*args, "--json", cwd=cwd, process=True).stdout.splitlines()[-1])
+    before = measured_keys(url)
+    done = hwnas(*args, "--json", cwd=cwd, process=True)
+    out = json.loads(done.stdout.splitlines()[-1])
     assert out["pareto"], out
+    # measured beside subnets measured before (anchors), which are not recorded again
+    assert "as long as at the anchors' measurement" in done.stderr
+    new = measured_keys(url) - before
+    assert new and new <= measured_by(url, "budget")
     assert all(p["latency_ms"]["tflite-fp32-t1"] <= budget for p in out["pareto"])
     assert all(p["measured_ms"]["tflite-fp32-t1"] > 0 for p in out["pareto"])
     check = out["budget_check"]["tflite-fp32-t1"]

@@ -16,18 +16,24 @@ from supernet.space import load_space
 CPU = Target("cpu")
 
 
-def _measured(db, space, subnets, ms) -> None:
+def _measured(db, space, subnets, ms, first: int = 0) -> None:
+    """Measurements of `subnets` on `cpu` (the run and target made where missing)."""
     with db.write() as s:
-        run = Run(name="r", dataset="digits", space=space.to_dict(), config={})
-        target = TargetRow(key=CPU.key, name=CPU.key, settings={}, fingerprint={})
-        s.add_all([run, target])
+        run = s.query(Run).filter_by(name=space.name).one_or_none()
+        target = s.query(TargetRow).filter_by(key=CPU.key).one_or_none()
+        if run is None:
+            run = Run(name=space.name, dataset="digits", space=space.to_dict(), config={})
+            s.add(run)
+        if target is None:
+            target = TargetRow(key=CPU.key, name=CPU.key, settings={}, fingerprint={})
+            s.add(target)
         ensure_space(s, space.key, space.name, space.to_dict())
         s.flush()
         for i, (sub, t) in enumerate(zip(subnets, ms, strict=True)):
             s.add(Measurement(target_id=target.id, run_id=run.id, subnet_key=sub.key,
                               subnet=sub.to_dict(), space_key=space.key, median_ms=t, cv=0.1,
                               iqr_ms=0.1, n_reps=20, fingerprint={},
-                              source=f"job:{i}"))  # fmt: skip
+                              source=f"job:{first + i}"))  # fmt: skip
 
 
 def test_a_front_is_anchored_by_measured_subnets_of_its_size(sqlite_url):
@@ -56,3 +62,14 @@ def test_a_target_measured_for_the_first_time_has_no_anchors(sqlite_url):
     space = load_space("digits")
     with open_db(sqlite_url) as db:
         assert anchors(db, space, CPU, [space.smallest()]) == ([], [])
+
+
+def test_anchors_come_from_the_fronts_space_only_and_may_be_fewer(sqlite_url):
+    digits, cifar = load_space("digits"), load_space("cifar")
+    rng = np.random.default_rng(1)
+    with open_db(sqlite_url) as db:
+        _measured(db, cifar, [cifar.sample(rng) for _ in range(6)], [5.0] * 6)
+        two = [digits.sample(rng), digits.sample(rng)]
+        _measured(db, digits, two, [1.0, 2.0], first=100)
+        refs, stored = anchors(db, digits, CPU, [digits.smallest()])
+    assert {r.key for r in refs} == {t.key for t in two} and sorted(stored) == [1.0, 2.0]
