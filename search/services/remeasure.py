@@ -33,8 +33,8 @@ logger = logging.getLogger(__name__)
 
 # Subnets measured before, measured again beside a front: its unit is theirs. A job file's
 # chunk takes 12 references (`latency.worker.N_REFS`) among hundreds of jobs; a front is a few
-# subnets, and 4 keep its measurement short (the demo's final fronts: 13 of 13 tflite and 12
-# of 13 cpu subnets within 10% over three runs, against 7 and 10 of 16 in one without).
+# subnets, and 4 keep its measurement short (the demo's final fronts: 18 of 18 tflite and 17
+# of 18 cpu subnets within 10% over four runs, against 7 and 10 of 16 in one without).
 ANCHORS = 4
 
 
