@@ -1,5 +1,6 @@
 """Host memory A/B: the supernet's training step with malloc and dispatch as they come, and with
-`supernet.host_memory.reuse_host_memory` (as `hwnas train` runs it with `HWNAS_HOST_MEMORY=1`).
+the block cache (`supernet/native/bigblocks.cc` preloaded, steps dispatched inline by
+`supernet.host_memory.reuse_host_memory`), as a one-process `hwnas train` above 32 px runs.
 
 Run from the repository root:
 
@@ -30,6 +31,7 @@ import time
 from pathlib import Path
 
 from bench.train_throughput import positive_int
+from supernet.host_memory import block_cache_library, block_cache_stats
 
 SETTINGS = ("default", "reuse")
 
@@ -38,10 +40,9 @@ def child(args: argparse.Namespace) -> dict:
     """One process's figures for one setting."""
     from supernet.host_memory import reuse_host_memory
 
-    changed = False
-    if args.child == "reuse":
-        os.environ["HWNAS_HOST_MEMORY"] = "1"
-        changed = reuse_host_memory()
+    changed = reuse_host_memory() if args.child == "reuse" else False
+    if args.child == "reuse" and not changed:
+        raise SystemExit("the block cache did not load: no reuse to measure")
     from bench.train_throughput import peak_rss_gb, sandwich_runner, supernet_runner
     from search.services.train import default_batch_size
     from supernet.compile_cache import enable_compile_cache
@@ -71,6 +72,7 @@ def child(args: argparse.Namespace) -> dict:
         "steps_s": [round(s, 3) for s in steps],
         "faults_per_step": faults / args.steps,
         "peak_rss_gb": peak_rss_gb(),
+        "block_cache": block_cache_stats(),
     }
 
 
@@ -78,7 +80,10 @@ def run_child(setting: str, args: argparse.Namespace) -> dict:
     cmd = [sys.executable, __file__, "--child", setting, "--steps", str(args.steps)]
     cmd += ["--space", args.space, "--step", args.step]
     cmd += ["--batch", str(args.batch)] if args.batch else []
-    done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    env = dict(os.environ)
+    if setting == "reuse":
+        env["LD_PRELOAD"] = str(block_cache_library())
+    done = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 

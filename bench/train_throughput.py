@@ -49,9 +49,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from search.services.train import default_batch_size
+from search.services.train import BLOCK_CACHE_ABOVE_PX, default_batch_size
 from supernet.compile_cache import enable_compile_cache
-from supernet.host_memory import reuse_host_memory
+from supernet.host_memory import allow_restart, restart_with_block_cache, reuse_host_memory
 from supernet.layers import BN_EPS, BN_MOMENTUM, activation, hsigmoid, hswish
 from supernet.model import SuperNet, arch_arrays, stack_archs
 from supernet.space import LayerShape, SearchSpace, Subnet, load_space
@@ -364,9 +364,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict | None:
     args = parse_args(argv)
-    reused = reuse_host_memory()  # as `hwnas train` does (with HWNAS_HOST_MEMORY=1)
-    enable_compile_cache()
     space = load_space(args.space)
+    if argv is None and max(space.resolutions) > BLOCK_CACHE_ABOVE_PX:  # as `hwnas train` runs
+        allow_restart(sys.orig_argv)
+        restart_with_block_cache()
+    reused = reuse_host_memory()
+    enable_compile_cache()
     args.batch = args.batch or default_batch_size(space)
     tx = make_optimizer(TrainConfig(), 100)
     if args.rss_of:

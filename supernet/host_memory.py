@@ -1,22 +1,20 @@
-"""Host memory for training on CPU: each step reuses the pages the previous step freed.
+"""Host memory for training on CPU: each step reuses the large blocks the previous step freed.
 
 XLA on CPU allocates an executable's temporaries with malloc when it runs and frees them after:
 3.3 GB for the `ofa-mbv3` step at 224 px, batch 32. glibc serves every block over 32 MB with a
 fresh `mmap` and hands it back with `munmap`, so every step faulted in and zeroed 3.3 GB of new
-pages (7.6 M page faults in 10 steps; ops that write a 32x112x112x96 map ran at 0.4 CPU per
-core). `reuse_host_memory` makes malloc serve large blocks from its heap and never trim it, and
-turns off JAX's asynchronous CPU dispatch, so a step's temporaries are freed before the next
-step's are allocated (with asynchronous dispatch they overlapped and the heap grew to three
-steps' worth, 7-10 GB). Measured on 2 cores: 3.0 s a step down to 2.0 s, peak RSS unchanged at
-4.1 GB (`bench/host_memory.py`). Transparent huge pages (`GLIBC_TUNABLES=glibc.malloc.hugetlb=1`)
-took it to 2.5 s; they only cut the fault count, the zeroing stays.
+pages (822,000 page faults a step; ops that write a 32x112x112x96 map ran at 0.4 CPU a core).
+`supernet/native/bigblocks.cc`, loaded in front of glibc's malloc (`LD_PRELOAD`), keeps blocks of
+64 MB and more mapped when they are freed and hands them to the next request they hold, keeping
+at most one largest block's worth free. A one-process `hwnas train` above 32 px restarts itself
+with it (`restart_with_block_cache`, before anything is written) and dispatches CPU steps inline
+(`reuse_host_memory`), so a step's temporaries are freed before the next step's are allocated.
 
-A synchronous call still releases the GIL, so the loader's threads keep decoding while a step
-runs. It is opt-in (`HWNAS_HOST_MEMORY=1`): the heap keeps what evaluation, checkpoints and
-compilation free, and a 6-epoch `hwnas train` at 224 px peaked at 8.2 GB with it (goal 8 GB)
-even with `release_free_memory` after each epoch; trimming also after each resolution's first
-step and before each checkpoint still left a 6-epoch run at 9.0 GB. Other allocators than
-glibc's (musl, macOS) are left as they are.
+Tried before and dropped: keeping large blocks in glibc's heap (`mallopt(M_MMAP_MAX, 0)`): the
+steps ran as fast, but small long-lived allocations settled in the freed holes and the heap grew
+by a step's temporaries at a time (a 6-epoch 224 px run peaked at 9.0 GB against 5.5 GB).
+Transparent huge pages alone (`GLIBC_TUNABLES=glibc.malloc.hugetlb=1`) only cut the fault
+count (2.5 s a step against 3.0 s; 2.0 s with the reuse). `HWNAS_HOST_MEMORY=0` turns it off.
 """
 
 from __future__ import annotations
@@ -24,22 +22,69 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import sys
+from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
-# glibc's mallopt parameters (malloc.h).
-M_TRIM_THRESHOLD = -1
-M_MMAP_MAX = -4
+SOURCE = Path(__file__).parent / "native" / "bigblocks.cc"
+FLAGS = ("-O2", "-std=c++17", "-shared", "-fPIC")
+RESTARTED = "HWNAS_HOST_MEMORY_RESTARTED"  # set in the restarted process: never restart twice
+_command_line: list[str] | None = None  # this process's own command line, where it may restart
+
+
+def allow_restart(argv: list[str]) -> None:
+    """Say that this process was started as `argv` (a real command line, not a call from
+    Python), so training may restart it with the block cache loaded."""
+    global _command_line
+    _command_line = list(argv)
+
+
+def cache_loaded() -> bool:
+    """True when `bigblocks.cc` serves this process's large blocks."""
+    return _symbol("hwnas_bigblocks_release") is not None
+
+
+def restart_with_block_cache() -> None:
+    """Restart this process (same command line) with the block cache in front of malloc, where
+    it may: a real command line (`allow_restart`), glibc, a C++ compiler, `HWNAS_HOST_MEMORY`
+    not 0. Returns only where it does not restart. Call before anything is written."""
+    if _command_line is None or cache_loaded() or os.environ.get(RESTARTED):
+        return
+    if os.environ.get("HWNAS_HOST_MEMORY") == "0" or _glibc() is None:
+        return
+    library = block_cache_library()
+    if library is None:
+        return
+    env = {**os.environ, RESTARTED: "1"}
+    env["LD_PRELOAD"] = " ".join(filter(None, [str(library), env.get("LD_PRELOAD")]))
+    logger.debug("restarting with the block cache: %s", library)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, [sys.executable, *_command_line[1:]], env)
+
+
+def block_cache_library() -> Path | None:
+    """The block cache, built for this machine (None where it cannot be built)."""
+    from supernet import native
+
+    cxx = native.compiler()
+    if cxx is None:
+        return None
+    try:
+        return native.build(SOURCE, FLAGS, cxx)
+    except Exception as err:  # no cache: training runs with malloc as it comes
+        logger.warning("host memory block cache unavailable (%s)", err)
+        return None
 
 
 def reuse_host_memory() -> bool:
-    """Keep freed host memory for the next step (glibc) and dispatch CPU steps inline.
-
-    Call before JAX's first computation: once the CPU client exists its dispatch mode is fixed,
-    and with asynchronous dispatch a heap that keeps its pages would grow instead. Returns
-    whether the allocator was changed (False without `HWNAS_HOST_MEMORY=1`, on other C
-    libraries or with JAX started)."""
-    if os.environ.get("HWNAS_HOST_MEMORY") != "1":
+    """Dispatch CPU steps inline where the block cache is loaded, so that one step's
+    temporaries are freed before the next step's are allocated and the same block serves
+    both (dispatched asynchronously, two steps' blocks would be kept). Call before JAX's first
+    computation: once the CPU client exists its dispatch mode is fixed. Returns whether the
+    dispatch was changed."""
+    if os.environ.get("HWNAS_HOST_MEMORY") == "0" or not cache_loaded():
         return False
     import jax
     from jax._src import xla_bridge
@@ -47,29 +92,39 @@ def reuse_host_memory() -> bool:
     if xla_bridge.backends_are_initialized():
         logger.debug("JAX already started: host memory left as it is")
         return False
-    libc = _glibc()
-    if libc is None:
-        return False
     jax.config.update("jax_cpu_enable_async_dispatch", False)
-    libc.mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
-    # -1 is SIZE_MAX to glibc: the heap's free top is never given back.
-    settings = ((M_MMAP_MAX, 0), (M_TRIM_THRESHOLD, -1))
-    return all([bool(libc.mallopt(p, v)) for p, v in settings])
+    return True
 
 
 def release_free_memory() -> None:
-    """Give the heap's free pages back to the system (glibc's `malloc_trim`), as after each
-    epoch: what compilation, evaluation and checkpoints freed would otherwise stay resident
-    beside the steps' temporaries. The next step faults its temporaries in once."""
+    """Give free memory back to the system, as after each epoch: the block cache's free blocks
+    and glibc's free heap pages (`malloc_trim`), which compilation, evaluation and checkpoints
+    leave. The next step faults its temporaries in once."""
+    release = _symbol("hwnas_bigblocks_release")
+    if release is not None:
+        release()
     libc = _glibc()
     if libc is not None:
         libc.malloc_trim(0)
 
 
-def _glibc():
+def block_cache_stats() -> dict[str, int] | None:
+    """The block cache's counts (None where it is not loaded): blocks handed out again (hits),
+    new mappings (misses), blocks unmapped, bytes kept free and blocks in use."""
+    stats = _symbol("hwnas_bigblocks_stats")
+    if stats is None:
+        return None
+    out = (ctypes.c_uint64 * 5)()
+    stats(out)
+    return dict(zip(("hits", "misses", "unmapped", "kept_bytes", "in_use"), out, strict=True))
+
+
+def _symbol(name: str):
     try:
-        libc = ctypes.CDLL(None)
-        libc.gnu_get_libc_version  # noqa: B018 (present in glibc only)
+        return getattr(ctypes.CDLL(None), name)
     except (OSError, AttributeError):
         return None
-    return libc
+
+
+def _glibc():
+    return ctypes.CDLL(None) if _symbol("gnu_get_libc_version") else None  # glibc's own

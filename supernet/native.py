@@ -50,30 +50,28 @@ def _cpu_id() -> str:
     return "\n".join([platform.machine(), *dict.fromkeys(keep)])
 
 
-def _compiler() -> list[str] | None:
+def compiler() -> list[str] | None:
     """The C++ compiler command (`$CXX` may hold a launcher, as in "ccache g++")."""
     cmd = shlex.split(os.environ.get("CXX", "c++"))
     return cmd if cmd and shutil.which(cmd[0]) else None
 
 
-def _build(cxx: list[str]) -> Path:
-    """Compile the kernels (once per source, flags, jaxlib, compiler and CPU: the library is
-    built for this CPU) and return the library."""
-    import jax.ffi
+def build(source: Path, flags: tuple[str, ...], cxx: list[str]) -> Path:
+    """Compile `source` into a shared library (once per source, flags, jaxlib, compiler and
+    CPU: the library is built for this CPU) and return the library."""
     import jaxlib
 
-    flags = [*FLAGS, "-I", jax.ffi.include_dir()]
     version = subprocess.run([*cxx, "--version"], capture_output=True, text=True).stdout
-    parts = [SOURCE.read_text(), shlex.join(flags), jaxlib.__version__, version, _cpu_id()]
+    parts = [source.read_text(), shlex.join(flags), jaxlib.__version__, version, _cpu_id()]
     key = hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
-    lib = cache_dir() / f"depthwise-{key}.so"
+    lib = cache_dir() / f"{source.stem}-{key}.so"
     if lib.exists():
         return lib
     lib.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=lib.parent) as tmp:
         out = Path(tmp) / lib.name
         done = subprocess.run(
-            [*cxx, *flags, str(SOURCE), "-o", str(out)], capture_output=True, text=True
+            [*cxx, *flags, str(source), "-o", str(out)], capture_output=True, text=True
         )
         if done.returncode:
             errors = [ln for ln in done.stderr.splitlines() if "error" in ln.lower()]
@@ -87,16 +85,17 @@ def available() -> bool:
     """True when the native kernels are built, loaded and registered with XLA."""
     if os.environ.get("HWNAS_NATIVE", "1") == "0":
         return False
-    cxx = _compiler()
+    cxx = compiler()
     if cxx is None:
         log.warning("no C++ compiler found: large-map depthwise layers use XLA's slower forms")
         return False
+    import jax.ffi
+
     try:
-        library = ctypes.CDLL(str(_build(cxx)))
+        library = ctypes.CDLL(str(build(SOURCE, (*FLAGS, "-I", jax.ffi.include_dir()), cxx)))
     except Exception as err:  # any failure to build or load leaves XLA's forms in place
         log.warning("native kernels unavailable (%s): depthwise layers use XLA's forms", err)
         return False
-    import jax.ffi
 
     for name, symbol in TARGETS.items():
         capsule = jax.ffi.pycapsule(getattr(library, symbol))

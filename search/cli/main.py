@@ -16,6 +16,7 @@ from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageErro
 from latency.errors import shown
 from search.cli.app import app
 from search.output import EXIT_USER_ERROR, fail, is_user_error, show_logs
+from supernet.host_memory import allow_restart
 
 # The modules whose commands register on `app`, in the order `hwnas --help` lists them.
 for _name in ("runs", "latency", "searches", "deliver"):
@@ -25,6 +26,8 @@ for _name in ("runs", "latency", "searches", "deliver"):
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: user errors become one line on stderr and exit status 2."""
     show_logs()
+    if argv is None:  # a real command line: `hwnas train` may restart it (host memory)
+        allow_restart(sys.orig_argv)
     command = typer.main.get_command(app)
     try:
         code = command.main(args=argv, prog_name="hwnas", standalone_mode=False)

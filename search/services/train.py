@@ -30,11 +30,12 @@ from supernet.compile_cache import enable_compile_cache
 from supernet.config import TrainConfig, read_toml
 from supernet.data import DATASETS
 from supernet.distributed import Cluster
-from supernet.host_memory import reuse_host_memory
+from supernet.host_memory import restart_with_block_cache, reuse_host_memory
 from supernet.space import SearchSpace, load_space
 
 logger = logging.getLogger(__name__)
 
+BLOCK_CACHE_ABOVE_PX = 32  # below, a step's temporaries are small and async dispatch pays
 LARGE_IMAGE_BATCH = 32  # default batch above 64 px: 4.4 GB of XLA temporaries at 224 px on CPU
 
 
@@ -142,8 +143,7 @@ def train(
     seed = seed if seed is not None else from_file.get("seed", TrainConfig.seed)
     space = load_space(space_file)
     asked = RunSpec(dataset, data_dir, space, seed, launch.loader, None, from_file)
-    if launch.cluster.num_processes == 1:  # a job's dead-peer error needs async dispatch
-        reuse_host_memory()  # before JAX starts: it fixes the CPU client's dispatch
+    prepare_host_memory(space, launch.cluster)
     launch.cluster.start()  # before anything runs on a device
     with _job_guard(launch.cluster):
         if not launch.cluster.leader:
@@ -152,6 +152,18 @@ def train(
                            resume, launch)  # fmt: skip
         return _lead(db_url, asked, epochs, batch_size, name or dataset, resume, runs_dir,
                      launch)  # fmt: skip
+
+
+def prepare_host_memory(space: SearchSpace, cluster: Cluster) -> None:
+    """Before JAX starts: above 32 px a one-process run restarts with the block cache, whose
+    reuse needs CPU steps dispatched inline (`supernet/host_memory.py`). A job of several
+    processes keeps asynchronous dispatch: a dead peer's error comes through it."""
+    if cluster.num_processes != 1:
+        return
+    if max(space.resolutions) > BLOCK_CACHE_ABOVE_PX:
+        restart_with_block_cache()  # returns where it does not restart
+    if reuse_host_memory():
+        logger.info("host memory: large blocks kept between steps (HWNAS_HOST_MEMORY=0: off)")
 
 
 @dataclass(frozen=True)

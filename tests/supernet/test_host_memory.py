@@ -1,7 +1,9 @@
-"""`reuse_host_memory`: large temporaries reuse freed pages instead of faulting in new ones.
+"""The block cache (`supernet/native/bigblocks.cc`, preloaded): large temporaries reuse the
+blocks freed before them instead of faulting in new pages, its memory comes back when asked, and
+it is a correct allocator for everything else.
 
-Each case runs in a fresh interpreter: the allocator's settings and JAX's dispatch mode hold for
-a whole process.
+Each case runs in a fresh interpreter: what is preloaded and JAX's dispatch mode hold for a
+whole process.
 """
 
 from __future__ import annotations
@@ -13,15 +15,23 @@ import sys
 
 import pytest
 
+from search.services import train
+from supernet import host_memory
+from supernet.distributed import Cluster
+from supernet.space import load_space
+
+library = host_memory.block_cache_library() if sys.platform.startswith("linux") else None
+pytestmark = pytest.mark.skipif(library is None, reason="glibc and a C++ compiler")
+
 # A jitted step whose temporaries are about 200 MB; a later call's minor page faults show
 # whether it got fresh pages (about 50,000 of 4 KiB) or an earlier call's.
-SCRIPT = """
+STEP = """
 import json, resource, sys
-from supernet.host_memory import reuse_host_memory
+from supernet.host_memory import block_cache_stats, release_free_memory, reuse_host_memory
 import jax, jax.numpy as jnp
 if sys.argv[1] == "late":
     jnp.ones(3).block_until_ready()
-changed = reuse_host_memory() if sys.argv[1] != "default" else False
+changed = reuse_host_memory()
 from jax._src import xla_bridge
 step = jax.jit(lambda x: (jnp.tanh(x[:, None] * x[None, :]) @ x).sum())
 x = jnp.linspace(0.0, 1.0, 7000)
@@ -33,40 +43,103 @@ faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
 def rss_mb():
     line = [x for x in open("/proc/self/status") if x.startswith("VmRSS:")][0]
     return int(line.split()[1]) / 1024
-from supernet.host_memory import release_free_memory
-held = rss_mb()
+held, stats = rss_mb(), block_cache_stats()
 release_free_memory()
 print(json.dumps({"changed": changed, "faults": faults, "released_mb": held - rss_mb(),
-                  "async": xla_bridge._CPU_ENABLE_ASYNC_DISPATCH.value}))
+                  "stats": stats, "async": xla_bridge._CPU_ENABLE_ASYNC_DISPATCH.value}))
 """
 
-glibc = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc")
+# The allocator's contract through numpy: calloc'd blocks read zero even when reused, realloc
+# keeps the contents, threads share it, free memory stays within one largest block.
+ALLOCATOR = """
+import json, threading, numpy as np
+from supernet.host_memory import block_cache_stats, release_free_memory
+MB = 1 << 20
+a = np.full(40 * MB, 7, np.uint8) * 1  # 40 MB: glibc's; the product 40 MB more
+big = np.empty(100 * MB, np.uint8); big[:] = 9; del big
+zero = np.zeros(90 * MB, np.uint8)  # calloc: takes the dirty 100 MB block
+assert not zero.any()
+grown = np.arange(80 * MB // 8, dtype=np.int64)
+grown.resize(150 * MB // 8, refcheck=False)  # realloc past the block: moved, contents kept
+assert (grown[: 80 * MB // 8] == np.arange(80 * MB // 8)).all()
+grown.resize(70 * MB // 8, refcheck=False)  # realloc within it: kept in place
+assert (grown == np.arange(70 * MB // 8)).all()
+del zero, grown
+def churn(seed):
+    rng = np.random.default_rng(seed)
+    for _ in range(20):
+        n = int(rng.integers(64, 200)) * MB
+        b = np.empty(n, np.uint8); b[::4096] = seed; assert (b[::4096] == seed).all()
+threads = [threading.Thread(target=churn, args=(i,)) for i in range(4)]
+[t.start() for t in threads]; [t.join() for t in threads]
+stats = block_cache_stats()
+release_free_memory()
+print(json.dumps({"stats": stats, "after": block_cache_stats(), "small_ok": int(a.sum())}))
+"""
 
 
-def _run(setting: str, **env: str) -> dict:
-    env = {"HWNAS_HOST_MEMORY": "1", **env}
-    done = subprocess.run(
-        [sys.executable, "-c", SCRIPT, setting],
-        capture_output=True,
-        text=True,
-        check=True,
-        env={**os.environ, **env},
-    )
+def _python(script: str, *args: str, preload: bool = True, **env: str) -> dict:
+    env = {**os.environ, **env}
+    env.pop("LD_PRELOAD", None)
+    if preload:
+        env["LD_PRELOAD"] = str(library)
+    cmd = [sys.executable, "-c", script, *args]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-@glibc
-def test_a_step_reuses_the_pages_the_last_step_freed():
-    default, reused = _run("default"), _run("reuse")
+def test_a_step_reuses_the_block_the_last_step_freed():
+    default, reused = _python(STEP, "first", preload=False), _python(STEP, "first")
     assert default["faults"] > 20_000, default  # fresh pages each call, as XLA gets them
+    assert default["stats"] is None and not default["changed"]
     assert reused["changed"] and not reused["async"]
     assert reused["faults"] < default["faults"] / 10, (default, reused)
-    assert reused["released_mb"] > 150, reused  # what the heap kept goes back when asked
+    assert reused["stats"]["hits"] >= 3, reused
+    assert reused["released_mb"] > 150, reused  # what the cache kept goes back when asked
 
 
-@glibc
-@pytest.mark.parametrize(("setting", "env"), [("late", {}), ("reuse", {"HWNAS_HOST_MEMORY": ""})])
-def test_with_jax_started_or_not_asked_for_it_changes_nothing(setting, env):
-    out = _run(setting, **env)
+@pytest.mark.parametrize(("when", "env"), [("late", {}), ("first", {"HWNAS_HOST_MEMORY": "0"})])
+def test_with_jax_started_or_turned_off_dispatch_stays_asynchronous(when, env):
+    out = _python(STEP, when, **env)
     assert not out["changed"] and out["async"]
-    assert out["faults"] > 20_000
+
+
+def test_the_cache_is_a_correct_allocator_and_keeps_at_most_one_largest_block():
+    out = _python(ALLOCATOR)
+    assert out["small_ok"] == 7 * 40 * (1 << 20)
+    stats, after = out["stats"], out["after"]
+    assert stats["hits"] >= 1 and stats["misses"] >= 2 and stats["in_use"] == 0, stats
+    assert stats["kept_bytes"] <= 200 << 20, stats  # one block of at most 200 MB (2 MB pages)
+    assert after["kept_bytes"] == 0 and after["in_use"] == 0, after
+
+
+RESTART = """
+import json, os, sys
+from supernet import host_memory
+host_memory.allow_restart(sys.orig_argv)
+host_memory.restart_with_block_cache()
+print(json.dumps({"loaded": host_memory.cache_loaded(), "args": sys.argv[1:],
+                  "restarted": os.environ.get(host_memory.RESTARTED)}))
+"""
+
+
+@pytest.mark.parametrize("env", [{}, {"HWNAS_HOST_MEMORY": "0"}])
+def test_a_command_line_restarts_itself_once_with_the_cache(env):
+    out = _python(RESTART, "--flag", "x y", preload=False, **env)
+    on = not env
+    assert out == {"loaded": on, "args": ["--flag", "x y"], "restarted": "1" if on else None}
+
+
+CASES = [("ofa-mbv3", 1, True), ("cifar", 1, False), ("ofa-mbv3", 2, False)]
+
+
+@pytest.mark.parametrize(("space", "processes", "restarts"), CASES)
+def test_training_restarts_above_32_px_in_a_one_process_run(
+    monkeypatch, space, processes, restarts
+):
+    calls = []
+    monkeypatch.setattr(train, "restart_with_block_cache", lambda: calls.append("restart"))
+    monkeypatch.setattr(train, "reuse_host_memory", lambda: calls.append("reuse") or False)
+    train.prepare_host_memory(load_space(space), Cluster(num_processes=processes))
+    expected = ["restart", "reuse"] if restarts else ["reuse"] if processes == 1 else []
+    assert calls == expected

@@ -18,11 +18,12 @@ pytestmark = pytest.mark.skipif(not native.available(), reason="no C++ compiler 
 
 def test_the_library_is_built_once_and_then_reused(tmp_path, monkeypatch):
     monkeypatch.setenv("HWNAS_NATIVE_CACHE", str(tmp_path))
-    cxx = native._compiler()
-    first = native._build(cxx)
+    cxx, flags = native.compiler(), ("-O1", "-shared", "-fPIC")
+    first = native.build(native.SOURCE.parent / "bigblocks.cc", flags, cxx)
     built = first.stat().st_mtime_ns
-    assert first.parent == tmp_path and first.suffix == ".so"
-    assert native._build(cxx) == first
+    assert first.parent == tmp_path and first.name.startswith("bigblocks-")
+    assert first.suffix == ".so"
+    assert native.build(native.SOURCE.parent / "bigblocks.cc", flags, cxx) == first
     assert first.stat().st_mtime_ns == built
     assert [p.name for p in tmp_path.iterdir()] == [first.name]  # no temporary left behind
 
