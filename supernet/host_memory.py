@@ -28,16 +28,33 @@ from pathlib import Path
 logger = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).parent / "native" / "bigblocks.cc"
-FLAGS = ("-O2", "-std=c++17", "-shared", "-fPIC")
-RESTARTED = "HWNAS_HOST_MEMORY_RESTARTED"  # set in the restarted process: never restart twice
+FLAGS = (
+    "-O2",
+    "-std=c++17",
+    "-shared",
+    "-fPIC",
+    "-fno-exceptions",
+    "-fno-rtti",
+    "-Wl,--as-needed",
+)
+RESTARTED = "HWNAS_HOST_MEMORY_RESTARTED"  # set for the restarted process: never restart twice
+PRELOAD_BEFORE = "HWNAS_LD_PRELOAD_BEFORE"  # LD_PRELOAD as it was, for the restarted process
 _command_line: list[str] | None = None  # this process's own command line, where it may restart
 
 
 def allow_restart(argv: list[str]) -> None:
     """Say that this process was started as `argv` (a real command line, not a call from
-    Python), so training may restart it with the block cache loaded."""
+    Python), so training may restart it with the block cache loaded. In the restarted process,
+    put the environment back as it was: the processes it starts do not inherit the cache."""
     global _command_line
     _command_line = list(argv)
+    if os.environ.get(RESTARTED) and cache_loaded():
+        before = os.environ.pop(PRELOAD_BEFORE, "")
+        if before:
+            os.environ["LD_PRELOAD"] = before
+        else:
+            os.environ.pop("LD_PRELOAD", None)
+        del os.environ[RESTARTED]
 
 
 def cache_loaded() -> bool:
@@ -51,17 +68,22 @@ def restart_with_block_cache() -> None:
     not 0. Returns only where it does not restart. Call before anything is written."""
     if _command_line is None or cache_loaded() or os.environ.get(RESTARTED):
         return
-    if os.environ.get("HWNAS_HOST_MEMORY") == "0" or _glibc() is None:
-        return
+    if os.environ.get("HWNAS_HOST_MEMORY") == "0" or _glibc() is None or sys.argv[0] == "-":
+        return  # a script read from stdin could not be read again
     library = block_cache_library()
-    if library is None:
+    if library is None or any(c in str(library) for c in " :"):  # ld.so splits paths there
         return
-    env = {**os.environ, RESTARTED: "1"}
-    env["LD_PRELOAD"] = " ".join(filter(None, [str(library), env.get("LD_PRELOAD")]))
+    before = os.environ.get("LD_PRELOAD", "")
+    env = {**os.environ, RESTARTED: "1", PRELOAD_BEFORE: before}
+    env["LD_PRELOAD"] = " ".join(filter(None, [str(library), before]))
     logger.debug("restarting with the block cache: %s", library)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.execve(sys.executable, [sys.executable, *_command_line[1:]], env)
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not None:
+            stream.flush()
+    try:
+        os.execve(sys.executable, [sys.executable, *_command_line[1:]], env)
+    except OSError as err:
+        logger.warning("could not restart with the host memory block cache (%s)", err)
 
 
 def block_cache_library() -> Path | None:
@@ -72,7 +94,7 @@ def block_cache_library() -> Path | None:
     if cxx is None:
         return None
     try:
-        return native.build(SOURCE, FLAGS, cxx)
+        return native.build(SOURCE, FLAGS, cxx).resolve()
     except Exception as err:  # no cache: training runs with malloc as it comes
         logger.warning("host memory block cache unavailable (%s)", err)
         return None

@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import delete, select
 
 from db.models import Checkpoint, EpochMetric, Run, utcnow
-from db.session import Database, open_db
+from db.session import Database, DbError, open_db
 from latency.errors import shown
 from search.config import DEFAULT_RUNS_DIR
 from search.output import UserError, is_user_error
@@ -143,7 +143,8 @@ def train(
     seed = seed if seed is not None else from_file.get("seed", TrainConfig.seed)
     space = load_space(space_file)
     asked = RunSpec(dataset, data_dir, space, seed, launch.loader, None, from_file)
-    prepare_host_memory(space, launch.cluster)
+    if launch.cluster.num_processes == 1:  # a job's dead-peer error needs async dispatch
+        prepare_host_memory(_space_to_train(db_url, space, name or dataset, resume))
     launch.cluster.start()  # before anything runs on a device
     with _job_guard(launch.cluster):
         if not launch.cluster.leader:
@@ -154,16 +155,28 @@ def train(
                      launch)  # fmt: skip
 
 
-def prepare_host_memory(space: SearchSpace, cluster: Cluster) -> None:
-    """Before JAX starts: above 32 px a one-process run restarts with the block cache, whose
+def prepare_host_memory(space: SearchSpace) -> None:
+    """Before JAX starts, in a one-process run: above 32 px restart with the block cache, whose
     reuse needs CPU steps dispatched inline (`supernet/host_memory.py`). A job of several
     processes keeps asynchronous dispatch: a dead peer's error comes through it."""
-    if cluster.num_processes != 1:
-        return
     if max(space.resolutions) > BLOCK_CACHE_ABOVE_PX:
         restart_with_block_cache()  # returns where it does not restart
     if reuse_host_memory():
         logger.info("host memory: large blocks kept between steps (HWNAS_HOST_MEMORY=0: off)")
+
+
+def _space_to_train(db_url: str | None, asked: SearchSpace, name: str, resume: bool):
+    """The space the run will train: a resumed run's as recorded (read, nothing created),
+    else the one asked for."""
+    if not resume:
+        return asked
+    try:
+        with open_db(db_url, create=False) as db, db.read() as s:
+            run = s.scalars(select(Run).where(Run.name == name)).one_or_none()
+            recorded = run.space if run is not None else None
+    except DbError:
+        return asked  # opening it again for the run says what is wrong
+    return SearchSpace.from_dict(recorded) if recorded is not None else asked
 
 
 @dataclass(frozen=True)

@@ -6,12 +6,14 @@
 // pages. Keeping those blocks in glibc's heap (mallopt) saves the faults but lets small
 // long-lived allocations settle in the holes, and the heap then grows by a step's temporaries at
 // a time. Here blocks of at least kMinBytes are mappings of their own, kept when freed:
-//  - a request takes the smallest free block that holds it (its pages are resident already);
-//  - a request no free block holds unmaps every free block (all are smaller) and maps a new one;
+//  - a request takes the smallest free block that holds it, up to kMaxSlack times its size (its
+//    pages are resident already; a 224 px step's block serves a 128 px step's temporaries);
+//  - a request no free block serves unmaps the free blocks smaller than it and maps a new one;
 //  - at most one largest block's worth of freed memory is kept: past that the smallest free
 //    blocks are unmapped, so the resident set stays within one block of glibc's own.
 // Everything smaller goes to glibc unchanged. `hwnas_bigblocks_release` unmaps all free blocks
 // (as after an epoch); `hwnas_bigblocks_stats` reports what happened, for tests and benches.
+// Plain C inside: no C++ runtime is loaded into every process this is preloaded in.
 #include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
@@ -33,12 +35,13 @@ namespace {
 constexpr size_t kMinBytes = size_t{64} << 20;  // glibc's own largest mmap threshold is 32 MB
 constexpr size_t kGranule = size_t{2} << 20;    // huge-page size: blocks are whole huge pages
 constexpr size_t kPage = 4096;                  // the alignment a mapping guarantees
+constexpr size_t kMaxSlack = 4;                 // a block serves requests down to 1/4 its size
 constexpr int kSlots = 64;
 
 struct Block {
   char* addr;     // nullptr: slot empty
   size_t mapped;  // bytes mapped
-  bool used;
+  int used;       // read without the lock by find_used: atomic
 };
 
 Block blocks[kSlots];
@@ -47,17 +50,21 @@ size_t kept = 0, largest = 0;
 uint64_t hits = 0, misses = 0, unmapped = 0;
 pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 
-Block* find_used(const void* p) {  // callers hold no lock: a block in use is only its owner's
-  if (__atomic_load_n(&live, __ATOMIC_ACQUIRE) == 0) return nullptr;
+// Callers hold no lock: a block in use is only its owner's to free. Blocks are whole pages.
+Block* find_used(const void* p) {
+  if ((reinterpret_cast<uintptr_t>(p) & (kPage - 1)) || !__atomic_load_n(&live, __ATOMIC_ACQUIRE))
+    return nullptr;
   for (Block& b : blocks)
-    if (__atomic_load_n(&b.addr, __ATOMIC_ACQUIRE) == p && b.used) return &b;
+    if (__atomic_load_n(&b.addr, __ATOMIC_ACQUIRE) == p && __atomic_load_n(&b.used, __ATOMIC_ACQUIRE))
+      return &b;
   return nullptr;
 }
 
 void unmap(Block& b) {  // lock held; b is free
-  munmap(b.addr, b.mapped);
-  kept -= b.mapped;
+  char* addr = b.addr;
   __atomic_store_n(&b.addr, static_cast<char*>(nullptr), __ATOMIC_RELEASE);
+  munmap(addr, b.mapped);
+  kept -= b.mapped;
   ++unmapped;
 }
 
@@ -78,13 +85,14 @@ Block* empty_slot() {  // lock held
 void* take(size_t n, bool* fresh) {
   pthread_mutex_lock(&lock);
   Block* b = smallest_free(n);
+  if (b && b->mapped / kMaxSlack > n) b = nullptr;  // would hold a large block for a small need
   if (b) {
     kept -= b->mapped;
     ++hits;
     *fresh = false;
   } else {
     for (Block& f : blocks)
-      if (f.addr && !f.used) unmap(f);
+      if (f.addr && !f.used && f.mapped < n) unmap(f);
     b = empty_slot();
     size_t size = (n + kGranule - 1) / kGranule * kGranule;
     void* p = b ? mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
@@ -100,7 +108,7 @@ void* take(size_t n, bool* fresh) {
     ++misses;
     *fresh = true;
   }
-  b->used = true;
+  __atomic_store_n(&b->used, 1, __ATOMIC_RELEASE);
   __atomic_add_fetch(&live, 1, __ATOMIC_RELEASE);
   void* addr = b->addr;
   pthread_mutex_unlock(&lock);
@@ -109,18 +117,30 @@ void* take(size_t n, bool* fresh) {
 
 void give_back(Block* b) {
   pthread_mutex_lock(&lock);
-  b->used = false;
+  __atomic_store_n(&b->used, 0, __ATOMIC_RELEASE);
   __atomic_sub_fetch(&live, 1, __ATOMIC_RELEASE);
   kept += b->mapped;
   while (kept > largest) unmap(*smallest_free(0));
   pthread_mutex_unlock(&lock);
 }
 
+using UsableFn = size_t (*)(void*);
+UsableFn usable_fn = nullptr;  // glibc's malloc_usable_size, looked up once (no C++ guard)
+
 size_t glibc_usable(void* p) {
-  using Fn = size_t (*)(void*);
-  static Fn fn = reinterpret_cast<Fn>(dlsym(RTLD_NEXT, "malloc_usable_size"));
+  UsableFn fn = __atomic_load_n(&usable_fn, __ATOMIC_ACQUIRE);
+  if (!fn) {
+    fn = reinterpret_cast<UsableFn>(dlsym(RTLD_NEXT, "malloc_usable_size"));
+    __atomic_store_n(&usable_fn, fn, __ATOMIC_RELEASE);
+  }
   return fn ? fn(p) : 0;
 }
+
+// A child forked while another thread held the lock would wait on it forever.
+void before_fork() { pthread_mutex_lock(&lock); }
+void after_fork() { pthread_mutex_unlock(&lock); }
+void in_child() { pthread_mutex_init(&lock, nullptr); }
+__attribute__((constructor)) void init() { pthread_atfork(before_fork, after_fork, in_child); }
 
 void* aligned(size_t alignment, size_t n) {
   bool fresh;
@@ -160,6 +180,10 @@ void* calloc(size_t count, size_t size) {
 void* realloc(void* p, size_t n) {
   if (!p) return malloc(n);
   Block* b = find_used(p);
+  if (b && n == 0) {  // as glibc: freed, and no block returned
+    give_back(b);
+    return nullptr;
+  }
   if (!b && n < kMinBytes) return __libc_realloc(p, n);
   if (b && n <= b->mapped && n >= kMinBytes) return p;
   size_t old = b ? b->mapped : glibc_usable(p);
@@ -180,7 +204,7 @@ void* reallocarray(void* p, size_t count, size_t size) {
 }
 
 int posix_memalign(void** out, size_t alignment, size_t n) {
-  if (alignment % sizeof(void*) || (alignment & (alignment - 1))) return EINVAL;
+  if (!alignment || alignment % sizeof(void*) || (alignment & (alignment - 1))) return EINVAL;
   void* p = aligned(alignment, n);
   if (!p) return ENOMEM;
   *out = p;

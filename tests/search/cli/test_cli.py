@@ -95,3 +95,14 @@ def test_the_console_script_is_installed_and_runs(tmp_path):
     assert "n_subnets" in json.loads(done.stdout.strip().splitlines()[-1])
     bad = subprocess.run([exe, "db", "status"], capture_output=True, text=True, cwd=tmp_path)
     assert bad.returncode == 2 and not (tmp_path / "hwnas.db").exists()
+
+
+def test_only_a_real_command_line_may_restart_for_host_memory(monkeypatch, capsys):
+    from supernet import host_memory
+
+    monkeypatch.setattr(host_memory, "_command_line", None)
+    assert main(["--help"]) == 0
+    assert host_memory._command_line is None  # a call from Python is never restarted
+    monkeypatch.setattr(sys, "argv", ["hwnas", "--help"])
+    assert main() == 0
+    assert host_memory._command_line == sys.orig_argv

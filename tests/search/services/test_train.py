@@ -1,0 +1,45 @@
+"""`hwnas train`'s host-memory decision: above 32 px a one-process run restarts with the block
+cache, judged on the space it will train (a resumed run's as recorded), reading the database
+without creating anything."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from db.session import open_db
+from search.services import train
+from supernet.config import TrainConfig
+from supernet.space import load_space
+
+
+@pytest.fixture
+def calls(monkeypatch) -> list[str]:
+    seen: list[str] = []
+    monkeypatch.setattr(train, "restart_with_block_cache", lambda: seen.append("restart"))
+    monkeypatch.setattr(train, "reuse_host_memory", lambda: seen.append("reuse") or False)
+    return seen
+
+
+@pytest.mark.parametrize(("space", "expected"),
+                         [("ofa-mbv3", ["restart", "reuse"]), ("cifar", ["reuse"])])  # fmt: skip
+def test_training_restarts_above_32_px(calls, space, expected):
+    train.prepare_host_memory(load_space(space))
+    assert calls == expected
+
+
+def test_a_resumed_run_is_judged_on_its_recorded_space(sqlite_url, tmp_path):
+    digits, ofa = load_space("digits"), load_space("ofa-mbv3")
+    with open_db(sqlite_url) as db:
+        train._create_run(db, "big", "folder", None, ofa, TrainConfig(), tmp_path / "c", "memory")
+    assert train._space_to_train(sqlite_url, digits, "big", resume=True) == ofa
+    assert train._space_to_train(sqlite_url, digits, "big", resume=False) == digits
+    assert train._space_to_train(sqlite_url, digits, "other", resume=True) == digits
+
+
+def test_looking_for_a_resumed_run_creates_no_database(tmp_path):
+    url = f"sqlite:///{tmp_path / 'none.db'}"
+    digits = load_space("digits")
+    assert train._space_to_train(url, digits, "big", resume=True) == digits
+    assert not Path(tmp_path / "none.db").exists()
