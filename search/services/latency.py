@@ -25,6 +25,7 @@ from latency.targets import Target, TargetError
 from latency.worker import N_REFS, measure_jobs
 from search.config import NOISE_JOBS
 from search.output import UserError
+from search.services.anchors import anchors
 from search.services.model_source import RunContext, SpaceContext
 from search.services.runs import load_run
 from supernet.compile_cache import enable_compile_cache
@@ -133,11 +134,14 @@ def measure(
         if jobs_out is not None:
             return _write_jobs(db, ctx, target, subnets, blocks, Path(jobs_out))
         enable_compile_cache()
+        refs, stored = anchors(db, ctx.space, target, subnets, N_REFS)
         with tempfile.TemporaryDirectory(prefix="hwnas-measure-") as tmp:
             model_dir = Path(tmp) / "models"
             model_dir.mkdir()
             jobs = build_jobs_for(ctx, target, subnets, blocks, model_dir)
-            results = _measure_local(jobs, Path(tmp), protocol)
+            ref_jobs = build_jobs_for(ctx, target, refs, False, model_dir) if refs else []
+            baseline = {j.id: ms for j, ms in zip(ref_jobs, stored, strict=True)}
+            results = _measure_local(jobs, Path(tmp), protocol, ref_jobs, baseline)
             floor = _own_noise_floor(jobs, results, Path(tmp), protocol) if noise else None
         stored = record_results(db, results, {ctx.space.key: ctx.space})
         out = summary(target, results, stored) | {"noise": floor}
@@ -182,14 +186,23 @@ def _check_job_file_options(protocol: Protocol, noise: bool) -> None:
         raise UserError("--no-noise-floor applies to measuring here; drop it with --jobs-out")
 
 
-def _measure_local(jobs, base: Path, protocol: Protocol) -> list[Result]:
+def _measure_local(jobs, base: Path, protocol: Protocol, refs, baseline) -> list[Result]:
+    """Measure `jobs`; beside `refs` (anchors: subnets measured before, with their stored
+    medians as `baseline`) where the target has data, so that the results join it in its
+    unit."""
     passes = protocol.passes
     with tqdm(total=passes * len(jobs), desc=f"measuring ({passes} passes)", unit="model") as bar:
 
         def done(k: int, total: int) -> None:
             bar.update(k - bar.n)
 
-        return measure_jobs(jobs, base, protocol, on_done=done)
+        results = measure_jobs(jobs, base, protocol, on_done=done, refs=refs or None,
+                               baseline=baseline or None)  # fmt: skip
+    if refs:
+        drift = float(np.median([r.stats.get("drift", 1.0) for r in results]))
+        logger.info(f"measured beside {len(refs)} subnets measured before on this target: "
+                    f"calls took {drift:.2f}x as long as then; divided out")  # fmt: skip
+    return results
 
 
 def _own_noise_floor(jobs, results: list[Result], base: Path, protocol: Protocol) -> dict:

@@ -23,11 +23,9 @@ from latency.metrics import relative_error, within
 from latency.protocol import Protocol
 from latency.targets import Target
 from latency.worker import measure_jobs
-from search.output import UserError
+from search.services.anchors import anchors
 from search.services.latency import build_jobs_for, record_results
 from search.services.model_source import RunContext
-from search.services.predictor import load_target_data
-from supernet.space import SearchSpace, Subnet
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +33,7 @@ logger = logging.getLogger(__name__)
 # chunk takes 12 references (`latency.worker.N_REFS`) among hundreds of jobs; a front is a few
 # subnets, and 4 keep its measurement short (the demo's final fronts: 18 of 18 tflite and 17
 # of 18 cpu subnets within 10% over four runs, against 7 and 10 of 16 in one without).
-ANCHORS = 4
+FRONT_ANCHORS = 4
 
 
 def local(target: Target) -> bool:
@@ -125,7 +123,10 @@ def _measure(
     """`subnets`: key -> subnet dict; returns key -> median ms, in the units of the target's
     earlier measurements where it has some (`anchors`)."""
     unique = {k: ctx.space.subnet_from_dict(d) for k, d in subnets.items()}
-    refs, stored = anchors(db, ctx.space, target, list(unique.values()))
+    refs, stored = anchors(db, ctx.space, target, list(unique.values()), FRONT_ANCHORS)
+    if not refs:
+        logger.info(f"{target.key}: the front is measured without anchors (nothing of this "
+                    "space measured on it before)")  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="hwnas-front-") as tmp:
         model_dir = Path(tmp) / "models"
         model_dir.mkdir()
@@ -140,40 +141,6 @@ def _measure(
                     "measurement; divided out")  # fmt: skip
     record_results(db, results)
     return {r.subnet_key: r.stats["median_ms"] for r in results}
-
-
-def anchors(
-    db: Database, space: SearchSpace, target: Target, subnets: list[Subnet]
-) -> tuple[list[Subnet], list[float]]:
-    """Up to `ANCHORS` subnets measured before on `target` (of `space`, not among
-    `subnets`), nearest in MACs to the spread of `subnets`' MACs, and their stored medians.
-
-    Measured interleaved with a front, they take out how much slower or faster the machine
-    runs than when they were measured (`latency.drift`), so the front's measurements and the
-    data the predictor was fitted on are in one unit. On this project's shared 2-core machine
-    the same demo subnets measured 0.9x and 1.3x their earlier `cpu` medians a minute apart,
-    the whole set alike; without anchors a front checked against its predictions measured the
-    machine's pace more than the predictor."""
-    try:
-        data = load_target_data(db, target, space.key)
-    except UserError as e:  # nothing measured yet on this target and space
-        logger.info(f"{target.key}: the front is measured without anchors ({e})")
-        return [], []
-    own = {s.key for s in subnets}
-    pool = [(s, ms) for s, ms in zip(data.subnets, data.latency_ms, strict=True)
-            if s.key not in own]  # fmt: skip
-    if not pool or not subnets:
-        return [], []
-    have = np.log([space.cost(s).macs for s, _ in pool])
-    want = np.quantile(np.log([space.cost(s).macs for s in subnets]),
-                       np.linspace(0, 1, ANCHORS))  # fmt: skip
-    picked: list[int] = []
-    for w in want:
-        for i in np.argsort(np.abs(have - w), kind="stable"):
-            if i not in picked:
-                picked.append(int(i))
-                break
-    return [pool[i][0] for i in picked], [float(pool[i][1]) for i in picked]
 
 
 def budget_check(front, measured: dict, budgets: dict[str, float]) -> dict:

@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from cli_helpers import hwnas, run_json, train_args
+from cli_helpers import copy_db, hwnas, run_json, train_args
 from sqlalchemy import func, select
 
 from db.models import Measurement, Predictor
+from db.models import Target as TargetRow
 from db.session import open_db
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -147,6 +149,24 @@ def test_fit_and_predict(trained):
     done = hwnas("predict", "--target", "cpu", "--subnet", "{}", "--db", url, cwd=cwd, check=False)
     assert done.returncode == 2 and "subnet JSON needs" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_a_second_session_joins_the_first_in_its_unit(trained, tmp_path):
+    cwd, url = trained
+    url = copy_db(url, tmp_path / "hwnas.db")
+    args = ["measure", "--run", "tiny", "--target", "tflite", "--n", "3", "--passes", "1",
+            "--max-reps", "20", "--no-noise-floor", "--db", url]  # fmt: skip
+    first = hwnas(*args, "--seed", "11", cwd=cwd)
+    assert "measured beside" not in first.stderr  # nothing to anchor to yet
+    second = hwnas(*args, "--seed", "12", cwd=cwd)
+    # the first session's subnets measured again beside the new ones, not recorded again
+    said = r"measured beside [1-3] subnets measured before on this target: calls took [0-9.]+x"
+    assert re.search(said, second.stderr), second.stderr
+    with open_db(url, create=False) as db, db.read() as s:
+        tflite = s.scalars(select(TargetRow.id).where(TargetRow.key == "tflite-fp32-t1")).one()
+        keys = list(s.scalars(select(Measurement.subnet_key).where(
+            Measurement.target_id == tflite)))  # fmt: skip
+    assert len(keys) == len(set(keys)) and 3 < len(keys) <= 6
 
 
 @pytest.mark.parametrize(

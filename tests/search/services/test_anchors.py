@@ -1,5 +1,5 @@
-"""The anchors a front is measured beside (`search.services.remeasure.anchors`), on a real
-SQLite file: subnets measured before on the same target and space, near the front in size."""
+"""The anchors new measurements are taken beside (`search.services.anchors`), on a real SQLite
+file: subnets measured before on the same target and space, near the new ones in size."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from db.models import Target as TargetRow
 from db.queries import ensure_space
 from db.session import open_db
 from latency.targets import Target
-from search.services.remeasure import ANCHORS, anchors
+from search.services.anchors import anchors
+from search.services.remeasure import FRONT_ANCHORS as ANCHORS
 from supernet.space import load_space
 
 CPU = Target("cpu")
@@ -44,7 +45,7 @@ def test_a_front_is_anchored_by_measured_subnets_of_its_size(sqlite_url):
     with open_db(sqlite_url) as db:
         _measured(db, space, pool, ms)
         front = [space.smallest(), pool[3]]
-        refs, stored = anchors(db, space, CPU, front)
+        refs, stored = anchors(db, space, CPU, front, ANCHORS)
     assert len(refs) == ANCHORS and len({r.key for r in refs}) == ANCHORS
     assert pool[3].key not in {r.key for r in refs}  # a front subnet is not its own anchor
     assert stored == [ms[[p.key for p in pool].index(r.key)] for r in refs]
@@ -61,7 +62,7 @@ def test_a_front_is_anchored_by_measured_subnets_of_its_size(sqlite_url):
 def test_a_target_measured_for_the_first_time_has_no_anchors(sqlite_url):
     space = load_space("digits")
     with open_db(sqlite_url) as db:
-        assert anchors(db, space, CPU, [space.smallest()]) == ([], [])
+        assert anchors(db, space, CPU, [space.smallest()], ANCHORS) == ([], [])
 
 
 def test_anchors_come_from_the_fronts_space_only_and_may_be_fewer(sqlite_url):
@@ -71,5 +72,5 @@ def test_anchors_come_from_the_fronts_space_only_and_may_be_fewer(sqlite_url):
         _measured(db, cifar, [cifar.sample(rng) for _ in range(6)], [5.0] * 6)
         two = [digits.sample(rng), digits.sample(rng)]
         _measured(db, digits, two, [1.0, 2.0], first=100)
-        refs, stored = anchors(db, digits, CPU, [digits.smallest()])
+        refs, stored = anchors(db, digits, CPU, [digits.smallest()], ANCHORS)
     assert {r.key for r in refs} == {t.key for t in two} and sorted(stored) == [1.0, 2.0]
