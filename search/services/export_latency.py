@@ -15,14 +15,13 @@ import logging
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
 from db.models import Run
 from db.session import Database
 from latency.jobs import Job
 from latency.targets import Target
 from search.output import UserError
-from search.services.predictor import load_predictor_row, load_target_data
+from search.services.anchors import anchors
+from search.services.predictor import load_predictor_row
 from supernet.space import SearchSpace, Subnet
 
 logger = logging.getLogger(__name__)
@@ -49,8 +48,10 @@ def latency(db: Database, run: Run, subnet: Subnet, model: bytes, target: Target
         )
     if not measure:
         return out
-    refs = anchors(db, target, space) if out["predicted_ms"] else []
-    stats, drift = measure_model(model, target, subnet, run, refs)
+    refs, stored = (
+        anchors(db, space, target, [subnet], N_ANCHORS) if out["predicted_ms"] else ([], [])
+    )
+    stats, drift = measure_model(model, target, subnet, run, refs, stored)
     out["measured_ms"], out["measured_cv"] = stats["median_ms"], stats["cv"]
     if out["predicted_ms"]:
         out["measured_over_predicted"] = out["measured_ms"] / out["predicted_ms"]
@@ -61,23 +62,10 @@ def latency(db: Database, run: Run, subnet: Subnet, model: bytes, target: Target
     return out
 
 
-def anchors(db: Database, target: Target, space: SearchSpace) -> list[tuple[Subnet, float]]:
-    """Up to N_ANCHORS measured subnets of the target, spread over its latency range."""
-    try:
-        data = load_target_data(db, target, space.key)
-    except UserError:
-        return []
-    if len(data.subnets) < N_ANCHORS:
-        return []
-    order = np.argsort(data.latency_ms)
-    pick = order[np.linspace(0, len(order) - 1, N_ANCHORS).round().astype(int)]
-    return [(data.subnets[i], float(data.latency_ms[i])) for i in pick]
-
-
-def measure_model(model: bytes, target: Target, subnet: Subnet, run: Run, refs: list):
+def measure_model(model: bytes, target: Target, subnet: Subnet, run: Run, refs, stored):
     """The exported file measured under `hwnas measure`'s protocol, interleaved with the
-    anchors (the worker's reference jobs, their stored medians as the baseline); its raw stats
-    and the drift (None without anchors)."""
+    anchors `refs` (subnets of the predictor's data nearest to it in MACs, their `stored`
+    medians as the baseline); its raw stats and the drift (None without anchors)."""
     from latency.worker import measure_jobs
     from search.services.latency import build_jobs_for
     from search.services.model_source import RunContext
@@ -94,9 +82,8 @@ def measure_model(model: bytes, target: Target, subnet: Subnet, run: Run, refs: 
         (Path(tmp) / "models").mkdir()
         ref_jobs = []
         if refs:
-            subs = [s for s, _ in refs]
-            ref_jobs = build_jobs_for(RunContext(run), target, subs, False, Path(tmp) / "models")
-        baseline = {j.id: ms for j, (_, ms) in zip(ref_jobs, refs, strict=True)}
+            ref_jobs = build_jobs_for(RunContext(run), target, refs, False, Path(tmp) / "models")
+        baseline = {j.id: ms for j, ms in zip(ref_jobs, stored, strict=True)}
         stats = measure_jobs([job], Path(tmp), refs=ref_jobs, baseline=baseline or None)[0].stats
     if not refs:
         return stats, None
