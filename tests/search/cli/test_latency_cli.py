@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from cli_helpers import copy_db, hwnas, run_json, train_args
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 
 from db.models import Measurement, Predictor
 from db.models import Target as TargetRow
@@ -154,6 +154,8 @@ def test_fit_and_predict(trained):
 def test_a_second_session_joins_the_first_in_its_unit(trained, tmp_path):
     cwd, url = trained
     url = copy_db(url, tmp_path / "hwnas.db")
+    with open_db(url, create=False) as db, db.write() as s:
+        s.execute(delete(Measurement))  # what other tests of the module measured
     args = ["measure", "--run", "tiny", "--target", "tflite", "--n", "3", "--passes", "1",
             "--max-reps", "20", "--no-noise-floor", "--db", url]  # fmt: skip
     first = hwnas(*args, "--seed", "11", cwd=cwd)
