@@ -67,7 +67,7 @@ def measure_model(model: bytes, target: Target, subnet: Subnet, run: Run, refs, 
     anchors `refs` (subnets of the predictor's data nearest to it in MACs, their `stored`
     medians as the baseline); its raw stats and the drift (None without anchors)."""
     from latency.worker import measure_jobs
-    from search.services.latency import build_jobs_for
+    from search.services.latency import anchor_jobs
     from search.services.model_source import RunContext
 
     logger.info(
@@ -80,11 +80,10 @@ def measure_model(model: bytes, target: Target, subnet: Subnet, run: Run, refs, 
         payload = {"type": "tflite", "path": "m/model.tflite", "sha256": digest}
         job = Job(digest[:32], target, subnet.key, subnet.to_dict(), "subnet", payload)
         (Path(tmp) / "models").mkdir()
-        ref_jobs = []
-        if refs:
-            ref_jobs = build_jobs_for(RunContext(run), target, refs, False, Path(tmp) / "models")
-        baseline = {j.id: ms for j, ms in zip(ref_jobs, stored, strict=True)}
-        stats = measure_jobs([job], Path(tmp), refs=ref_jobs, baseline=baseline or None)[0].stats
+        ref_jobs, baseline = anchor_jobs(
+            RunContext(run), target, refs, stored, Path(tmp) / "models"
+        )
+        stats = measure_jobs([job], Path(tmp), refs=ref_jobs, baseline=baseline)[0].stats
     if not refs:
         return stats, None
     raw = stats | {"median_ms": stats["median_ms"] * stats["drift"]}  # undo the rescaling

@@ -86,6 +86,15 @@ def _check_local(target: Target) -> None:
             )
 
 
+def anchor_jobs(ctx: Source, target: Target, refs, stored, model_dir: Path):
+    """The anchors' jobs (`search/services/anchors.py`) and the drift baseline `measure_jobs`
+    takes: their stored medians by job id. None of either without anchors."""
+    if not refs:
+        return None, None
+    jobs = build_jobs_for(ctx, target, refs, False, model_dir)
+    return jobs, {j.id: ms for j, ms in zip(jobs, stored, strict=True)}
+
+
 def build_jobs_for(ctx: Source, target: Target, subnets, blocks: bool, model_dir: Path):
     from latency.features import SpaceTables, table_layers
     from latency.prepare import JobBuilder, block_key
@@ -139,8 +148,7 @@ def measure(
             model_dir = Path(tmp) / "models"
             model_dir.mkdir()
             jobs = build_jobs_for(ctx, target, subnets, blocks, model_dir)
-            ref_jobs = build_jobs_for(ctx, target, refs, False, model_dir) if refs else []
-            baseline = {j.id: ms for j, ms in zip(ref_jobs, stored, strict=True)}
+            ref_jobs, baseline = anchor_jobs(ctx, target, refs, stored, model_dir)
             results = _measure_local(jobs, Path(tmp), protocol, ref_jobs, baseline)
             floor = _own_noise_floor(jobs, results, Path(tmp), protocol) if noise else None
         stored = record_results(db, results, {ctx.space.key: ctx.space})
@@ -196,8 +204,7 @@ def _measure_local(jobs, base: Path, protocol: Protocol, refs, baseline) -> list
         def done(k: int, total: int) -> None:
             bar.update(k - bar.n)
 
-        results = measure_jobs(jobs, base, protocol, on_done=done, refs=refs or None,
-                               baseline=baseline or None)  # fmt: skip
+        results = measure_jobs(jobs, base, protocol, on_done=done, refs=refs, baseline=baseline)
     if refs:
         drift = float(np.median([r.stats.get("drift", 1.0) for r in results]))
         logger.info(f"measured beside {len(refs)} subnets measured before on this target: "

@@ -24,7 +24,7 @@ from latency.protocol import Protocol
 from latency.targets import Target
 from latency.worker import measure_jobs
 from search.services.anchors import anchors
-from search.services.latency import build_jobs_for, record_results
+from search.services.latency import anchor_jobs, build_jobs_for, record_results
 from search.services.model_source import RunContext
 
 logger = logging.getLogger(__name__)
@@ -130,11 +130,9 @@ def _measure(
     with tempfile.TemporaryDirectory(prefix="hwnas-front-") as tmp:
         model_dir = Path(tmp) / "models"
         model_dir.mkdir()
-        jobs = build_jobs_for(ctx, target, list(unique.values()) + refs, False, model_dir)
-        own, ref_jobs = jobs[: len(unique)], jobs[len(unique) :]
-        baseline = {j.id: ms for j, ms in zip(ref_jobs, stored, strict=True)}
-        results = measure_jobs(own, Path(tmp), protocol, refs=ref_jobs or None,
-                               baseline=baseline or None)  # fmt: skip
+        own = build_jobs_for(ctx, target, list(unique.values()), False, model_dir)
+        ref_jobs, baseline = anchor_jobs(ctx, target, refs, stored, model_dir)
+        results = measure_jobs(own, Path(tmp), protocol, refs=ref_jobs, baseline=baseline)
     if ref_jobs:
         drift = np.median([r.stats.get("drift", 1.0) for r in results])
         logger.info(f"{target.key}: calls took {drift:.2f}x as long as at the anchors' "

@@ -81,15 +81,16 @@ Block* empty_slot() {  // lock held
   return nullptr;
 }
 
-// A block of at least n bytes, or nullptr when none can be had here (glibc then serves it).
-void* take(size_t n, bool* fresh) {
+// A block of at least n bytes, or nullptr when none can be had here (glibc then serves it);
+// `fresh` (where asked) says whether it is a new mapping, zero already.
+void* take(size_t n, bool* fresh = nullptr) {
   pthread_mutex_lock(&lock);
   Block* b = smallest_free(n);
   if (b && b->mapped / kMaxSlack > n) b = nullptr;  // would hold a large block for a small need
   if (b) {
     kept -= b->mapped;
     ++hits;
-    *fresh = false;
+    if (fresh) *fresh = false;
   } else {
     for (Block& f : blocks)
       if (f.addr && !f.used && f.mapped < n) unmap(f);
@@ -106,7 +107,7 @@ void* take(size_t n, bool* fresh) {
     __atomic_store_n(&b->addr, static_cast<char*>(p), __ATOMIC_RELEASE);
     if (size > largest) largest = size;
     ++misses;
-    *fresh = true;
+    if (fresh) *fresh = true;
   }
   __atomic_store_n(&b->used, 1, __ATOMIC_RELEASE);
   __atomic_add_fetch(&live, 1, __ATOMIC_RELEASE);
@@ -143,9 +144,8 @@ void in_child() { pthread_mutex_init(&lock, nullptr); }
 __attribute__((constructor)) void init() { pthread_atfork(before_fork, after_fork, in_child); }
 
 void* aligned(size_t alignment, size_t n) {
-  bool fresh;
   if (n >= kMinBytes && alignment <= kPage) {
-    if (void* p = take(n, &fresh)) return p;
+    if (void* p = take(n)) return p;
   }
   return __libc_memalign(alignment, n);
 }
@@ -155,9 +155,8 @@ void* aligned(size_t alignment, size_t n) {
 extern "C" {
 
 void* malloc(size_t n) {
-  bool fresh;
   if (n >= kMinBytes) {
-    if (void* p = take(n, &fresh)) return p;
+    if (void* p = take(n)) return p;
   }
   return __libc_malloc(n);
 }
