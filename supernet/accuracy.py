@@ -77,6 +77,11 @@ class AccuracyOracle:
             self._cache[key] = ((even + odd) / len(y), even / n_even, odd / (len(y) - n_even))
         return self._cache[key]
 
+    @property
+    def n_val(self) -> int:
+        """Validation images: one of them is 1 / n_val of accuracy, the finest step it has."""
+        return len(self._data.y_val)
+
     def clear_cache(self) -> None:
         """Forget every evaluated subnet (a benchmark's runs each pay for their own)."""
         self._cache.clear()

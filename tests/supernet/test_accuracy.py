@@ -57,3 +57,11 @@ def test_the_halves_are_the_even_and_odd_validation_images(oracle_setup):
     n_even, n = len(half.y_val), len(data.y_val)
     assert even == pytest.approx(AccuracyOracle(space, variables, half, config)(subnet))
     assert full == pytest.approx((even * n_even + odd * (n - n_even)) / n)
+
+
+def test_accuracy_moves_in_steps_of_one_validation_image(oracle_setup):
+    space, config, variables, data = oracle_setup
+    oracle = AccuracyOracle(space, variables, data, config)
+    assert oracle.n_val == len(data.y_val)
+    correct = oracle(space.smallest()) * oracle.n_val
+    assert correct == pytest.approx(round(correct), abs=1e-9)
