@@ -31,8 +31,9 @@ subnets get one validation image more wrong (on a small validation split, one im
 top of the front outweighs the differences the comparison is after).
 
 `--select-half` separates choosing from judging: the supernet's accuracy on the even images of
-the validation split drives the supernet search and re-scores the predictor-driven one, each
-front is picked on it, and both are scored on the odd images, which chose nothing. Scored on
+the validation split drives the supernet search and re-scores the predictor-driven one (the
+accuracy predictor fitted again on its subnets' even-image accuracy), each front is picked on
+it, and both are scored on the odd images, which chose nothing. Scored on
 the images that chose them, the supernet search's front gains from the evaluations it found
 lucky (a winner's curse the predictor-driven search shares less), so the plain comparison
 leans towards it where the supernet's split-half agreement is low.
@@ -52,6 +53,8 @@ import optuna
 
 from db.session import open_db
 from latency.targets import Target
+from search.accuracy_predictor import encode
+from search.accuracy_predictor import fit as fit_accuracy
 from search.config import N_INITIAL
 from search.initial_design import enqueue_initial
 from search.objective import Problem, TrialEvaluator, make_objective
@@ -83,6 +86,19 @@ def load(db_url: str | None, run_name: str, target: str, modes: list[str], acc_i
         evaluate["predictor"] = TrialEvaluator(space, fitted.predictor, predictors, False)
     band = fitted.band if fitted is not None else 0.0
     return space, problem, evaluate, oracle_for(run), band
+
+
+def even_half_predictor(db_url: str | None, run_name: str, kind: str):
+    """`--select-half`: the run's accuracy predictor (same kind) fitted again on its training
+    subnets' accuracy on the even validation images only, so that it knows nothing of the odd
+    images the fronts are scored on."""
+    with open_db(db_url, create=False) as db:
+        run = load_run(db, run_name)
+        samples = accuracy_service.load_samples(db, run)
+    space = SearchSpace.from_dict(run.space)
+    rows = [v for v in samples.values() if v[2] == "train"]
+    x = encode(space, [space.subnet_from_dict(v[3]) for v in rows])
+    return fit_accuracy(kind, space, x, np.asarray([v[1][0] for v in rows]))
 
 
 ABLATION = "-random-start"
@@ -255,6 +271,12 @@ def main() -> None:
     if args.select_half:  # the supernet's accuracy on the even images drives and picks
         even = lambda s: oracle.evaluate(s)[1]  # noqa: E731
         evaluate["supernet"] = TrialEvaluator(space, even, evaluate["supernet"]._predictors)
+        if "predictor" in modes:
+            kind = evaluate["predictor"]._accuracy.kind
+            evaluate["predictor"] = TrialEvaluator(
+                space, even_half_predictor(args.db, args.run, kind),
+                evaluate["supernet"]._predictors, False,
+            )  # fmt: skip
     samplers = args.samplers.split(",")
     runs = []
     for seed in range(args.seeds):
