@@ -229,7 +229,7 @@ def by_drift(models: dict, t, enc, y: np.ndarray, drift: np.ndarray) -> dict:
     for name, mask in (("steady", steady), ("busy", ~steady)):
         idx = np.flatnonzero(mask)
         if len(idx) >= 2:
-            sub = type(enc)(enc.r[idx], enc.k[idx], enc.e[idx])
+            sub = enc.take(idx)
             out[name] = {k: metrics(m.predict_encoded(t, sub), y[idx]) for k, m in models.items()}
             out[name]["drift"] = spread(drift[idx])
     return out
