@@ -20,8 +20,12 @@ the suffix `-random-start` (e.g. `tpe-random-start`) starts from Optuna's own ra
 trials instead, the ablation of that design, measured in the same run.
 
 `--accuracy supernet,predictor` runs every sampler and seed twice: trials scored by the
-supernet, and by the run's accuracy predictor (`hwnas accuracy fit`), whose final Pareto front
-is then re-scored with the supernet as `hwnas search --accuracy predictor` does. The
+supernet, and by the run's accuracy predictor (`hwnas accuracy fit`), as `hwnas search
+--accuracy predictor --no-measure` runs it: the same `--trials` split evenly into
+`--accuracy-rounds` + 1 rounds, each round's front re-scored with the supernet, the predictor
+refitted and the search told the supernet's accuracy where known while a round brings new
+subnets onto that front (`predictor_rounds`; `--accuracy-rounds 0`: one round, its front
+re-scored once). The
 comparison (`accuracy_modes`): per sampler, the hypervolume of the re-scored front against the
 supernet-driven search's final hypervolume (same seeds, same trials, one reference point; per
 seed, and the median over seeds of each), the subnets re-scored, and each mode's wall time,
@@ -55,13 +59,14 @@ from db.session import open_db
 from latency.targets import Target
 from search.accuracy_predictor import encode
 from search.accuracy_predictor import fit as fit_accuracy
-from search.config import N_INITIAL
+from search.config import DEFAULT_ROUNDS, N_INITIAL
 from search.initial_design import enqueue_initial
 from search.objective import Problem, TrialEvaluator, make_objective
 from search.output import show_logs
 from search.pareto import hypervolume_2d, near_front
 from search.samplers import make_sampler
 from search.services import accuracy as accuracy_service
+from search.services import rounds as rounds_
 from search.services.runs import load_run, oracle_for
 from search.services.search import build_evaluator, load_predictors
 from supernet.space import SearchSpace
@@ -88,17 +93,23 @@ def load(db_url: str | None, run_name: str, target: str, modes: list[str], acc_i
     return space, problem, evaluate, oracle_for(run), band
 
 
-def even_half_predictor(db_url: str | None, run_name: str, kind: str):
-    """`--select-half`: the run's accuracy predictor (same kind) fitted again on its training
-    subnets' accuracy on the even validation images only, so that it knows nothing of the odd
-    images the fronts are scored on."""
+def fit_samples(db_url: str | None, run_name: str, even: bool, roles=("train", "held-out")):
+    """The subnets `hwnas accuracy fit` evaluated for the run (`roles`; not the fronts of
+    earlier searches) and their supernet accuracy (`even`: on the even validation images)."""
     with open_db(db_url, create=False) as db:
         run = load_run(db, run_name)
         samples = accuracy_service.load_samples(db, run)
     space = SearchSpace.from_dict(run.space)
-    rows = [v for v in samples.values() if v[2] == "train"]
-    x = encode(space, [space.subnet_from_dict(v[3]) for v in rows])
-    return fit_accuracy(kind, space, x, np.asarray([v[1][0] for v in rows]))
+    rows = [v for v in samples.values() if v[2] in roles]
+    return [space.subnet_from_dict(v[3]) for v in rows], [v[1][0] if even else v[0] for v in rows]
+
+
+def even_half_predictor(db_url: str | None, run_name: str, space, kind: str):
+    """`--select-half`: the run's accuracy predictor (same kind) fitted again on its training
+    subnets' accuracy on the even validation images only, so that it knows nothing of the odd
+    images the fronts are scored on."""
+    subnets, y = fit_samples(db_url, run_name, True, ("train",))
+    return fit_accuracy(kind, space, encode(space, subnets), np.asarray(y))
 
 
 ABLATION = "-random-start"
@@ -116,18 +127,86 @@ def run_one(space, problem, evaluate, sampler: str, seed: int, trials: int, init
             "wall_s": wall, "study": study}  # fmt: skip
 
 
-def rescored_front(study: optuna.Study, space, oracle, band: float) -> tuple[list, float, int]:
-    """The trials on or within `band` (accuracy) of the study's Pareto front, by the accuracy
-    that drove it, re-scored with the supernet: (points, seconds it took, subnets evaluated),
-    as `search.services.accuracy.rescore_front` does."""
-    t0 = time.perf_counter()
+def predictor_rounds(space, problem, evaluate, score, base, sampler: str, seed: int,
+                     trials: int, rounds: int, initial: int, band: float) -> dict:  # fmt: skip
+    """A predictor-driven search as `hwnas search --accuracy predictor --no-measure` runs it,
+    in memory: `trials` split into `rounds` + 1 rounds (`--trials F --rounds R --round-trials
+    S`, F + R * S = trials). Each round ends as the search's do: every trial on or within
+    `band` of the front (the supernet's accuracy where a trial has one, else the predicted)
+    is evaluated with the supernet (`score`); unless that brought no new subnet onto the
+    front re-scored with the supernet, the accuracy predictor is fitted again on `base` (the
+    run's samples: subnets, accuracies) plus every re-scored subnet, and the next round's
+    study starts from every trial, told the supernet's accuracy where known
+    (`search.services.rounds`). Returns the re-scored points and subnets, the trial rate
+    (trials only), the wall time (re-scoring and refits included) and the rounds run."""
+    step = trials // (rounds + 1)
+    quota = trials - rounds * step
+    pred, lat = evaluate._accuracy, evaluate._predictors
+    study = optuna.create_study(directions=problem.directions, sampler=make_sampler(sampler, seed))
+    enqueue_initial(study, space, sampler, initial, seed)
+    scored: dict[str, tuple] = {}  # subnet key -> (supernet accuracy, subnet, latency)
+    front: set[str] = set()
+    trial_s = between_s = 0.0
+    for r in range(rounds + 1):
+        t0 = time.perf_counter()
+        ev = TrialEvaluator(space, pred, lat, False)
+        study.optimize(make_objective(space, problem, ev, r), n_trials=quota - len(study.trials))
+        trial_s += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        new_front = _rescore_band(study, space, score, band, scored)
+        settled, front = not new_front - front, new_front
+        if settled or r == rounds:
+            between_s += time.perf_counter() - t0
+            break
+        pred = _refit(pred.kind, space, base, scored)
+        study = _next_study(study, space, problem, pred, scored, sampler, seed, r + 1)
+        quota += step
+        between_s += time.perf_counter() - t0
+    keys = list(scored)
+    return {"points": [[1 - scored[k][0], scored[k][2]] for k in keys],
+            "subnets": [scored[k][1] for k in keys], "rescored": len(keys), "rounds": r + 1,
+            "trials": len(study.trials), "trials_per_s": len(study.trials) / trial_s,
+            "wall_s": trial_s + between_s, "rescore_s": between_s}  # fmt: skip
+
+
+def _rescore_band(study, space, score, band: float, scored: dict) -> set[str]:
+    """Evaluate the trials within `band` of the front with the supernet (`scored`, in
+    place); the keys of the front of the re-scored ones."""
     trials = study.trials
+    subnets = trial_subnets(study, space)
     values = np.asarray([[t.values[0], t.values[1]] for t in trials])
-    near = near_front(values[:, 0], values[:, 1:], band)
-    picked = [trials[i] for i in np.flatnonzero(near)]
-    subnets = [space.subnet_from_dict(t.user_attrs["candidate"]["subnet"]) for t in picked]
-    points = [[1 - oracle(s), t.values[1]] for s, t in zip(subnets, picked, strict=True)]
-    return points, time.perf_counter() - t0, len(picked)
+    for i in np.flatnonzero(near_front(values[:, 0], values[:, 1:], band)):
+        if subnets[i].key not in scored:
+            scored[subnets[i].key] = (score(subnets[i]), subnets[i], float(values[i, 1]))
+    keys = list(scored)
+    pts = np.asarray([[scored[k][0], scored[k][2]] for k in keys])
+    return {k for k, m in zip(keys, near_front(pts[:, 0], pts[:, 1:], 0.0), strict=True) if m}
+
+
+def _refit(kind: str, space, base: tuple[list, list], scored: dict):
+    subnets, y = list(base[0]), list(base[1])
+    known = {s.key for s in subnets}
+    for key, (acc, subnet, _) in scored.items():
+        if key not in known:
+            subnets.append(subnet)
+            y.append(acc)
+    return fit_accuracy(kind, space, encode(space, subnets), np.asarray(y))
+
+
+def _next_study(study, space, problem, pred, scored: dict, sampler: str, seed: int, r: int):
+    """Round `r`'s study: every trial re-scored by `pred`, told the supernet's accuracy
+    where it has one (`rounds.copy_trials`)."""
+    trials = study.trials
+    subnets = trial_subnets(study, space)
+    acc = pred.predict(subnets)
+    rescored = {}
+    for t, s, a in zip(trials, subnets, acc, strict=True):
+        sup = scored[s.key][0] if s.key in scored else None
+        rescored[t.number] = t.user_attrs["candidate"] | {"accuracy": float(a),
+                                                         "accuracy_supernet": sup}  # fmt: skip
+    new = optuna.create_study(directions=problem.directions, sampler=make_sampler(sampler, seed))
+    new.add_trials(rounds_.copy_trials(trials, problem, rescored, r))
+    return new
 
 
 def held_out_front(points: list, subnets: list, oracle) -> list:
@@ -178,6 +257,8 @@ def compare_modes(runs: list[dict], samplers: list[str], n_val: int) -> dict:
                              for m in ("supernet", "predictor")},
             "rescore_s": float(np.median([by[s, i, "predictor"]["rescore_s"] for i in seeds])),
             "rescored": [by[s, i, "predictor"]["rescored"] for i in seeds],
+            "rounds": [by[s, i, "predictor"]["rounds"] for i in seeds],
+            "predictor_trials": [by[s, i, "predictor"]["trials"] for i in seeds],
             "one_image": [one_image_worse(np.asarray(by[s, i, "supernet"]["points"]), ref,
                                           1 / n_val) for i in seeds],
         }  # fmt: skip
@@ -251,6 +332,12 @@ def main() -> None:
     parser.add_argument("--accuracy", default="supernet", help="supernet and/or predictor")
     parser.add_argument("--accuracy-predictor", type=int, default=None)
     parser.add_argument(
+        "--accuracy-rounds",
+        type=int,
+        default=DEFAULT_ROUNDS,
+        help="the predictor-driven search's later rounds; --trials is split evenly over all",
+    )
+    parser.add_argument(
         "--select-half",
         action="store_true",
         help="search and pick fronts on the even validation images, score them on the odd",
@@ -274,32 +361,38 @@ def main() -> None:
         if "predictor" in modes:
             kind = evaluate["predictor"]._accuracy.kind
             evaluate["predictor"] = TrialEvaluator(
-                space, even_half_predictor(args.db, args.run, kind),
+                space, even_half_predictor(args.db, args.run, space, kind),
                 evaluate["supernet"]._predictors, False,
             )  # fmt: skip
+    base = fit_samples(args.db, args.run, args.select_half) if "predictor" in modes else None
     samplers = args.samplers.split(",")
     runs = []
     for seed in range(args.seeds):
         for s in samplers:
             for mode in modes:
                 oracle.clear_cache()  # every run pays for its own supernet evaluations
-                r = run_one(space, problem, evaluate[mode], s, seed, args.trials, args.initial)
-                r["accuracy"] = mode
-                subnets = trial_subnets(r["study"], space)
                 if mode == "predictor":
                     score = even if args.select_half else oracle
-                    r["points"], r["rescore_s"], r["rescored"] = rescored_front(
-                        r["study"], space, score, band
+                    r = predictor_rounds(
+                        space,
+                        problem,
+                        evaluate[mode],
+                        score,
+                        base,
+                        s.removesuffix(ABLATION),
+                        seed,
+                        args.trials,
+                        args.accuracy_rounds,
+                        0 if s.endswith(ABLATION) else args.initial,
+                        band,
                     )
-                    r["wall_s"] += r["rescore_s"]
-                    if args.select_half:
-                        values = np.asarray(
-                            [[t.values[0], t.values[1]] for t in r["study"].trials]
-                        )
-                        near = np.flatnonzero(near_front(values[:, 0], values[:, 1:], band))
-                        subnets = [subnets[i] for i in near]
+                    r |= {"sampler": s, "seed": seed}  # fmt: skip
+                else:
+                    r = run_one(space, problem, evaluate[mode], s, seed, args.trials, args.initial)
+                    r["subnets"] = trial_subnets(r["study"], space)
+                r["accuracy"] = mode
                 if args.select_half:
-                    r["points"] = held_out_front(r["points"], subnets, oracle)
+                    r["points"] = held_out_front(r["points"], r["subnets"], oracle)
                 runs.append(r)
                 log(f"{s} seed {seed} {mode}: {r['trials_per_s']:.1f} trials/s, "
                     f"{r['wall_s']:.1f} s")  # fmt: skip

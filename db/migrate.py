@@ -111,12 +111,19 @@ def _v5_to_v6(conn: Connection) -> None:
         conn.execute(text("ALTER TABLE hwnas_search_rounds ADD COLUMN accuracy_predictor INTEGER"))
 
 
+def _v6_to_v7(conn: Connection) -> None:
+    """Accuracy rounds: a round's front re-scored with the supernet (older rounds: unknown)."""
+    if inspect(conn).has_table("hwnas_search_rounds"):  # else made whole by create_all (v2)
+        conn.execute(text("ALTER TABLE hwnas_search_rounds ADD COLUMN accuracy_front JSON"))
+
+
 EXTRAS = ("params", "macs")  # the objectives besides latency (search.objective.EXTRAS)
 STEPS: dict[int, Callable[[Connection], None]] = {
     2: _v2_to_v3,
     3: _v3_to_v4,
     4: _v4_to_v5,
     5: _v5_to_v6,
+    6: _v6_to_v7,
 }
 
 

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 from sqlalchemy import JSON, ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 
 def utcnow() -> datetime:
@@ -197,6 +197,9 @@ class SearchRound(Base):
     accuracy_predictor: Mapped[int | None]
     trials: Mapped[int]  # the study's finished trials this round ends at
     agreement: Mapped[dict[str, Any] | None]  # target key -> front vs measurement
+    # a predictor-driven round's front re-scored with the supernet: subnets re-scored, the
+    # front's size, and how many of its subnets were re-scored in this round (0: settled)
+    accuracy_front: Mapped[dict[str, Any] | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
     search: Mapped[Search] = relationship(back_populates="rounds")

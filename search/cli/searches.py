@@ -43,7 +43,9 @@ def search(
             help="Closed loop: after the front is measured, up to this many more rounds, each "
             "refitting the predictors with the front's measurements, re-scoring every trial "
             "and searching on; it stops once every front subnet measures within 10% of its "
-            "prediction (0: one round, no refit)."
+            "prediction (0: one round, no refit). A search driven by the accuracy predictor "
+            "also goes on while a round brings new subnets onto its front re-scored with the "
+            "supernet, refitting the accuracy predictor with them."
         ),
     ] = DEFAULT_ROUNDS,
     round_trials: Annotated[
@@ -71,7 +73,8 @@ def search(
         bool,
         typer.Option(
             help="Measure the Pareto front on this machine's targets after each round "
-            "(--no-measure: one round, nothing measured)."
+            "(--no-measure: nothing measured; one round, unless the accuracy predictor drives "
+            "the search)."
         ),
     ] = True,
     initial: Annotated[

@@ -101,16 +101,36 @@ def closed_loop(data) -> list[str]:
     header = ["round", "trials", "predictors"] + [
         f"{k}: front within ±10%" for k in data.latency_keys
     ]
+    by_predictor = any(r.get("accuracy_front") for r in rounds)
+    if by_predictor:
+        header.append("front re-scored with the supernet")
+        for row, r in zip(rows, rounds, strict=True):
+            row.append(_accuracy_front(r.get("accuracy_front")))
     return [
         "### Closed loop: the front measured after each round",
         "",
         "After each round the front is measured; unless every subnet is within ±10% of its "
         "prediction, the measurements join the predictor's data, it is refitted (named "
         "`SEARCH/rN`), every trial is re-scored and the search goes on. *new*: the front "
-        "subnets first measured that round (predicted before they were measured).",
+        "subnets first measured that round (predicted before they were measured)."
+        + (ACCURACY_LOOP if by_predictor else ""),
         "",
         *_table(header, rows),
     ]
+
+
+ACCURACY_LOOP = (
+    " Driven by the accuracy predictor, each round's front is also re-scored with the "
+    "supernet; while a round brings *new* subnets onto that front, the accuracy predictor is "
+    "refitted with every re-scored subnet and the search goes on, told the supernet's accuracy "
+    "where a trial has one."
+)
+
+
+def _accuracy_front(a: dict | None) -> str:
+    if not a:
+        return "—"
+    return f"{a['n']} subnets, {a['new']} new ({a['rescored']} evaluated)"
 
 
 def _agree(a: dict | None) -> str:

@@ -8,12 +8,12 @@ the new ones. The predictor is fitted on the `train` samples and judged on `held
 beside the supernet's own noise: the Kendall tau between the two halves of the validation
 split, the ceiling of how well any ranking of these subnets can be checked.
 
-A search driven by the predictor ends with `rescore_front`: every candidate within a band of
-the predicted front (the predictor's cross-validated RMSE in accuracy) is evaluated with the
-supernet, and the front is marked again on those supernet accuracies. A front re-scored alone
-loses the subnets the predictor ranked just behind it: on the demo's run (tpe, 500 trials, 5
-seeds) its median hypervolume is 4.2% below the supernet-driven search's, with the band 0.15%
-(`bench/search_efficiency.py --accuracy supernet,predictor`, docs/results.md).
+A search driven by the predictor ends each round with `rescore_front`: every candidate within
+a band of the front (the predictor's cross-validated RMSE in accuracy) is evaluated with the
+supernet, and the front is marked again on those supernet accuracies; `refit` fits the
+predictor again with them for the next round (`search.services.rounds`). How close its front
+comes to a supernet-driven search's: `bench/search_efficiency.py --accuracy
+supernet,predictor`, docs/results.md.
 """
 
 from __future__ import annotations
@@ -269,9 +269,10 @@ def refit(db: Database, run: Run, name: str, like: int) -> int:
 
 def rescore_front(db: Database, search_id: int, run: Run, band: float, problem) -> int:
     """Evaluate with the supernet every feasible candidate of the search within `band` of its
-    predicted front that has no supernet accuracy yet (stored on the candidate, and as a
-    `front` sample for the next refit); then mark the front on supernet accuracies. Returns
-    how many were evaluated."""
+    front that has no supernet accuracy yet (stored on the candidate, and as a `front` sample
+    for the next refit); then mark the front on supernet accuracies. The front here is of the
+    supernet's accuracy where a candidate has it (an earlier round's re-scoring), else the
+    predicted one. Returns how many were evaluated."""
     with db.read() as s:
         rows = list(s.execute(select(
             Candidate.id, Candidate.subnet, Candidate.accuracy, Candidate.predicted_ms,
@@ -281,7 +282,8 @@ def rescore_front(db: Database, search_id: int, run: Run, band: float, problem) 
         return 0
     costs = [problem.values({"accuracy": 0.0, "latency_ms": r.predicted_ms, "params": r.params,
                              "macs": r.macs})[1:] for r in rows]  # fmt: skip
-    near = near_front(np.asarray([r.accuracy for r in rows]), np.asarray(costs), band)
+    told = [r.accuracy if r.accuracy_supernet is None else r.accuracy_supernet for r in rows]
+    near = near_front(np.asarray(told), np.asarray(costs), band)
     todo = [r for r, n in zip(rows, near, strict=True) if n and r.accuracy_supernet is None]
     if todo:
         space = SearchSpace.from_dict(run.space)

@@ -14,6 +14,13 @@ round), trial numbers run on unchanged, and the sampler learns from the new pred
 The `hwnas_search_rounds` rows say which study and which predictors each round used and how
 its front agreed with the measurements; `Candidate.round` / `scored_round` say which round
 ran a trial and which round's predictor gave its current `predicted_ms`.
+
+A search driven by an accuracy predictor loops on accuracy too, measured or not: each round's
+front is re-scored with the supernet (`search.services.accuracy.rescore_front`), and while a
+round brings new subnets onto that front (`record_accuracy_front`, `settled`) the accuracy
+predictor is refitted with every re-scored subnet and the next round is told the supernet's
+accuracy wherever a trial has one (`told`): it searches on around the subnets the supernet
+found best, as a supernet-driven search does, and evaluates only what comes near its front.
 """
 
 from __future__ import annotations
@@ -56,13 +63,15 @@ class RoundState:
     trials: int  # the study's finished trials at which the round ends
     agreement: Mapping | None = None  # target key -> the measured front's agreement
     accuracy_predictor: int | None = None  # its row id; None: the supernet scores accuracy
+    accuracy_front: Mapping | None = None  # its front re-scored with the supernet (`settled`)
 
 
 def _state(row: SearchRound) -> RoundState:
     preds = tuple((k, int(v)) for k, v in row.predictors.items())
     agreement = dict(row.agreement) if row.agreement is not None else None
+    front = dict(row.accuracy_front) if row.accuracy_front is not None else None
     return RoundState(row.round, row.study_name, preds, row.trials, agreement,
-                      row.accuracy_predictor)  # fmt: skip
+                      row.accuracy_predictor, front)  # fmt: skip
 
 
 def _latest(s, search_id: int) -> SearchRound | None:
@@ -91,7 +100,7 @@ def begin(
             s.add(row)
         quota = trials + row.round * step
         if quota > row.trials:
-            row.agreement, row.finished_at = None, None
+            row.agreement, row.accuracy_front, row.finished_at = None, None, None
         row.trials = quota
         s.flush()
         return _state(row)
@@ -116,19 +125,54 @@ def history(db: Database, search_id: int) -> list[dict]:
                 },
                 "accuracy_predictor": r.accuracy_predictor,
                 "agreement": r.agreement,
+                "accuracy_front": _front_counts(r.accuracy_front),
             }
             for r in rows
         ]
 
 
+def _front_counts(front: Mapping | None) -> dict | None:
+    return None if front is None else {k: front[k] for k in ("rescored", "n", "new")}
+
+
 def record(db: Database, search_id: int, round_: int, agreement: dict) -> None:
     with db.write() as s:
-        row = s.scalars(
-            select(SearchRound).where(
-                SearchRound.search_id == search_id, SearchRound.round == round_
-            )
-        ).one()
+        row = _round_row(s, search_id, round_)
         row.agreement, row.finished_at = agreement, utcnow()
+
+
+def _round_row(s, search_id: int, round_: int) -> SearchRound:
+    return s.scalars(
+        select(SearchRound).where(SearchRound.search_id == search_id, SearchRound.round == round_)
+    ).one()
+
+
+def record_accuracy_front(db: Database, search_id: int, round_: int, rescored: int) -> dict:
+    """After a predictor-driven round's front was re-scored with the supernet (`rescored`
+    subnets evaluated now): the front's size and how many of its subnets are new to it, i.e.
+    were not on the front the previous round recorded. Stored on the round; returned."""
+    with db.write() as s:
+        keys = set(s.scalars(select(Candidate.subnet_key).where(
+            Candidate.search_id == search_id, Candidate.pareto)))  # fmt: skip
+        before = _round_row(s, search_id, round_ - 1).accuracy_front if round_ else None
+        old = set((before or {}).get("keys", ()))
+        front = {"rescored": rescored, "n": len(keys), "new": len(keys - old),
+                 "keys": sorted(keys)}  # fmt: skip
+        _round_row(s, search_id, round_).accuracy_front = front
+    return front
+
+
+def settled(front: Mapping | None) -> bool:
+    """A predictor-driven search's front is settled when a round brought no new subnet onto
+    the front re-scored with the supernet (None: a supernet-driven round, always settled)."""
+    return front is None or front["new"] == 0
+
+
+def told(cand: Mapping) -> Mapping:
+    """A candidate as the sampler is told of it: with its supernet accuracy where it has one
+    (a predictor-driven search's re-scored subnets), else the accuracy that scored it."""
+    sup = cand.get("accuracy_supernet")
+    return cand if sup is None else {**cand, "accuracy": sup}
 
 
 def agrees(agreement: Mapping | None) -> bool:
@@ -236,18 +280,25 @@ def next_study(
         optuna.delete_study(study_name=name, storage=storage)
     new = optuna.create_study(study_name=name, storage=storage, directions=problem.directions)
     new.set_user_attr("hwnas", old.user_attrs.get("hwnas", {}) | {"round": round_})
-    new.add_trials([_copy(t, problem, rescored, round_) for t in old.get_trials(deepcopy=False)])
+    new.add_trials(copy_trials(old.get_trials(deepcopy=False), problem, rescored, round_))
     return new
 
 
-def _copy(t, problem: Problem, rescored: dict, round_: int):
+def copy_trials(trials: list, problem: Problem, rescored: Mapping, round_: int) -> list:
+    """`trials` as round `round_`'s study starts with them: finished ones with the values of
+    their re-scored candidate (`rescored`: trial number -> candidate dict) as the sampler is
+    `told` of it, the rest as failed."""
+    return [_copy(t, problem, rescored, round_) for t in trials]
+
+
+def _copy(t, problem: Problem, rescored: Mapping, round_: int):
     cand = rescored.get(t.number)
     attrs = {"round": int(t.user_attrs.get("round", 0)), "scored_round": round_}
     if t.state != TrialState.COMPLETE or cand is None:
         return create_trial(state=TrialState.FAIL, user_attrs=attrs)
     cons = problem.constraints(cand["latency_ms"])
     return create_trial(
-        values=problem.values(cand),
+        values=problem.values(told(cand)),
         params=t.params,
         distributions=t.distributions,
         user_attrs={"candidate": cand} | attrs,

@@ -446,9 +446,10 @@ def search(
                                      predictors=state.predictors, trials=state.trials,
                                      accuracy_predictor=state.accuracy_predictor)  # fmt: skip
         new.append(_run_round_trials(spec_r, workers, progress))
-        if not measure:
+        if not measure and spec_r.accuracy_predictor is None:
             break
-        state, done = _end_round(spec_r, search_id, state, (rounds, step), protocols)
+        plan = (rounds, step, measure)
+        state, done = _end_round(spec_r, search_id, state, plan, protocols)
         if done:
             break
     wall = time.perf_counter() - t0
@@ -523,22 +524,24 @@ def _run_space(spec: SearchSpec) -> dict:
         return load_run(db, spec.run).space
 
 
-def _end_round(spec: SearchSpec, search_id: int, state, plan: tuple[int, int], protocols):
-    """Mark and measure the round's front; start the next round unless it agrees or the
+def _end_round(spec: SearchSpec, search_id: int, state, plan: tuple[int, int, bool], protocols):
+    """Mark the round's front, re-score it with the supernet (predictor-driven) and measure
+    it (`measure`); start the next round unless it agrees and is settled (`rounds_`) or the
     rounds are spent. Returns (the state to continue in, whether the loop is done)."""
     from search.services.remeasure import front_rows, measure_candidates, remeasure_front
 
+    (max_rounds, step, measure), agreement = plan, state.agreement
     with open_db(spec.db_url, create=False) as db:
         study = _sync_and_mark(db, spec, search_id)
-        _supernet_front(db, spec, search_id)
-        (max_rounds, step), agreement = plan, state.agreement
+        accuracy_front = _accuracy_round(db, spec, search_id, state)
         if agreement is None:
-            agreement = remeasure_front(db, search_id, spec, protocols)
+            agreement = remeasure_front(db, search_id, spec, protocols) if measure else {}
             rounds_.record(db, search_id, state.round, agreement)
         _log_round(state.round, agreement)
-        if rounds_.agrees(agreement) or state.round >= max_rounds:
+        agreed = rounds_.agrees(agreement) or not measure
+        if (agreed and rounds_.settled(accuracy_front)) or state.round >= max_rounds:
             return state, True
-        limit = min(len(front_rows(db, search_id)), rounds_.BEHIND_MAX)
+        limit = min(len(front_rows(db, search_id)), rounds_.BEHIND_MAX) if measure else 0
         by_supernet = spec.accuracy_predictor is not None
         behind = rounds_.behind_front(db, search_id, spec.problem, limit, by_supernet)
         if behind:
@@ -548,6 +551,22 @@ def _end_round(spec: SearchSpec, search_id: int, state, plan: tuple[int, int], p
             measure_candidates(db, search_id, spec.problem.targets, behind, protocols)
         state = dataclasses.replace(state, agreement=agreement)
         return _next_round(db, spec, search_id, state, study, step), False
+
+
+def _accuracy_round(db: Database, spec: SearchSpec, search_id: int, state) -> dict | None:
+    """A predictor-driven round's front re-scored with the supernet and recorded (once: a
+    resumed round keeps its record); None for a supernet-driven search."""
+    if spec.accuracy_predictor is None:
+        return None
+    rescored = _supernet_front(db, spec, search_id)
+    front = state.accuracy_front
+    if front is None:
+        front = rounds_.record_accuracy_front(db, search_id, state.round, rescored)
+    logger.info(
+        f"round {state.round}: front re-scored with the supernet: {front['n']} subnets, "
+        f"{front['new']} new to it" + ("" if front["new"] else "; settled")
+    )
+    return front
 
 
 def _sync_and_mark(db: Database, spec: SearchSpec, search_id: int) -> optuna.Study:
@@ -580,17 +599,20 @@ def _refit_accuracy(db: Database, spec: SearchSpec, round_: int):
     return pid, accuracy_service.load(db, run, pid).predictor
 
 
-def _supernet_front(db: Database, spec: SearchSpec, search_id: int) -> None:
-    """A predictor-driven search's front re-scored with the supernet (`accuracy_supernet`)."""
-    if spec.accuracy_predictor is not None:
-        run = load_run(db, spec.run)
-        band = accuracy_service.load(db, run, spec.accuracy_predictor).band
-        n = accuracy_service.rescore_front(db, search_id, run, band, spec.problem)
-        if n:
-            logger.info(
-                f"front: {n} subnets on or within {band:.4f} of the predicted front evaluated "
-                f"with the supernet; the front is marked on their supernet accuracy"
-            )
+def _supernet_front(db: Database, spec: SearchSpec, search_id: int) -> int:
+    """A predictor-driven search's front re-scored with the supernet (`accuracy_supernet`);
+    how many subnets were evaluated."""
+    if spec.accuracy_predictor is None:
+        return 0
+    run = load_run(db, spec.run)
+    band = accuracy_service.load(db, run, spec.accuracy_predictor).band
+    n = accuracy_service.rescore_front(db, search_id, run, band, spec.problem)
+    if n:
+        logger.info(
+            f"front: {n} subnets on or within {band:.4f} of the front evaluated with the "
+            f"supernet; the front is marked on their supernet accuracy"
+        )
+    return n
 
 
 def _log_round(r: int, agreement: dict) -> None:

@@ -112,9 +112,15 @@ def test_four_processes_write_one_sqlite_file_without_locking_errors(sqlite_url)
         assert status(db)["tables"]["hwnas_runs"] == 100
 
 
+def _drop_v7(conn) -> None:
+    """What schema version 7 added: a round's front re-scored with the supernet."""
+    conn.execute(text("ALTER TABLE hwnas_search_rounds DROP COLUMN accuracy_front"))
+
+
 def _drop_v6(conn) -> None:
-    """What schema version 6 added: accuracy samples and predictors, a candidate's supernet
-    accuracy, a round's accuracy predictor."""
+    """What schema versions 6 and 7 added: accuracy samples and predictors, a candidate's
+    supernet accuracy, a round's accuracy predictor and re-scored front."""
+    _drop_v7(conn)
     for table in ("accuracy_samples", "accuracy_predictors"):
         conn.execute(text(f"DROP TABLE hwnas_{table}"))
     conn.execute(text("ALTER TABLE hwnas_candidates DROP COLUMN accuracy_supernet"))
@@ -280,3 +286,25 @@ def test_a_version_5_database_keeps_its_candidates_accuracy_as_the_supernets(db_
             assert (c.accuracy, c.accuracy_supernet) == (0.75, 0.75)
             assert s.scalars(select(SearchRound)).one().accuracy_predictor is None
             assert s.scalars(select(AccuracyPredictor)).all() == []
+
+
+def test_a_version_6_database_keeps_its_rounds_without_a_rescored_front(db_url, capsys):
+    from db.models import Search, SearchRound
+
+    db = open_db(db_url)
+    with db.write() as s:
+        run = Run(name="r", dataset="digits", space={}, config={})
+        s.add(run)
+        s.flush()
+        search = Search(name="s", run_id=run.id, study_name="s", targets=["cpu"], budgets={},
+                        sampler="tpe")  # fmt: skip
+        s.add(search)
+        s.flush()
+        s.add(SearchRound(search_id=search.id, round=0, study_name="s", predictors={"cpu": 1},
+                          trials=5, accuracy_predictor=3))  # fmt: skip
+    _as_version(db, _drop_v7, "6")
+    with open_db(db_url, create=False) as db:
+        assert "migrated from schema version 6" in capsys.readouterr().err
+        with db.read() as s:
+            r = s.scalars(select(SearchRound)).one()
+            assert (r.trials, r.accuracy_predictor, r.accuracy_front) == (5, 3, None)

@@ -4,12 +4,14 @@ re-scored with the supernet."""
 
 from __future__ import annotations
 
+import optuna
 import pytest
 from cli_helpers import KEY, copy_db, fool, hwnas, run_json, search_args
 from sqlalchemy import func, select
 
 from db.models import AccuracyPredictor, AccuracySample, Candidate, Run, Search
 from db.session import open_db
+from search.storage import optuna_storage
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +45,8 @@ def test_a_predictor_driven_search_keeps_both_accuracies_of_its_front(fitted):
     cwd, url, _ = fitted
     out = run_json(*search_args(url, "by-predictor", 10, "--accuracy", "predictor"), cwd=cwd)
     with open_db(url, create=False) as db, db.read() as s:
-        newest = s.scalar(select(func.max(AccuracyPredictor.id)))
+        fitted_by_fit = AccuracyPredictor.name.is_(None)  # not a round's refit
+        newest = s.scalar(select(func.max(AccuracyPredictor.id)).where(fitted_by_fit))
         assert out["rounds"][0]["accuracy_predictor"] == newest
         sid = s.scalar(select(Search.id).where(Search.name == "by-predictor"))
         rows = list(s.scalars(select(Candidate).where(Candidate.search_id == sid)))
@@ -109,13 +112,52 @@ def test_the_loop_refits_the_accuracy_predictor_with_the_fronts_it_rescored(fitt
     assert {r.scored_round for r in rows} == {1}  # every trial re-scored by round 1's models
 
 
+def test_an_unmeasured_predictor_search_loops_on_accuracy_until_its_front_settles(
+    fitted, tmp_path
+):
+    cwd, url, _ = fitted
+    url = copy_db(url, tmp_path / "hwnas.db")
+    args = search_args(url, "acc-loop", 8, "--accuracy", "predictor", "--rounds", "2",
+                       "--round-trials", "6")  # fmt: skip
+    out = run_json(*args, cwd=cwd)
+    rounds = out["rounds"]
+    fronts = [r["accuracy_front"] for r in rounds]
+    assert fronts[0]["new"] == fronts[0]["n"] > 0 and fronts[0]["rescored"] > 0
+    # on while a round brings new subnets onto the re-scored front; stopped when one brings
+    # none, or the rounds are spent
+    assert len(rounds) >= 2 and all(f["new"] > 0 for f in fronts[:-1])
+    assert fronts[-1]["new"] == 0 or len(rounds) == 3
+    assert [r["trials"] for r in rounds] == [8 + 6 * i for i in range(len(rounds))]
+    assert [r["agreement"] for r in rounds] == [{}] * len(rounds)  # nothing measured
+    with open_db(url, create=False) as db, db.read() as s:
+        refit = s.get(AccuracyPredictor, rounds[1]["accuracy_predictor"])
+    assert refit.name == "acc-loop/r1"
+    # round 1's sampler is told the supernet's accuracy wherever a trial has one
+    study = optuna.load_study(study_name="acc-loop~r1", storage=optuna_storage(url))
+    copies = [t for t in study.trials if t.user_attrs.get("round") == 0 and t.values]
+    told = [t for t in copies if t.user_attrs["candidate"]["accuracy_supernet"] is not None]
+    assert told and all(t.values[0] == t.user_attrs["candidate"]["accuracy_supernet"]
+                        for t in told)  # fmt: skip
+    assert any(t.values[0] != t.user_attrs["candidate"]["accuracy"] for t in told)
+    assert all(t.values[0] == t.user_attrs["candidate"]["accuracy"] for t in copies
+               if t not in told)  # fmt: skip
+    # the report's closed-loop table says what each round's re-scoring found
+    run_json("report", "acc-loop", "--out", "rep-loop", "--db", url, cwd=cwd)
+    text = (cwd / "rep-loop" / "report.md").read_text()
+    assert "front re-scored with the supernet |" in text
+    for f in fronts:
+        assert f"| {f['n']} subnets, {f['new']} new ({f['rescored']} evaluated) |" in text
+
+
 def test_a_search_resumed_after_more_training_refuses_its_stale_predictor(fitted, tmp_path):
     cwd, url, _ = fitted
     url = copy_db(url, tmp_path / "hwnas.db")
-    run_json(*search_args(url, "stale", 4, "--accuracy", "predictor"), cwd=cwd)
+    args = search_args(url, "stale", 4, "--accuracy", "predictor", "--rounds", "0")
+    run_json(*args, cwd=cwd)
     with open_db(url, create=False) as db, db.write() as s:
         s.scalar(select(Run).where(Run.name == "tiny")).steps += 1  # trained on meanwhile
-    done = hwnas(*search_args(url, "stale", 8, "--accuracy", "predictor"), cwd=cwd, check=False)
+    args[args.index("--trials") + 1] = "8"
+    done = hwnas(*args, cwd=cwd, check=False)
     assert done.returncode == 2 and "was fitted at step" in done.stderr, done.stderr
     with open_db(url, create=False) as db, db.read() as s:
         sid = s.scalar(select(Search.id).where(Search.name == "stale"))
