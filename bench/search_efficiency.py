@@ -24,8 +24,12 @@ supernet, and by the run's accuracy predictor (`hwnas accuracy fit`), as `hwnas 
 --accuracy predictor --no-measure` runs it: the same `--trials` split evenly into
 `--accuracy-rounds` + 1 rounds, each round's front re-scored with the supernet, the predictor
 refitted and the search told the supernet's accuracy where known while a round brings new
-subnets onto that front (`predictor_rounds`; `--accuracy-rounds 0`: one round, its front
-re-scored once). The
+subnets onto that front (`predictor_rounds`; `--accuracy-rounds 0`, the default: one round,
+its front re-scored once). Two differences from a search on a database: the refit learns
+from the run's fitted samples (train and held-out) and this search's re-scored subnets only,
+not from fronts other searches re-scored; and every re-scored subnet counts as evaluated (the
+supernet's cache is emptied before each run), where `hwnas search` reuses a subnet the run
+already has a sample of, so its count is at most the bench's. The
 comparison (`accuracy_modes`): per sampler, the hypervolume of the re-scored front against the
 supernet-driven search's final hypervolume (same seeds, same trials, one reference point; per
 seed, and the median over seeds of each), the subnets re-scored, and each mode's wall time,
@@ -59,7 +63,7 @@ from db.session import open_db
 from latency.targets import Target
 from search.accuracy_predictor import encode
 from search.accuracy_predictor import fit as fit_accuracy
-from search.config import DEFAULT_ROUNDS, N_INITIAL
+from search.config import N_INITIAL
 from search.initial_design import enqueue_initial
 from search.objective import Problem, TrialEvaluator, make_objective
 from search.output import show_logs
@@ -334,7 +338,7 @@ def main() -> None:
     parser.add_argument(
         "--accuracy-rounds",
         type=int,
-        default=DEFAULT_ROUNDS,
+        default=0,
         help="the predictor-driven search's later rounds; --trials is split evenly over all",
     )
     parser.add_argument(

@@ -197,9 +197,10 @@ class SearchRound(Base):
     accuracy_predictor: Mapped[int | None]
     trials: Mapped[int]  # the study's finished trials this round ends at
     agreement: Mapped[dict[str, Any] | None]  # target key -> front vs measurement
-    # a predictor-driven round's front re-scored with the supernet: subnets re-scored, the
-    # front's size, and how many of its subnets were re-scored in this round (0: settled)
-    accuracy_front: Mapped[dict[str, Any] | None]
+    # a predictor-driven round's front re-scored with the supernet: subnets evaluated then,
+    # the front's size and subnet keys, and how many were not on the previous round's front
+    # (0: settled; `search.services.rounds.record_accuracy_front`)
+    accuracy_front: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
     search: Mapped[Search] = relationship(back_populates="rounds")

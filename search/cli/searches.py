@@ -45,7 +45,8 @@ def search(
             "and searching on; it stops once every front subnet measures within 10% of its "
             "prediction (0: one round, no refit). A search driven by the accuracy predictor "
             "also goes on while a round brings new subnets onto its front re-scored with the "
-            "supernet, refitting the accuracy predictor with them."
+            "supernet, refitting the accuracy predictor with them: it usually runs every round, "
+            "and many small ones do best (e.g. --trials 50 --rounds 9 --round-trials 50)."
         ),
     ] = DEFAULT_ROUNDS,
     round_trials: Annotated[

@@ -121,9 +121,10 @@ def closed_loop(data) -> list[str]:
 
 ACCURACY_LOOP = (
     " Driven by the accuracy predictor, each round's front is also re-scored with the "
-    "supernet; while a round brings *new* subnets onto that front, the accuracy predictor is "
-    "refitted with every re-scored subnet and the search goes on, told the supernet's accuracy "
-    "where a trial has one."
+    "supernet (measured or not); while a round brings subnets onto that front that were not "
+    "on the previous round's (*new* in its column), the accuracy predictor is refitted with "
+    "every re-scored subnet and the search goes on, told the supernet's accuracy where a "
+    "trial has one. *evaluated*: the subnets the supernet evaluated after that round."
 )
 
 

@@ -270,9 +270,11 @@ def refit(db: Database, run: Run, name: str, like: int) -> int:
 def rescore_front(db: Database, search_id: int, run: Run, band: float, problem) -> int:
     """Evaluate with the supernet every feasible candidate of the search within `band` of its
     front that has no supernet accuracy yet (stored on the candidate, and as a `front` sample
-    for the next refit); then mark the front on supernet accuracies. The front here is of the
-    supernet's accuracy where a candidate has it (an earlier round's re-scoring), else the
-    predicted one. Returns how many were evaluated."""
+    for the next refit; a subnet the run already has a sample of is not evaluated again);
+    then give every other trial of a re-scored subnet its figure and mark the front on
+    supernet accuracies. The front here is of the supernet's accuracy where a candidate has
+    it (an earlier round's re-scoring), else the predicted one. Returns how many subnets the
+    supernet evaluated."""
     with db.read() as s:
         rows = list(s.execute(select(
             Candidate.id, Candidate.subnet, Candidate.accuracy, Candidate.predicted_ms,
@@ -285,14 +287,28 @@ def rescore_front(db: Database, search_id: int, run: Run, band: float, problem) 
     told = [r.accuracy if r.accuracy_supernet is None else r.accuracy_supernet for r in rows]
     near = near_front(np.asarray(told), np.asarray(costs), band)
     todo = [r for r, n in zip(rows, near, strict=True) if n and r.accuracy_supernet is None]
+    fresh = 0
     if todo:
         space = SearchSpace.from_dict(run.space)
-        oracle = oracle_for(run)
         subnets = {r.id: space.subnet_from_dict(r.subnet) for r in todo}
-        evaluate(db, run, oracle.evaluate, list(subnets.values()), "front")
+        unique = list({s.key: s for s in subnets.values()}.values())
+        fresh = evaluate(db, run, oracle_for(run).evaluate, unique, "front")
         samples = load_samples(db, run)  # those stored before (a resumed re-score) included
         with db.write() as s:
             for cid, subnet in subnets.items():
                 s.get(Candidate, cid).accuracy_supernet = samples[subnet.key][0]
+    _share_rescored(db, search_id)
     candidates.mark_pareto(db, search_id, problem, by_supernet=True)
-    return len(todo)
+    return fresh
+
+
+def _share_rescored(db: Database, search_id: int) -> None:
+    """Every trial of a subnet the search re-scored carries its supernet accuracy (a subnet
+    sampled again after it was re-scored is told it too, `search.services.rounds.told`)."""
+    with db.write() as s:
+        rows = list(s.scalars(select(Candidate).where(Candidate.search_id == search_id)))
+        known = {r.subnet_key: r.accuracy_supernet for r in rows
+                 if r.accuracy_supernet is not None}  # fmt: skip
+        for r in rows:
+            if r.accuracy_supernet is None and r.subnet_key in known:
+                r.accuracy_supernet = known[r.subnet_key]

@@ -426,7 +426,9 @@ def search(
 ) -> dict:
     """Run (or continue) a search: `trials` trials, the front measured, then up to `rounds`
     more rounds of `round_trials` trials each with refitted predictors until the measured
-    front agrees with its predictions (`search.services.rounds`); `measure=False` runs one round.
+    front agrees with its predictions and, driven by an accuracy predictor, its front
+    re-scored with the supernet settles (`search.services.rounds`); `measure=False` measures
+    nothing, and runs one round unless an accuracy predictor drives the search.
     `protocols`: target key -> the measurement protocol of its fronts (default: standard).
     `accuracy`: what scores a trial's accuracy (`accuracy.MODES`); `accuracy_predictor` picks
     the accuracy predictor (default: the run's newest)."""
@@ -541,7 +543,9 @@ def _end_round(spec: SearchSpec, search_id: int, state, plan: tuple[int, int, bo
         agreed = rounds_.agrees(agreement) or not measure
         if (agreed and rounds_.settled(accuracy_front)) or state.round >= max_rounds:
             return state, True
-        limit = min(len(front_rows(db, search_id)), rounds_.BEHIND_MAX) if measure else 0
+        # the extrapolated subnets behind a front that disagreed, for that target's refit
+        behind_too = measure and not rounds_.agrees(agreement)
+        limit = min(len(front_rows(db, search_id)), rounds_.BEHIND_MAX) if behind_too else 0
         by_supernet = spec.accuracy_predictor is not None
         behind = rounds_.behind_front(db, search_id, spec.problem, limit, by_supernet)
         if behind:

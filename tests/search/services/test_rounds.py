@@ -37,3 +37,36 @@ def test_only_targets_whose_front_disagreed_are_refitted(sqlite_url):
 def test_the_loop_stops_when_every_front_subnet_agrees(share, agrees):
     assert rounds.agrees(agreement(share)) is agrees
     assert not rounds.agrees({}) and not rounds.agrees(None)
+
+
+def test_a_predictor_driven_front_is_settled_when_a_round_brings_no_new_subnet(sqlite_url):
+    problem = Problem(("t",))
+    with open_db(sqlite_url) as db:
+        sid = make_search(db)
+
+        def round_(r: int, trials: list, evaluated: int) -> dict:
+            candidates.sync(db, sid, trials, problem, r)
+            candidates.mark_pareto(db, sid, problem)
+            return rounds.record_accuracy_front(db, sid, r, evaluated)
+
+        state = rounds.begin(db, sid, "s", {"t": 1}, 2, 1, accuracy_predictor=5)
+        first = round_(0, [trial(0, 0.9, 1.0), trial(1, 0.8, 0.5)], 2)
+        assert (first["n"], first["new"], first["rescored"]) == (2, 2, 2)
+        assert not rounds.settled(first)  # a first front is all new
+        state = rounds.start(db, sid, state, {"t": 1}, 3, 5)
+        second = round_(1, [trial(2, 0.7, 0.9)], 1)  # behind the front
+        assert (second["n"], second["new"]) == (2, 0) and rounds.settled(second)
+        state = rounds.start(db, sid, state, {"t": 1}, 4, 5)
+        third = round_(2, [trial(3, 0.95, 0.4)], 1)  # dominates both: the front is new
+        assert (third["n"], third["new"]) == (1, 1) and not rounds.settled(third)
+        assert [r["accuracy_front"] for r in rounds.history(db, sid)] == [
+            {"rescored": 2, "n": 2, "new": 2}, {"rescored": 1, "n": 2, "new": 0},
+            {"rescored": 1, "n": 1, "new": 1},
+        ]  # fmt: skip
+    assert rounds.settled(None)  # a supernet-driven round has nothing to settle
+
+
+def test_the_sampler_is_told_the_supernets_accuracy_where_a_trial_has_one():
+    cand = {"accuracy": 0.8, "accuracy_supernet": None, "latency_ms": {"t": 1.0}}
+    assert rounds.told(cand) == cand
+    assert rounds.told(cand | {"accuracy_supernet": 0.9})["accuracy"] == 0.9
