@@ -261,18 +261,26 @@ def test_a_version_4_database_gets_runs_checkpoints_and_searches_objectives(db_u
             )  # fmt: skip
 
 
+def _search(s):
+    """A run and a search of it, added to session `s`."""
+    from db.models import Search
+
+    run = Run(name="r", dataset="digits", space={}, config={})
+    s.add(run)
+    s.flush()
+    search = Search(name="s", run_id=run.id, study_name="s", targets=["cpu"], budgets={},
+                    sampler="tpe")  # fmt: skip
+    s.add(search)
+    s.flush()
+    return search
+
+
 def test_a_version_5_database_keeps_its_candidates_accuracy_as_the_supernets(db_url, capsys):
-    from db.models import AccuracyPredictor, Candidate, Search, SearchRound
+    from db.models import AccuracyPredictor, Candidate, SearchRound
 
     db = open_db(db_url)
     with db.write() as s:
-        run = Run(name="r", dataset="digits", space={}, config={})
-        s.add(run)
-        s.flush()
-        search = Search(name="s", run_id=run.id, study_name="s", targets=["cpu"], budgets={},
-                        sampler="tpe")  # fmt: skip
-        s.add(search)
-        s.flush()
+        search = _search(s)
         s.add(SearchRound(search_id=search.id, round=0, study_name="s", predictors={},
                           trials=1))  # fmt: skip
         s.add(Candidate(search_id=search.id, trial_number=0, subnet_key="k", subnet={},
@@ -289,17 +297,11 @@ def test_a_version_5_database_keeps_its_candidates_accuracy_as_the_supernets(db_
 
 
 def test_a_version_6_database_keeps_its_rounds_without_a_rescored_front(db_url, capsys):
-    from db.models import Search, SearchRound
+    from db.models import SearchRound
 
     db = open_db(db_url)
     with db.write() as s:
-        run = Run(name="r", dataset="digits", space={}, config={})
-        s.add(run)
-        s.flush()
-        search = Search(name="s", run_id=run.id, study_name="s", targets=["cpu"], budgets={},
-                        sampler="tpe")  # fmt: skip
-        s.add(search)
-        s.flush()
+        search = _search(s)
         s.add(SearchRound(search_id=search.id, round=0, study_name="s", predictors={"cpu": 1},
                           trials=5, accuracy_predictor=3))  # fmt: skip
     _as_version(db, _drop_v7, "6")
