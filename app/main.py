@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from pathlib import Path
 
 import streamlit as st
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # `streamlit run app/main.py` puts only app/ on the path
-    sys.path.insert(0, str(ROOT))
+if importlib.util.find_spec("hwnas") is None:  # a checkout, not installed: hwnas/ is beside app/
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 PAGES = Path(__file__).parent / "app_pages"
 

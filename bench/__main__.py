@@ -69,7 +69,7 @@ def run_one(name: str, cmd: list[str]) -> dict:
 
 
 def versions() -> dict:
-    from search.services.report import versions as v
+    from hwnas.search.services.report import versions as v
 
     return v()
 

@@ -42,7 +42,7 @@ def main() -> None:
              "eager service imports": [sys.executable, "-c", EAGER]}  # fmt: skip
     for c in COMMANDS:
         cases[f"hwnas {c} --help".replace("  ", " ")] = [
-            sys.executable, "-m", "search.cli", *c.split(), "--help"
+            sys.executable, "-m", "hwnas.search.cli", *c.split(), "--help"
         ]  # fmt: skip
     times: dict[str, list[float]] = {k: [] for k in cases}
     timed(cases["eager service imports"])  # warm the file cache once

@@ -24,16 +24,15 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-from db.session import open_db, sqlite_path
-from latency.targets import Target
-from search.output import show_logs
-from search.services import latency as latency_service
-from search.services import predictor as predictor_service
-from search.services import search as search_service
-from search.services.demo import measured_count
-from search.services.runs import load_run
-from supernet.space import SearchSpace
+from hwnas.db.session import open_db, sqlite_path
+from hwnas.latency.targets import Target
+from hwnas.search.output import show_logs
+from hwnas.search.services import measuring as latency_service
+from hwnas.search.services import prediction as predictor_service
+from hwnas.search.services import search as search_service
+from hwnas.search.services.demo import measured_count
+from hwnas.search.services.recorded_runs import load_run
+from hwnas.supernet.space import SearchSpace
 
 CHUNK = 50  # subnets measured per `hwnas measure` call (each stored before the next)
 

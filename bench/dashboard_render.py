@@ -25,11 +25,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-from db.models import Candidate, Run, Search
-from db.session import open_db
-from search.services.dashboard import free_port, stop, wait_serving
-from supernet.space import default_space
+from hwnas.db.models import Candidate, Run, Search
+from hwnas.db.session import open_db
+from hwnas.search.services.dashboard import free_port, stop, wait_serving
+from hwnas.supernet.space import default_space
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -58,8 +57,8 @@ def fill(url: str, n: int, seed: int = 0) -> None:
                              measured_ms=None, feasible=lat <= 0.3, pareto=False))  # fmt: skip
         s.execute(Candidate.__table__.insert(), rows)
         search_id = search.id
-    from search.candidates import mark_pareto
-    from search.objective import Problem
+    from hwnas.search.candidates import mark_pareto
+    from hwnas.search.objective import Problem
 
     mark_pareto(db, search_id, Problem(("tflite-fp32-t1",), (("tflite-fp32-t1", 0.3),)))
     db.dispose()
@@ -99,7 +98,7 @@ def time_browser(url: str, n: int, repeats: int) -> list[float] | None:
     from playwright.sync_api import sync_playwright
 
     port = free_port()
-    cmd = [sys.executable, "-m", "search.cli", "dashboard", "--port", str(port), "--db", url]
+    cmd = [sys.executable, "-m", "hwnas.search.cli", "dashboard", "--port", str(port), "--db", url]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_serving(port, proc)

@@ -6,7 +6,7 @@ Run from the repository root:
         [--forms matmul,shift,conv] [--shapes 14x14x480s1,56x56x144s1] [--out FILE]
 
 For each input shape (height x width x channels, stride) and each form of
-`supernet.depthwise` it compiles `value_and_grad` of sum(depthwise(x, w) * r) with respect to
+`hwnas.supernet.depthwise` it compiles `value_and_grad` of sum(depthwise(x, w) * r) with respect to
 x and w (a fixed random cotangent r, so every output element matters), then times the median
 of `--repeats` calls after a warm-up, all forms of one shape measured in alternation so machine
 noise hits them alike. The matmul form is skipped above `--matmul-max` positions (its constant
@@ -27,9 +27,8 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-
-from supernet.compile_cache import enable_compile_cache
-from supernet.depthwise import FORMS, depthwise
+from hwnas.supernet.compile_cache import enable_compile_cache
+from hwnas.supernet.depthwise import FORMS, depthwise
 
 SHAPES = (
     "7x7x960s1",

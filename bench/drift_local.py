@@ -28,15 +28,14 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-from latency import drift
-from latency.jobs import parse_job
-from latency.metrics import agreement
-from latency.protocol import Protocol
-from latency.targets import Target
-from latency.workdir import TargetWork, read_complete
-from latency.worker import N_REFS, measure_jobs
-from search.output import show_logs
+from hwnas.latency import drift
+from hwnas.latency.jobs import parse_job
+from hwnas.latency.metrics import agreement
+from hwnas.latency.protocol import Protocol
+from hwnas.latency.targets import Target
+from hwnas.latency.workdir import TargetWork, read_complete
+from hwnas.latency.worker import N_REFS, measure_jobs
+from hwnas.search.output import show_logs
 
 PHASES = ("A", "B")
 KS = (1, 3, 5, 8)

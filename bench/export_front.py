@@ -21,14 +21,13 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from hwnas.db.models import Candidate
+from hwnas.db.session import open_db
+from hwnas.latency.metrics import within
+from hwnas.search.output import show_logs
+from hwnas.search.services.export import ExportRequest, export
+from hwnas.search.services.search import find_search
 from sqlalchemy import select
-
-from db.models import Candidate
-from db.session import open_db
-from latency.metrics import within
-from search.output import show_logs
-from search.services.export import ExportRequest, export
-from search.services.search import find_search
 
 
 def front_ids(db_url: str | None, search: str) -> list[int]:

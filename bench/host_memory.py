@@ -1,6 +1,6 @@
 """Host memory A/B: the supernet's training step with malloc and dispatch as they come, and with
 the block cache (`supernet/native/bigblocks.cc` preloaded, steps dispatched inline by
-`supernet.host_memory.reuse_host_memory`), as a one-process `hwnas train` above 32 px runs.
+`hwnas.supernet.host_memory.reuse_host_memory`), as a one-process `hwnas train` above 32 px runs.
 
 Run from the repository root:
 
@@ -30,24 +30,26 @@ import sys
 import time
 from pathlib import Path
 
+from hwnas.supernet.host_memory import block_cache_library, block_cache_stats
+
 from bench.train_throughput import positive_int
-from supernet.host_memory import block_cache_library, block_cache_stats
 
 SETTINGS = ("default", "reuse")
 
 
 def child(args: argparse.Namespace) -> dict:
     """One process's figures for one setting."""
-    from supernet.host_memory import reuse_host_memory
+    from hwnas.supernet.host_memory import reuse_host_memory
 
     changed = reuse_host_memory() if args.child == "reuse" else False
     if args.child == "reuse" and not changed:
         raise SystemExit("the block cache did not load: no reuse to measure")
+    from hwnas.search.services.training import default_batch_size
+    from hwnas.supernet.compile_cache import enable_compile_cache
+    from hwnas.supernet.space import load_space
+    from hwnas.supernet.train_step import TrainConfig, make_optimizer
+
     from bench.train_throughput import peak_rss_gb, sandwich_runner, supernet_runner
-    from search.services.train import default_batch_size
-    from supernet.compile_cache import enable_compile_cache
-    from supernet.space import load_space
-    from supernet.train import TrainConfig, make_optimizer
 
     enable_compile_cache()
     space = load_space(args.space)

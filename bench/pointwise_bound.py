@@ -31,10 +31,9 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+from hwnas.search.services.training import default_batch_size
+from hwnas.supernet.space import SearchSpace, load_space
 from train_throughput import matmul_peak  # bench/ is on the path: run as bench/NAME.py
-
-from search.services.train import default_batch_size
-from supernet.space import SearchSpace, load_space
 
 
 def pointwise_shapes(space: SearchSpace, batch: int) -> list[tuple[int, int, int]]:

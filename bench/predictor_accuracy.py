@@ -34,23 +34,22 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-from db.session import open_db
-from latency.features import SpaceTables, table_layers
-from latency.jobs import parse_result, read_lines
-from latency.predictor import fit_lut, fit_macs, fit_main, holdout_split, metrics
-from latency.prepare import JobBuilder, block_key
-from latency.protocol import Protocol
-from latency.targets import Target
-from latency.workdir import TargetWork
-from latency.worker import N_REFS
-from search.output import show_logs
-from search.services.latency import agreement, remeasure_agreement, sample_subnets
-from search.services.model_source import RunContext, SpaceContext
-from search.services.predictor import lut_vector
-from search.services.runs import load_run
-from supernet.compile_cache import enable_compile_cache
-from supernet.space import SpaceError, load_space
+from hwnas.db.session import open_db
+from hwnas.latency.features import SpaceTables, table_layers
+from hwnas.latency.jobs import parse_result, read_lines
+from hwnas.latency.predictor import fit_lut, fit_macs, fit_main, holdout_split, metrics
+from hwnas.latency.prepare import JobBuilder, block_key
+from hwnas.latency.protocol import Protocol
+from hwnas.latency.targets import Target
+from hwnas.latency.workdir import TargetWork
+from hwnas.latency.worker import N_REFS
+from hwnas.search.output import show_logs
+from hwnas.search.services.measuring import agreement, remeasure_agreement, sample_subnets
+from hwnas.search.services.model_source import RunContext, SpaceContext
+from hwnas.search.services.prediction import lut_vector
+from hwnas.search.services.recorded_runs import load_run
+from hwnas.supernet.compile_cache import enable_compile_cache
+from hwnas.supernet.space import SpaceError, load_space
 
 CURVE = (10, 20, 40, 80, 160, 300)
 

@@ -25,16 +25,15 @@ import time
 from pathlib import Path
 
 import numpy as np
+from hwnas.latency.protocol import Protocol
+from hwnas.latency.runners import make_runner
+from hwnas.latency.targets import Target
+from hwnas.latency.worker import measure_jobs
+from hwnas.search.output import show_logs
+from hwnas.search.services.measuring import build_jobs_for, sample_subnets
+from hwnas.search.services.model_source import SpaceContext
+from hwnas.supernet.space import load_space
 from scipy.stats import kendalltau
-
-from latency.protocol import Protocol
-from latency.runners import make_runner
-from latency.targets import Target
-from latency.worker import measure_jobs
-from search.output import show_logs
-from search.services.latency import build_jobs_for, sample_subnets
-from search.services.model_source import SpaceContext
-from supernet.space import load_space
 
 PLAIN_WARMUP, PLAIN_ROUNDS, PLAIN_CALLS = 20, 9, 30
 

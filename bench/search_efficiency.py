@@ -58,22 +58,21 @@ from pathlib import Path
 
 import numpy as np
 import optuna
-
-from db.session import open_db
-from latency.targets import Target
-from search.accuracy_predictor import encode
-from search.accuracy_predictor import fit as fit_accuracy
-from search.config import N_INITIAL
-from search.initial_design import enqueue_initial
-from search.objective import Problem, TrialEvaluator, make_objective
-from search.output import show_logs
-from search.pareto import hypervolume_2d, near_front
-from search.samplers import make_sampler
-from search.services import accuracy as accuracy_service
-from search.services import rounds as rounds_
-from search.services.runs import load_run, oracle_for
-from search.services.search import build_evaluator, load_predictors
-from supernet.space import SearchSpace
+from hwnas.db.session import open_db
+from hwnas.latency.targets import Target
+from hwnas.search.accuracy_predictor import encode
+from hwnas.search.accuracy_predictor import fit as fit_accuracy
+from hwnas.search.initial_design import enqueue_initial
+from hwnas.search.objective import Problem, TrialEvaluator, make_objective
+from hwnas.search.output import show_logs
+from hwnas.search.pareto import hypervolume_2d, near_front
+from hwnas.search.samplers import make_sampler
+from hwnas.search.search_config import N_INITIAL
+from hwnas.search.services import accuracy_fit as accuracy_service
+from hwnas.search.services import rounds as rounds_
+from hwnas.search.services.recorded_runs import load_run, oracle_for
+from hwnas.search.services.search import build_evaluator, load_predictors
+from hwnas.supernet.space import SearchSpace
 
 CHECKPOINTS = (50, 100, 200, 500)
 
@@ -141,7 +140,7 @@ def predictor_rounds(space, problem, evaluate, score, base, sampler: str, seed: 
     front re-scored with the supernet, the accuracy predictor is fitted again on `base` (the
     run's samples: subnets, accuracies) plus every re-scored subnet, and the next round's
     study starts from every trial, told the supernet's accuracy where known
-    (`search.services.rounds`). Returns the re-scored points and subnets, the trial rate
+    (`hwnas.search.services.rounds`). Returns the re-scored points and subnets, the trial rate
     (trials only), the wall time (re-scoring and refits included) and the rounds run."""
     step = trials // (rounds + 1)
     quota = trials - rounds * step

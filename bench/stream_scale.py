@@ -63,10 +63,10 @@ def make_folder(root: Path, n: int, side: int = 224) -> Path:
 
 
 def loader_alone(folder: Path, space_name: str, seconds: float) -> dict:
-    from search.services.train import default_batch_size
-    from supernet.folder import index_folder
-    from supernet.loader import default_workers, train_batches
-    from supernet.space import load_space
+    from hwnas.search.services.training import default_batch_size
+    from hwnas.supernet.folder import index_folder
+    from hwnas.supernet.loader import default_workers, train_batches
+    from hwnas.supernet.space import load_space
 
     space = load_space(space_name)
     batch, workers = default_batch_size(space), default_workers()
@@ -111,7 +111,7 @@ def train_for(folder: Path, work: Path, space: str, minutes: float) -> dict:
     for old in ("hwnas.db", "stderr.txt"):
         (part / old).unlink(missing_ok=True)
     part.mkdir(exist_ok=True)
-    cmd = [sys.executable, "-m", "search.cli", "train", "--dataset", "folder",
+    cmd = [sys.executable, "-m", "hwnas.search.cli", "train", "--dataset", "folder",
            "--data-dir", str(folder), "--space", space, "--epochs", "1", "--loader", "stream",
            "--name", "bench", "--runs-dir", str(part / "runs"),
            "--db", f"sqlite:///{part / 'hwnas.db'}"]  # fmt: skip

@@ -8,7 +8,7 @@ Run from the repository root:
 It measures images/s, in one run on one machine, of
   (a) the supernet's training step (`make_train_step`) for the largest subnet alone: one
       forward and backward pass through the supernet, each depthwise layer in the form
-      `supernet.depthwise.choose` gives it;
+      `hwnas.supernet.depthwise.choose` gives it;
   (b) a plain Flax linen model of the same largest subnet (`nn.Conv` with
       `feature_group_count` for the depthwise convolutions, `nn.BatchNorm`, `nn.Dense` SE),
       trained with the same optimizer, batch, resolution and cross-entropy loss;
@@ -48,14 +48,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-
-from search.services.train import BLOCK_CACHE_ABOVE_PX, default_batch_size
-from supernet.compile_cache import enable_compile_cache
-from supernet.host_memory import allow_restart, restart_with_block_cache, reuse_host_memory
-from supernet.layers import BN_EPS, BN_MOMENTUM, activation, hsigmoid, hswish
-from supernet.model import SuperNet, arch_arrays, stack_archs
-from supernet.space import LayerShape, SearchSpace, Subnet, load_space
-from supernet.train import (
+from hwnas.search.services.training import BLOCK_CACHE_ABOVE_PX, default_batch_size
+from hwnas.supernet.compile_cache import enable_compile_cache
+from hwnas.supernet.host_memory import allow_restart, restart_with_block_cache, reuse_host_memory
+from hwnas.supernet.layers import BN_EPS, BN_MOMENTUM, activation, hsigmoid, hswish
+from hwnas.supernet.model import SuperNet, arch_arrays, stack_archs
+from hwnas.supernet.space import LayerShape, SearchSpace, Subnet, load_space
+from hwnas.supernet.train_step import (
     TrainConfig,
     create_train_state,
     make_optimizer,

@@ -19,15 +19,15 @@ import sys
 import time
 
 import numpy as np
-
-from db.session import open_db
-from search.output import show_logs
-from search.services.runs import load_run, run_dataset
-from supernet.compile_cache import enable_compile_cache
-from supernet.evaluate import Evaluator, resized_calibration
-from supernet.model import SuperNet, arch_arrays, stack_archs
-from supernet.space import SearchSpace, Subnet
-from supernet.train import (
+from hwnas.db.session import open_db
+from hwnas.search.output import show_logs
+from hwnas.search.services.recorded_runs import load_run, run_dataset
+from hwnas.supernet.compile_cache import enable_compile_cache
+from hwnas.supernet.evaluate import Evaluator, resized_calibration
+from hwnas.supernet.model import SuperNet, arch_arrays, stack_archs
+from hwnas.supernet.space import SearchSpace, Subnet
+from hwnas.supernet.train_loop import load_variables, subnet_val_accuracy
+from hwnas.supernet.train_step import (
     TrainConfig,
     create_train_state,
     epoch_batches,
@@ -35,7 +35,6 @@ from supernet.train import (
     make_train_step,
     resize_images,
 )
-from supernet.trainer import load_variables, subnet_val_accuracy
 
 
 def spread_subnets(space: SearchSpace, seed: int = 0) -> list[Subnet]:

@@ -3,13 +3,13 @@ keeping every row. A step runs in one transaction on SQLite and PostgreSQL alike
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 from collections.abc import Callable
 
+from hwnas.db.models import SCHEMA_VERSION, Base, Meta, Space, utcnow
 from sqlalchemy import JSON, Connection, column, inspect, table, text, update
-
-from db.models import SCHEMA_VERSION, Base, Meta, Space, utcnow
 
 
 def _v2_to_v3(conn: Connection) -> None:
@@ -23,12 +23,39 @@ def _v2_to_v3(conn: Connection) -> None:
         conn.execute(text(f"ALTER TABLE hwnas_candidates ADD COLUMN {added}"))
 
 
+# The space a run recorded, with the defaults of schema 4 filled in: the key of
+# `SearchSpace.key` (supernet/space.py) as it was when schema 4 came, frozen here as a migration
+# must be (the db package imports nothing of ours; tests/db/test_session.py checks the two agree).
+_SPACE_DEFAULTS_V4 = {
+    "name": "mbv3-digits", "stages": [], "depths": [2, 3, 4], "kernels": [3, 5, 7],
+    "expands": [3, 4, 6], "resolutions": [12, 14, 16], "stem_width": 16, "stem_stride": 1,
+    "head_width": 128, "in_channels": 3, "num_classes": 10,
+}  # fmt: skip
+_STAGE_DEFAULTS_V4 = {"stride": 1, "se": False, "act": "relu"}
+
+
+def _space_key_v4(data: object) -> str | None:
+    """A recorded space's key, None where the record is not a valid space's."""
+    if not isinstance(data, dict) or set(data) - set(_SPACE_DEFAULTS_V4):
+        return None
+    dims = {**_SPACE_DEFAULTS_V4, **data}
+    dims.pop("name")
+    try:
+        dims["stages"] = [{"width": s["width"], **_STAGE_DEFAULTS_V4, **s} for s in dims["stages"]]
+        for name in ("depths", "kernels", "expands", "resolutions"):
+            dims[name] = sorted(int(v) for v in dims[name])
+    except (TypeError, KeyError, ValueError):
+        return None
+    if not dims["stages"]:
+        return None
+    text_ = json.dumps(dims, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text_.encode()).hexdigest()[:16]
+
+
 def _v3_to_v4(conn: Connection) -> None:
     """Measurements and predictors by (space, target): every measurement takes its run's space
     key, every predictor the key of its target's measurements where they are of one space
     (predictors of a target measured on several spaces are left without one: refit them)."""
-    from supernet.space import SearchSpace, SpaceError
-
     conn.execute(text("ALTER TABLE hwnas_measurements ADD COLUMN space_key VARCHAR(16)"))
     conn.execute(text(
         "ALTER TABLE hwnas_measurements ADD COLUMN weights VARCHAR(16) NOT NULL DEFAULT 'trained'"
@@ -42,9 +69,8 @@ def _v3_to_v4(conn: Connection) -> None:
     spaces: dict[str, dict] = {}
     for run_id, raw in conn.execute(text("SELECT id, space FROM hwnas_runs")).all():
         data = json.loads(raw) if isinstance(raw, str) else raw
-        try:
-            key = SearchSpace.from_dict(data).key
-        except (SpaceError, TypeError, AttributeError):
+        key = _space_key_v4(data)
+        if key is None:
             continue
         spaces.setdefault(key, data)
         conn.execute(

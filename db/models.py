@@ -148,7 +148,7 @@ class Measurement(Base):
 
 
 class Predictor(Fitted, Base):
-    """A fitted latency predictor of a (space, target) pair (`latency.predictor`)."""
+    """A fitted latency predictor of a (space, target) pair (`hwnas.latency.predictor`)."""
 
     __tablename__ = "hwnas_predictors"
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -199,7 +199,7 @@ class SearchRound(Base):
     agreement: Mapped[dict[str, Any] | None]  # target key -> front vs measurement
     # a predictor-driven round's front re-scored with the supernet: subnets evaluated then,
     # the front's size and subnet keys, and how many were not on the previous round's front
-    # (0: settled; `search.services.rounds.record_accuracy_front`)
+    # (0: settled; `hwnas.search.services.rounds.record_accuracy_front`)
     accuracy_front: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
@@ -255,7 +255,7 @@ class AccuracySample(Base):
 
 class AccuracyPredictor(Fitted, Base):
     """A fitted predictor of a run's supernet accuracy at the run's `step`
-    (`search.accuracy_predictor`)."""
+    (`hwnas.search.accuracy_predictor`)."""
 
     __tablename__ = "hwnas_accuracy_predictors"
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+from hwnas.db.models import SCHEMA_VERSION, Base, Meta, Space, Target
+from hwnas.db.session import Database
 from sqlalchemy import func, inspect, select, table
 from sqlalchemy.orm import Session
-
-from db.models import SCHEMA_VERSION, Base, Meta, Space, Target
-from db.session import Database
 
 
 def schema_version(db: Database) -> int | None:

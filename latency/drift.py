@@ -22,9 +22,8 @@ from __future__ import annotations
 from collections.abc import Hashable, Sequence
 
 import numpy as np
-
-from latency.protocol import Stats
-from latency.timing import summarise
+from hwnas.latency.protocol import Stats
+from hwnas.latency.timing import summarise
 
 LOCAL_REFS = 8
 
@@ -52,7 +51,7 @@ def corrected(
 ) -> dict[Hashable, Stats]:
     """Each runner's stats over all its visits, every call divided by its visit's factor;
     `drift` is the raw median over the corrected one. A runner measured again as an outlier
-    (`latency.timing.measure`) pools the calls of both measurements: the per-visit factors
+    (`hwnas.latency.timing.measure`) pools the calls of both measurements: the per-visit factors
     take out the interference that made it an outlier, where `measure` alone kept the quieter
     of the two."""
     factors = visit_factors(visits, baseline, k)

@@ -18,8 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-
-from supernet.space import LayerShape, SearchSpace, Subnet
+from hwnas.supernet.space import LayerShape, SearchSpace, Subnet
 
 
 @dataclass(frozen=True)

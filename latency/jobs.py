@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from latency.targets import Target, TargetError
+from hwnas.latency.targets import Target, TargetError
 
 JOB_FORMAT = "hwnas-latency-job/1"
 RESULT_FORMAT = "hwnas-latency-result/1"

@@ -7,8 +7,7 @@ parameters, so the logits are comparable with JAX's whatever the precision.
 from __future__ import annotations
 
 import numpy as np
-
-from latency.runners import tflite_interpreter
+from hwnas.latency.runners import tflite_interpreter
 
 
 def _quant(detail: dict) -> dict | None:

@@ -24,12 +24,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from hwnas.latency.features import (
+    Encoded,
+    SpaceTables,
+    macs,
+    physical,
+    table,
+    table_index,
+    table_size,
+)
+from hwnas.latency.metrics import kendall, relative_error, within
+from hwnas.latency.residual import correction, fit_residual
+from hwnas.supernet.space import SearchSpace, Subnet
 from scipy.optimize import lsq_linear
-
-from latency.features import Encoded, SpaceTables, macs, physical, table, table_index, table_size
-from latency.metrics import kendall, relative_error, within
-from latency.residual import correction, fit_residual
-from supernet.space import SearchSpace, Subnet
 
 PREDICTOR_KINDS = ("main", "macs", "lut")
 RANGE_SLACK = 1e-6  # relative: a feature equal to a measured extreme is inside the range
@@ -59,7 +66,7 @@ class Predictor:
 
     def with_residual(self, t: SpaceTables, enc: Encoded, y: np.ndarray) -> Predictor:
         """The predictor with a local correction learnt from its residuals on the measured
-        subnets `enc` (`latency.residual`); any earlier correction is replaced."""
+        subnets `enc` (`hwnas.latency.residual`); any earlier correction is replaced."""
         c = {k: np.asarray(v) for k, v in self.coef.items() if not k.startswith("resid_")}
         base = self._floored(t, enc, c)
         extra = fit_residual(physical(t, enc), np.log(y / base))

@@ -18,12 +18,11 @@ from pathlib import Path
 import flax.linen as nn
 import jax
 import numpy as np
-
-from latency.jobs import Job
-from latency.targets import Target
-from supernet.convert import to_tflite
-from supernet.extract import StandaloneBlock, standalone
-from supernet.space import LayerShape, SearchSpace, Subnet
+from hwnas.latency.jobs import Job
+from hwnas.latency.targets import Target
+from hwnas.supernet.convert import to_tflite
+from hwnas.supernet.extract import StandaloneBlock, standalone
+from hwnas.supernet.space import LayerShape, SearchSpace, Subnet
 
 REPRESENTATIVE = 32
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from latency.errors import SettingError
+from hwnas.exceptions import HwnasError
 
 
 @dataclass(frozen=True)
@@ -40,12 +40,12 @@ class Protocol:
 
     @classmethod
     def limited(cls, passes: int, max_reps: int) -> Protocol:
-        """The default protocol with a user's `passes` and `max_reps` (SettingError when a pass
+        """The default protocol with a user's `passes` and `max_reps` (HwnasError when a pass
         would get fewer than 2 timed calls)."""
         if passes < 1:
-            raise SettingError(f"must be at least 1, got {passes}", field="passes")
+            raise HwnasError(f"must be at least 1, got {passes}", field="passes")
         if max_reps < 2 * passes:
-            raise SettingError(
+            raise HwnasError(
                 f"{max_reps} leaves under 2 timed calls per pass; give at least {2 * passes}",
                 field="max_reps",
             )

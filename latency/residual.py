@@ -1,6 +1,6 @@
 """A local correction of a latency predictor from the subnets it was fitted on.
 
-The linear predictors (`latency.predictor`) leave a residual on each measured subnet that
+The linear predictors (`hwnas.latency.predictor`) leave a residual on each measured subnet that
 their few features cannot explain: a layer configuration XNNPACK handles unusually, a
 resolution whose cache behaviour differs. A search then prefers exactly the subnets the
 model underestimates, and their measurements keep disagreeing after a refit (issue 20: the

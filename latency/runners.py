@@ -16,8 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-
-from latency.jobs import Job, JobFileError
+from hwnas.latency.jobs import Job, JobFileError
 
 
 class RuntimeUnavailable(RuntimeError):

@@ -12,14 +12,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from latency.errors import SettingError
+from hwnas.exceptions import HwnasError
 
 KINDS = ("cpu", "gpu", "tflite")
 PRECISIONS = ("fp32", "int8")
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,30}$")
 
 
-class TargetError(SettingError):
+class TargetError(HwnasError):
     """An unknown target or setting."""
 
 

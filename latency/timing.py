@@ -45,8 +45,7 @@ import time
 from collections.abc import Callable, Hashable
 
 import numpy as np
-
-from latency.protocol import Protocol, Stats
+from hwnas.latency.protocol import Protocol, Stats
 
 
 def combine(passes: list[Stats]) -> Stats:

@@ -17,10 +17,10 @@ import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from latency.jobs import Job, Result, parse_job, parse_result
-from latency.protocol import Protocol
-from latency.targets import Target
-from latency.worker import measure_jobs
+from hwnas.latency.jobs import Job, Result, parse_job, parse_result
+from hwnas.latency.protocol import Protocol
+from hwnas.latency.targets import Target
+from hwnas.latency.worker import measure_jobs
 
 BATCH = 100  # jobs measured interleaved between two saves
 

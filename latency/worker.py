@@ -1,8 +1,8 @@
-"""The measurement worker: `python -m latency.worker jobs.jsonl results.jsonl`.
+"""The measurement worker: `python -m hwnas.latency.worker jobs.jsonl results.jsonl`.
 
 Runs on the machine being measured with only numpy plus the target's runtime installed (jax for
 cpu/gpu, ai-edge-litert for tflite). Jobs are measured in chunks under the protocol of
-`latency.timing` (warm-up, interleaved rounds, median with its spread, noisy ones again);
+`hwnas.latency.timing` (warm-up, interleaved rounds, median with its spread, noisy ones again);
 results are written atomically when all are done. Exit status 2 on a bad job file or a missing
 runtime, with one line saying what is wrong.
 """
@@ -16,13 +16,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from latency.drift import corrected
-from latency.errors import SettingError, shown
-from latency.fingerprint import fingerprint
-from latency.jobs import Job, JobFileError, Result, parse_job, read_lines
-from latency.protocol import Protocol, Stats
-from latency.runners import RuntimeUnavailable, gpu_name, make_runner
-from latency.timing import combine, measure
+from hwnas.latency.drift import corrected
+from hwnas.latency.fingerprint import fingerprint
+from hwnas.latency.jobs import Job, JobFileError, Result, parse_job, read_lines
+from hwnas.latency.protocol import Protocol, Stats
+from hwnas.latency.runners import RuntimeUnavailable, gpu_name, make_runner
+from hwnas.latency.timing import combine, measure
+
+from hwnas.exceptions import HwnasError, shown
 
 # Jobs interleaved at once, so drift spreads over all of them. XLA's CPU executables each map
 # many memory regions (LLVM JIT), and several hundred in one process exhaust the kernel's map
@@ -159,7 +160,7 @@ def write_results(results: Sequence[Result], path: Path) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m latency.worker",
+        prog="python -m hwnas.latency.worker",
         description="Measure the latency jobs of JOBS (written by `hwnas measure --jobs-out`) "
         "on this machine and write RESULTS for `hwnas measure --import`.",
     )
@@ -177,7 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         protocol = Protocol.limited(args.passes, args.max_reps)
-    except SettingError as e:
+    except HwnasError as e:
         print(f"error: {shown(e, flags=True)}", file=sys.stderr)
         return 2
     try:

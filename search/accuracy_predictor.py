@@ -18,9 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-
-from latency.metrics import kendall
-from supernet.space import SearchSpace, Subnet
+from hwnas.latency.metrics import kendall
+from hwnas.supernet.space import SearchSpace, Subnet
 
 KINDS = ("ridge", "ridge-res", "mlp")
 RIDGE_ALPHAS = (0.3, 3.0, 30.0, 300.0)  # chosen by an inner split (`_ridge_alpha`)

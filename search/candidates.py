@@ -12,14 +12,13 @@ import contextlib
 
 import numpy as np
 import optuna
+from hwnas.db.models import Candidate
+from hwnas.db.session import Database
+from hwnas.search.objective import Problem
+from hwnas.search.pareto import pareto_mask
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-
-from db.models import Candidate
-from db.session import Database
-from search.objective import Problem
-from search.pareto import pareto_mask
 
 
 def candidate_row(
@@ -106,7 +105,7 @@ def objective_matrix(rows: list[Candidate], problem: Problem, by_supernet: bool 
 def mark_pareto(db: Database, search_id: int, problem: Problem, by_supernet: bool = False) -> int:
     """Set `pareto` on the front of feasible candidates (the earliest trial of each subnet);
     returns the front's size. `by_supernet`: the front of those with a supernet accuracy, on
-    it (a predictor-driven search's final front, `search.services.accuracy.rescore_front`)."""
+    it (a predictor-driven search's final front, `accuracy_fit.rescore_front`)."""
     with db.write() as s:
         rows = list(
             s.scalars(

@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 import optuna
-
-from search.objective import subnet_params
-from supernet.space import SearchSpace, Subnet
+from hwnas.search.objective import subnet_params
+from hwnas.supernet.space import SearchSpace, Subnet
 
 NOT_FOR = ("random",)
 

@@ -13,10 +13,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import optuna
-
-from latency.features import SpaceTables
-from latency.predictor import Predictor
-from supernet.space import SearchSpace, Subnet
+from hwnas.latency.features import SpaceTables
+from hwnas.latency.predictor import Predictor
+from hwnas.supernet.space import SearchSpace, Subnet
 
 EXTRAS = ("params", "macs")
 
@@ -141,7 +140,7 @@ class TrialEvaluator:
 def make_objective(
     space: SearchSpace, problem: Problem, evaluate: TrialEvaluator, round_: int = 0
 ) -> Callable:
-    """The trial function; a trial of a later round of the closed loop (`search.rounds`)
+    """The trial function; a trial of a later round of the closed loop (`hwnas.search.rounds`)
     says its round in the `round` attribute."""
 
     def objective(trial: optuna.Trial) -> list[float]:

@@ -11,10 +11,14 @@ import logging
 import sys
 from typing import Any
 
+from hwnas.search.result import Result
+
+from hwnas.exceptions import HwnasError
+
 EXIT_USER_ERROR = 2
 
 
-class UserError(Exception):
+class UserError(HwnasError):
     """Bad input from the user: reported as one line, exit status 2, nothing written."""
 
 
@@ -28,8 +32,10 @@ def _default(value: Any) -> Any:
     raise TypeError(f"cannot encode {type(value).__name__} as JSON")
 
 
-def emit(result: dict[str, Any], as_json: bool, human: str | None = None) -> None:
+def emit(result: Result | dict[str, Any], as_json: bool, human: str | None = None) -> None:
     """Print a command's result: one JSON line with `as_json`, else readable text."""
+    if isinstance(result, Result):
+        result = result.to_json()
     if as_json:
         sys.stdout.write(json.dumps(result, default=_default, sort_keys=False) + "\n")
     else:
@@ -66,29 +72,15 @@ class _Stderr(logging.Handler):
 
 
 def show_logs() -> None:
-    """Show the progress hwnas's services log (`logging.getLogger(__name__)` in `search`) as
+    """Show the progress hwnas's services log (`logging.getLogger(__name__)` under `hwnas`) as
     plain lines on stderr; what the CLI does first. Library users configure `logging`."""
-    logger = logging.getLogger("search")
+    logger = logging.getLogger("hwnas")
     if not any(isinstance(h, _Stderr) for h in logger.handlers):
         logger.addHandler(_Stderr())
     logger.setLevel(logging.INFO)
     logger.propagate = False
 
 
-# Errors a user can cause, by module and class name, so that checking for them imports nothing
-# heavy; anything else is a bug and keeps its traceback.
-USER_ERRORS = {
-    ("search.output", "UserError"),
-    ("db.session", "DbError"),
-    ("supernet.space", "SpaceError"),
-    ("supernet.data", "DataError"),
-    ("supernet.config", "ConfigError"),
-    ("supernet.errors", "FieldError"),
-    ("latency.errors", "SettingError"),
-    ("supernet.checkpoint", "CheckpointError"),
-    ("supernet.distributed", "ClusterError"),
-}
-
-
 def is_user_error(e: BaseException) -> bool:
-    return any((c.__module__, c.__qualname__) in USER_ERRORS for c in type(e).__mro__)
+    """Whether `e` is the user's doing (one line, exit 2) rather than a bug (a traceback)."""
+    return isinstance(e, HwnasError)

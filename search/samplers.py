@@ -1,5 +1,5 @@
 """Optuna samplers by name. Each honours the hard budgets through the constraints every trial
-stores (`Trial.set_constraint`, in `search.objective`): Optuna 5's samplers read them from the
+stores (`Trial.set_constraint`, in `search/objective.py`): Optuna 5's samplers read them from the
 trials, and its `constraints_func` argument is deprecated."""
 
 from __future__ import annotations
@@ -7,8 +7,7 @@ from __future__ import annotations
 import importlib.util
 
 import optuna
-
-from search.output import UserError
+from hwnas.search.output import UserError
 
 SAMPLERS = ("tpe", "nsga2", "gp", "random")
 

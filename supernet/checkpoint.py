@@ -16,10 +16,12 @@ from typing import Any
 
 from flax import serialization
 
+from hwnas.exceptions import HwnasError
+
 MAGIC = b"HWNASCK1"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(HwnasError):
     """A checkpoint that cannot be used; the message names the file and the problem."""
 
 

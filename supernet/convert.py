@@ -19,9 +19,8 @@ from dataclasses import dataclass
 import flax.linen as nn
 import jax
 import numpy as np
-
-from supernet.extract import StandaloneNet
-from supernet.space import SearchSpace, Subnet
+from hwnas.supernet.extract import StandaloneNet
+from hwnas.supernet.space import SearchSpace, Subnet
 
 PRECISIONS = ("fp32", "fp16", "int8")
 

@@ -14,8 +14,7 @@ from numbers import Integral
 from pathlib import Path
 
 import numpy as np
-
-from supernet.errors import FieldError
+from hwnas.supernet.splits import DataError, check_fractions, split_sizes, stratified_parts
 
 DATASETS = ("digits", "cifar10", "folder", "npz")
 
@@ -33,10 +32,6 @@ CIFAR10_CLASSES = (
 )
 _CIFAR_SIDE = 32
 _CIFAR_RECORD = 1 + 3 * _CIFAR_SIDE * _CIFAR_SIDE  # label byte + R, G, B planes
-
-
-class DataError(FieldError):
-    """Bad or missing user data; the message says what is wrong and what to do (one line)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -115,7 +110,7 @@ def load_dataset(
     }
     if name not in loaders:
         raise DataError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
-    _check_fractions(val_fraction, test_fraction)
+    check_fractions(val_fraction, test_fraction)
     if name != "digits" and data_dir is None:
         raise DataError(f"required for dataset {name!r}", field="data_dir")
     valid_size = isinstance(image_size, Integral) and not isinstance(image_size, bool)
@@ -128,52 +123,6 @@ def load_dataset(
         test_fraction=test_fraction,
         image_size=int(image_size),
     )
-
-
-# --- splitting ------------------------------------------------------------------------------
-
-
-def _check_fractions(val_fraction: float, test_fraction: float) -> None:
-    for label, value in (("validation", val_fraction), ("test", test_fraction)):
-        if not 0.0 < value < 1.0:  # also rejects NaN
-            raise DataError(f"{label} fraction must be between 0 and 1 (exclusive), got {value}")
-    if val_fraction + test_fraction >= 1.0:
-        raise DataError(
-            f"validation + test fractions must sum to less than 1 so training data remains, "
-            f"got {val_fraction} + {test_fraction}"
-        )
-
-
-def split_sizes(n: int, fractions: tuple[float, ...], what: str) -> list[int]:
-    # At least one sample per held-out split, so a tiny dataset still gets every split.
-    sizes = [max(1, int(np.floor(n * f + 0.5))) for f in fractions]
-    if n - sum(sizes) < 1:
-        raise DataError(
-            f"{what} has only {n} samples, too few to split into train/validation/test; "
-            f"add more data"
-        )
-    return sizes
-
-
-def _stratified_order(y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Order samples so that every prefix holds each class in proportion to its size.
-
-    Each class is shuffled and its i-th sample gets the key (i + u) / n_class, u ~ U[0, 1);
-    sorting by key interleaves the classes evenly (systematic stratified sampling), so cutting
-    the order into consecutive pieces gives exact split sizes with per-class counts within one
-    of the proportional share.
-    """
-    keys = np.empty(len(y), dtype=np.float64)
-    for label in np.unique(y):
-        members = rng.permutation(np.flatnonzero(y == label))
-        keys[members] = (np.arange(len(members)) + rng.random(len(members))) / len(members)
-    return np.argsort(keys, kind="stable")
-
-
-def stratified_parts(y: np.ndarray, seed: int, sizes: list[int]) -> list[np.ndarray]:
-    """Index arrays for each of `sizes`, then one for the remaining samples, each sorted."""
-    order = _stratified_order(y, np.random.default_rng(seed))
-    return [np.sort(part) for part in np.split(order, np.cumsum(sizes))]
 
 
 def _split_all(
@@ -309,7 +258,7 @@ def _read_cifar_file(path: Path, num_classes: int) -> tuple[np.ndarray, np.ndarr
 def _load_folder(
     *, data_dir: Path, seed: int, val_fraction: float, test_fraction: float, image_size: int
 ) -> Dataset:
-    from supernet.folder import decode, index_folder
+    from hwnas.supernet.folder import decode, index_folder
 
     index = index_folder(
         data_dir, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction

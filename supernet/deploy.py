@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import jax
 import numpy as np
-
-from supernet.evaluate import Evaluator, eval_batch, resized_calibration
-from supernet.extract import StandaloneNet, standalone
-from supernet.model import SuperNet, arch_arrays
-from supernet.space import SearchSpace, Subnet
-from supernet.train import MEAN, STD
+from hwnas.supernet.evaluate import Evaluator, eval_batch, resized_calibration
+from hwnas.supernet.extract import StandaloneNet, standalone
+from hwnas.supernet.model import SuperNet, arch_arrays
+from hwnas.supernet.space import SearchSpace, Subnet
+from hwnas.supernet.train_step import MEAN, STD
 
 
 def recalibrated_standalone(

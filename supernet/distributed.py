@@ -13,13 +13,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from supernet.errors import FieldError
+from hwnas.exceptions import HwnasError
 
 HEARTBEAT_S = 30  # JAX's default is 100 s
 INIT_TIMEOUT_S = 300  # how long a process waits for all the others to join
 
 
-class ClusterError(FieldError):
+class ClusterError(HwnasError):
     """Flags (or environment variables) that do not describe a job; one line says why."""
 
 

@@ -13,10 +13,9 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 import numpy as np
-
-from supernet.config import TrainConfig
-from supernet.model import Arch, SuperNet
-from supernet.train import resize_images
+from hwnas.supernet.model import Arch, SuperNet
+from hwnas.supernet.train_config import TrainConfig
+from hwnas.supernet.train_step import resize_images
 
 EVAL_BATCH = 256
 EVAL_PIXELS = 64 * 224 * 224  # an evaluation batch holds at most this many input pixels

@@ -15,9 +15,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-
-from supernet.layers import BN_EPS, activation, center_kernel, hsigmoid, hswish
-from supernet.space import LayerShape, SearchSpace, Subnet
+from hwnas.supernet.layers import BN_EPS, activation, center_kernel, hsigmoid, hswish
+from hwnas.supernet.space import LayerShape, SearchSpace, Subnet
 
 
 def _bn(name: str) -> nn.BatchNorm:

@@ -2,9 +2,9 @@
 
 Two feeds behind one interface. `MemoryFeed` holds a decoded `Dataset` (digits, CIFAR-10,
 npz, small folders: fastest where it fits). `StreamFeed` reads an image folder through grain
-(`supernet.loader`): memory independent of the number of images, decoding and augmentation
+(`hwnas.supernet.loader`): memory independent of the number of images, decoding and augmentation
 in background processes. Both give process `p` of `P` its rows of every global batch, in the
-order `supernet.order` fixes, so the same run trains on the same images whichever feeds it.
+order `hwnas.supernet.order` fixes, so the same run trains on the same images whichever feeds it.
 A feed's batches start at any global step: a checkpoint keeps the step (and the feed's
 fingerprint, so that a run resumes on the data it started on).
 """
@@ -16,13 +16,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
-
-from supernet.config import TrainConfig
-from supernet.data import Dataset
-from supernet.evaluate import eval_batch, resized_calibration
-from supernet.folder import FolderIndex
-from supernet.loader import Shard, decode_all, plain_batches, train_batches
-from supernet.train import epoch_batches, normalise, resize_images
+from hwnas.supernet.data import Dataset
+from hwnas.supernet.evaluate import eval_batch, resized_calibration
+from hwnas.supernet.folder import FolderIndex
+from hwnas.supernet.loader import Shard, decode_all, plain_batches, train_batches
+from hwnas.supernet.train_config import TrainConfig
+from hwnas.supernet.train_step import epoch_batches, normalise, resize_images
 
 CALIBRATION_POOL = 1024  # training images a streamed folder keeps for BN recalibration
 

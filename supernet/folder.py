@@ -16,8 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
-from supernet.data import DataError, split_sizes, stratified_parts
+from hwnas.supernet.splits import DataError, split_sizes, stratified_parts
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 AUGMENT_MIN_SIZE = 64  # below this the images are only resized (digits, CIFAR-sized data)

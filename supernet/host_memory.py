@@ -88,7 +88,7 @@ def restart_with_block_cache() -> None:
 
 def block_cache_library() -> Path | None:
     """The block cache, built for this machine (None where it cannot be built)."""
-    from supernet import native
+    from hwnas.supernet import native
 
     cxx = native.compiler()
     if cxx is None:

@@ -26,10 +26,9 @@ from dataclasses import dataclass
 
 import grain
 import numpy as np
-
-from supernet.data import DataError
-from supernet.folder import FolderIndex, decode
-from supernet.order import epoch_order, step_resolution
+from hwnas.supernet.data import DataError
+from hwnas.supernet.folder import FolderIndex, decode
+from hwnas.supernet.order import epoch_order, step_resolution
 
 PREFETCH_BATCHES = 2  # per worker: a 224-px batch of 32 is 4.8 MB
 
@@ -150,7 +149,7 @@ def _quiet_tracker() -> None:
 
 
 def _absl_defaults() -> None:
-    """grain's worker processes read absl flags, which only an absl `app.run` would parse:
+    """grain's worker processes read absl flags, which only an absl `hwnas.app.run` would parse:
     take their defaults."""
     from absl import flags
 

@@ -7,7 +7,7 @@ argument (as FlexiViT's Patchify): no module holds an "active subnet". The choic
 - elastic expand ratio: the first `mid` channels of the expanded layer (a mask);
 - elastic depth: a skipped layer is a `lax.cond` that runs nothing;
 - elastic resolution: the input arrives at the subnet's resolution (a compile per resolution).
-Each depthwise layer takes the form `supernet.depthwise.choose` gives for its map size and
+Each depthwise layer takes the form `hwnas.supernet.depthwise.choose` gives for its map size and
 backend; large-map blocks are rematerialised in the backward pass (`REMAT_MIN_POSITIONS`).
 """
 
@@ -19,10 +19,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
-
-from supernet.depthwise import depthwise
-from supernet.layers import (
+from hwnas.supernet.depthwise import depthwise
+from hwnas.supernet.layers import (
     BN_MOMENTUM,
     activation,
     batch_norm,
@@ -32,7 +30,8 @@ from supernet.layers import (
     kernel_mask,
     patches,
 )
-from supernet.space import SearchSpace, Subnet, se_width
+from hwnas.supernet.space import SearchSpace, Subnet, se_width
+from jax import lax
 
 BN_NAMES = ("bn1", "bn2", "bn3")
 # Blocks whose input map has at least this many positions (28x28 and up: 224 px inputs) keep

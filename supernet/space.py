@@ -19,13 +19,15 @@ from pathlib import Path
 
 import numpy as np
 
+from hwnas.exceptions import HwnasError
+
 ACTIVATIONS = ("relu", "hswish")
 PRESETS_DIR = Path(__file__).parent / "spaces"
 DEFAULT_PRESET = "digits"
 DEFAULT_SPACE_FILE = PRESETS_DIR / f"{DEFAULT_PRESET}.json"
 
 
-class SpaceError(ValueError):
+class SpaceError(HwnasError):
     """An illegal space, subnet or subnet JSON; the message says what is wrong."""
 
 

@@ -35,7 +35,7 @@ def hwnas(
     HWNAS_TEST_SUBPROCESS=1 asks for every command to run as a user's shell runs it."""
     if process or os.environ.get("HWNAS_TEST_SUBPROCESS") == "1":
         env = cli_env(cwd)
-        cmd = [sys.executable, "-m", "search.cli", *args]
+        cmd = [sys.executable, "-m", "hwnas.search.cli", *args]
         done = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env, timeout=600)
     else:
         done = _in_process(list(args), cwd)
@@ -45,7 +45,7 @@ def hwnas(
 
 
 def _in_process(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    from search.cli import main
+    from hwnas.search.cli import main
 
     out, err = io.StringIO(), io.StringIO()
     saved_env, saved_cwd, env = dict(os.environ), os.getcwd(), cli_env(cwd)
@@ -96,9 +96,8 @@ def prepare(cwd, url: str) -> None:
 
 def stored(url: str, model) -> list:
     """Every row of `model` (an hwnas table) in the database at `url`."""
+    from hwnas.db.session import open_db
     from sqlalchemy import select
-
-    from db.session import open_db
 
     with open_db(url, create=False) as db, db.read() as s:
         return list(s.scalars(select(model)))
@@ -123,7 +122,7 @@ def copy_db(url: str, path: Path) -> str:
 
 def halve(model: dict) -> dict:
     """The same latency predictor predicting half the latency."""
-    from latency.predictor import Predictor
+    from hwnas.latency.predictor import Predictor
 
     p = Predictor.from_dict(model)
     scaled = {
@@ -135,13 +134,12 @@ def halve(model: dict) -> dict:
 def fool(url: str, key: str = KEY) -> None:
     """Make the newest predictor of target `key` one that underestimates the device by 2x, so
     a measured front disagrees and the closed loop has to refit and continue."""
+    from hwnas.db.models import Predictor as PredictorRow
+    from hwnas.db.models import Target as TargetRow
+    from hwnas.db.session import open_db
+    from hwnas.latency.targets import Target
+    from hwnas.search.services.prediction import load_predictor_row
     from sqlalchemy import select
-
-    from db.models import Predictor as PredictorRow
-    from db.models import Target as TargetRow
-    from db.session import open_db
-    from latency.targets import Target
-    from search.services.predictor import load_predictor_row
 
     with open_db(url, create=False) as db:
         p, metrics = load_predictor_row(db, Target.parse(key))

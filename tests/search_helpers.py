@@ -4,9 +4,8 @@ trials carrying candidates, for the tests of candidates and of the closed loop's
 from __future__ import annotations
 
 import optuna
-
-from db.models import Run, Search
-from supernet.space import load_space
+from hwnas.db.models import Run, Search
+from hwnas.supernet.space import load_space
 
 
 def trial(number: int, acc: float, ms: float, key: str | None = None):

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
-
-from app import charts, data
-from app.common import database, first_steps
-from latency.targets import Target
-from search.output import UserError
-from search.services.predictor import load_predictor
-from supernet.space import SpaceError
+from hwnas.app import charts
+from hwnas.app import view_data as data
+from hwnas.app.common import database, first_steps
+from hwnas.latency.targets import Target
+from hwnas.search.output import UserError
+from hwnas.search.services.prediction import load_predictor
+from hwnas.supernet.space import SpaceError
 
 st.title("Latency")
 db = database()

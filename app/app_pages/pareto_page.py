@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
-
-from app import charts, data
-from app.arch import arch_figure, layers_table
-from app.common import database, first_steps
-from app.exporting import export_panel
+from hwnas.app import charts
+from hwnas.app import view_data as data
+from hwnas.app.arch import arch_figure, layers_table
+from hwnas.app.common import database, first_steps
+from hwnas.app.exporting import export_panel
 
 st.title("Pareto explorer")
 db = database()

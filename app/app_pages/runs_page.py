@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import streamlit as st
-
-from app import charts, data
-from app.common import database, first_steps
+from hwnas.app import charts
+from hwnas.app import view_data as data
+from hwnas.app.common import database, first_steps
 
 st.title("Supernet runs")
 db = database()

@@ -4,9 +4,8 @@ refreshes itself while a search runs."""
 from __future__ import annotations
 
 import streamlit as st
-
-from app import data
-from app.common import database, first_steps
+from hwnas.app import view_data as data
+from hwnas.app.common import database, first_steps
 
 st.title("Searches")
 db = database()

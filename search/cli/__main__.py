@@ -1,7 +1,7 @@
-"""`python -m search.cli`: the same as the `hwnas` command."""
+"""`python -m hwnas.search.cli`: the same as the `hwnas` command."""
 
 import sys
 
-from search.cli.main import main
+from hwnas.search.cli.entry import main
 
 sys.exit(main())

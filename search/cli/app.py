@@ -1,8 +1,9 @@
 """The `hwnas` Typer apps: the top-level command and its `db`, `predictor` and `accuracy`
 groups.
 
-The commands register on them from `search.cli.runs`, `.latency`, `.searches` and `.deliver`,
-which `search.cli.main` imports.
+The commands register on them from `hwnas.search.cli.run_commands`, `.latency_commands`,
+`.search_commands` and `.deliver_commands`,
+which `hwnas.search.cli.entry` imports.
 """
 
 from __future__ import annotations

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-
-from search.pareto import hypervolume_2d, pareto_mask
+from hwnas.search.pareto import hypervolume_2d, pareto_mask
 
 
 def latency(c: dict, key: str) -> tuple[float, bool]:

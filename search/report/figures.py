@@ -9,8 +9,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
-
-from search.report.analysis import front_of, hv_curve
+from hwnas.search.report.analysis import front_of, hv_curve
 
 KIND_LABEL = {"main": "main predictor", "macs": "MACs baseline", "lut": "lookup-table baseline"}
 

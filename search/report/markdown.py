@@ -9,9 +9,8 @@ import shlex
 from pathlib import Path
 
 import numpy as np
-
-from latency.metrics import within
-from search.report.analysis import specialisation
+from hwnas.latency.metrics import within
+from hwnas.search.report.analysis import specialisation
 
 
 def _table(header: list[str], rows: list[list]) -> list[str]:
@@ -421,7 +420,7 @@ def reproduce_commands(data, out_dir: str) -> list[str]:
             jobs, results = f"jobs-{k.split('@')[1]}.jsonl", f"results-{k.split('@')[1]}.jsonl"
             lines += [
                 f"{measure} --jobs-out {jobs}",
-                f"# on the device: python -m latency.worker {jobs} {results}",
+                f"# on the device: python -m hwnas.latency.worker {jobs} {results}",
                 f"hwnas measure --import {results}",
             ]
         else:

@@ -11,12 +11,11 @@ machine's pace more than the models.
 from __future__ import annotations
 
 import numpy as np
-
-from db.session import Database
-from latency.targets import Target
-from search.output import UserError
-from search.services.predictor import load_target_data
-from supernet.space import SearchSpace, Subnet
+from hwnas.db.session import Database
+from hwnas.latency.targets import Target
+from hwnas.search.output import UserError
+from hwnas.search.services.prediction import load_target_data
+from hwnas.supernet.space import SearchSpace, Subnet
 
 
 def anchors(

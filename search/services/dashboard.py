@@ -2,24 +2,29 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
-from pathlib import Path
 from typing import NoReturn
 
-from db.session import open_db, resolve_url
-from search.output import UserError
+from hwnas.db.session import open_db, resolve_url
+from hwnas.search.output import UserError
 
-APP = Path(__file__).resolve().parents[2] / "app" / "main.py"
+
+def app_script() -> str:
+    """The dashboard's Streamlit script, wherever hwnas is (a checkout or site-packages)."""
+    spec = importlib.util.find_spec("hwnas.app.main")
+    assert spec is not None and spec.origin is not None
+    return spec.origin
 
 
 def command(port: int, host: str) -> list[str]:
     return [
-        sys.executable, "-m", "streamlit", "run", str(APP),
+        sys.executable, "-m", "streamlit", "run", app_script(),
         "--server.address", host, "--server.port", str(port), "--server.headless", "true",
         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
         # the users' menu only: no "Deploy" button, no developer options

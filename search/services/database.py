@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from db.queries import status
-from db.session import open_db
+from hwnas.db.queries import status
+from hwnas.db.session import open_db
 
 
 def db_init(url: str | None) -> dict:

@@ -18,22 +18,21 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+from hwnas.db.models import Candidate, Export, Measurement, Run, Search
+from hwnas.db.models import Target as TargetRow
+from hwnas.db.session import Database, open_db
+from hwnas.latency.protocol import Protocol
+from hwnas.latency.targets import Target
+from hwnas.search.output import UserError
+from hwnas.search.search_config import DemoConfig
+from hwnas.search.services import export as export_service
+from hwnas.search.services import measuring as latency_service
+from hwnas.search.services import prediction as predictor_service
+from hwnas.search.services import search as search_service
+from hwnas.search.services.remeasure import budget_check
+from hwnas.search.services.training import train
+from hwnas.supernet.space import SearchSpace
 from sqlalchemy import func, select
-
-from db.models import Candidate, Export, Measurement, Run, Search
-from db.models import Target as TargetRow
-from db.session import Database, open_db
-from latency.protocol import Protocol
-from latency.targets import Target
-from search.config import DemoConfig
-from search.output import UserError
-from search.services import export as export_service
-from search.services import latency as latency_service
-from search.services import predictor as predictor_service
-from search.services import search as search_service
-from search.services.remeasure import budget_check
-from search.services.train import train
-from supernet.space import SearchSpace
 
 logger = logging.getLogger(__name__)
 

@@ -18,17 +18,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
-from db.models import Candidate, Export, Run, Search
-from db.session import Database, open_db
-from search.output import UserError
-from search.services.export_latency import latency, latency_target
-from search.services.files import check_destination, write_new
-from search.services.runs import load_run, run_dataset
-from supernet.compile_cache import enable_compile_cache
-from supernet.config import TrainConfig
-from supernet.convert import PRECISIONS
-from supernet.space import SearchSpace, Subnet
+from hwnas.db.models import Candidate, Export, Run, Search
+from hwnas.db.session import Database, open_db
+from hwnas.search.output import UserError
+from hwnas.search.services.export_latency import latency, latency_target
+from hwnas.search.services.files import check_destination, write_new
+from hwnas.search.services.recorded_runs import load_run, run_dataset
+from hwnas.supernet.compile_cache import enable_compile_cache
+from hwnas.supernet.convert import PRECISIONS
+from hwnas.supernet.space import SearchSpace, Subnet
+from hwnas.supernet.train_config import TrainConfig
 
 logger = logging.getLogger(__name__)
 
@@ -101,11 +100,11 @@ def resolve(db: Database, req: ExportRequest) -> tuple[Run, Subnet, int | None]:
 
 def build(db: Database, run: Run, subnet: Subnet, req: ExportRequest) -> dict:
     """Convert, prove and measure; the flatbuffer is returned under `flatbuffer`."""
-    from latency.litert_infer import litert_io, litert_logits
-    from supernet.convert import to_tflite
-    from supernet.deploy import input_contract, jax_logits, recalibrated_standalone
-    from supernet.train import resize_images
-    from supernet.trainer import load_variables
+    from hwnas.latency.litert_infer import litert_io, litert_logits
+    from hwnas.supernet.convert import to_tflite
+    from hwnas.supernet.deploy import input_contract, jax_logits, recalibrated_standalone
+    from hwnas.supernet.train_loop import load_variables
+    from hwnas.supernet.train_step import resize_images
 
     enable_compile_cache()
     space = SearchSpace.from_dict(run.space)
@@ -149,7 +148,7 @@ def _acc(logits: np.ndarray, y: np.ndarray) -> float:
 
 
 def _ops(model: bytes) -> list[str]:
-    from latency.runners import tflite_ops
+    from hwnas.latency.runners import tflite_ops
 
     return tflite_ops(model)
 

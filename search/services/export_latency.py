@@ -15,14 +15,14 @@ import logging
 import tempfile
 from pathlib import Path
 
-from db.models import Run
-from db.session import Database
-from latency.jobs import Job
-from latency.targets import Target
-from search.output import UserError
-from search.services.anchors import anchors
-from search.services.predictor import load_predictor_row
-from supernet.space import SearchSpace, Subnet
+from hwnas.db.models import Run
+from hwnas.db.session import Database
+from hwnas.latency.jobs import Job
+from hwnas.latency.targets import Target
+from hwnas.search.output import UserError
+from hwnas.search.services.anchors import anchors
+from hwnas.search.services.prediction import load_predictor_row
+from hwnas.supernet.space import SearchSpace, Subnet
 
 logger = logging.getLogger(__name__)
 
@@ -66,9 +66,9 @@ def measure_model(model: bytes, target: Target, subnet: Subnet, run: Run, refs, 
     """The exported file measured under `hwnas measure`'s protocol, interleaved with the
     anchors `refs` (subnets of the predictor's data nearest to it in MACs, their `stored`
     medians as the baseline); its raw stats and the drift (None without anchors)."""
-    from latency.worker import measure_jobs
-    from search.services.latency import anchor_jobs
-    from search.services.model_source import RunContext
+    from hwnas.latency.worker import measure_jobs
+    from hwnas.search.services.measuring import anchor_jobs
+    from hwnas.search.services.model_source import RunContext
 
     logger.info(
         f"export: measuring on {target.key}" + (f" with {len(refs)} anchors" if refs else "")

@@ -13,7 +13,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from search.output import UserError
+from hwnas.search.output import UserError
 
 
 def check_destination(path: str | Path, force: bool, suffix: str | None = None) -> Path:

@@ -5,10 +5,9 @@ learned, so a space can be measured before any training)."""
 from __future__ import annotations
 
 import numpy as np
-
-from db.models import Run
-from search.services.runs import run_dataset
-from supernet.space import SearchSpace
+from hwnas.db.models import Run
+from hwnas.search.services.recorded_runs import run_dataset
+from hwnas.supernet.space import SearchSpace
 
 TRAINED, INIT = "trained", "init"
 
@@ -19,7 +18,7 @@ class RunContext:
     weights = TRAINED
 
     def __init__(self, run: Run) -> None:
-        from supernet.trainer import load_variables
+        from hwnas.supernet.train_loop import load_variables
 
         self.run = run
         self.name = run.name
@@ -28,7 +27,7 @@ class RunContext:
         self._data = None
 
     def representative(self, resolution: int) -> np.ndarray:
-        from supernet.train import resize_images
+        from hwnas.supernet.train_step import resize_images
 
         if self._data is None:
             self._data = run_dataset(self.run)
@@ -45,7 +44,7 @@ class SpaceContext:
     name = ""
 
     def __init__(self, space: SearchSpace, seed: int = 0) -> None:
-        from supernet.trainer import init_variables
+        from hwnas.supernet.train_loop import init_variables
 
         self.space = space
         self.variables = init_variables(space, seed)

@@ -15,17 +15,16 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
+from hwnas.db.models import Candidate, Run, Search
+from hwnas.db.session import Database
+from hwnas.latency.metrics import relative_error, within
+from hwnas.latency.protocol import Protocol
+from hwnas.latency.targets import Target
+from hwnas.latency.worker import measure_jobs
+from hwnas.search.services.anchors import anchors
+from hwnas.search.services.measuring import anchor_jobs, build_jobs_for, record_results
+from hwnas.search.services.model_source import RunContext
 from sqlalchemy import select
-
-from db.models import Candidate, Run, Search
-from db.session import Database
-from latency.metrics import relative_error, within
-from latency.protocol import Protocol
-from latency.targets import Target
-from latency.worker import measure_jobs
-from search.services.anchors import anchors
-from search.services.latency import anchor_jobs, build_jobs_for, record_results
-from search.services.model_source import RunContext
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +39,7 @@ def local(target: Target) -> bool:
     if target.device:
         return False
     if target.kind == "gpu":
-        from latency.runners import gpu_name
+        from hwnas.latency.runners import gpu_name
 
         return gpu_name() is not None
     return True

@@ -17,20 +17,19 @@ from importlib import metadata
 from pathlib import Path
 
 import numpy as np
+from hwnas.db.models import AccuracyPredictor, Candidate, Export, Run
+from hwnas.db.models import Predictor as PredictorRow
+from hwnas.db.models import Target as TargetRow
+from hwnas.db.session import Database, open_db
+from hwnas.latency.predictor import Predictor
+from hwnas.latency.targets import Target
+from hwnas.search.output import UserError
+from hwnas.search.services import rounds
+from hwnas.search.services.prediction import load_target_data
+from hwnas.search.services.search import find_search
+from hwnas.supernet.space import SearchSpace
+from hwnas.supernet.train_config import TrainConfig, to_toml
 from sqlalchemy import select
-
-from db.models import AccuracyPredictor, Candidate, Export, Run
-from db.models import Predictor as PredictorRow
-from db.models import Target as TargetRow
-from db.session import Database, open_db
-from latency.predictor import Predictor
-from latency.targets import Target
-from search.output import UserError
-from search.services import rounds
-from search.services.predictor import load_target_data
-from search.services.search import find_search
-from supernet.config import TrainConfig, to_toml
-from supernet.space import SearchSpace
 
 logger = logging.getLogger(__name__)
 
@@ -241,8 +240,8 @@ def check_out(out: Path) -> None:
 
 
 def report(db_url: str | None, name: str, out: str | Path, bench_dir: str | Path | None) -> dict:
-    from search.report.figures import draw_all
-    from search.report.markdown import markdown
+    from hwnas.search.report.figures import draw_all
+    from hwnas.search.report.markdown import markdown
 
     out = Path(out)
     check_out(out)
@@ -264,8 +263,7 @@ def report(db_url: str | None, name: str, out: str | Path, bench_dir: str | Path
 
 def db_url_shown(db_url: str | None) -> str:
     """The database URL without its password."""
+    from hwnas.db.session import resolve_url
     from sqlalchemy.engine import make_url
-
-    from db.session import resolve_url
 
     return make_url(resolve_url(db_url)).render_as_string(hide_password=True)

@@ -16,7 +16,7 @@ its front agreed with the measurements; `Candidate.round` / `scored_round` say w
 ran a trial and which round's predictor gave its current `predicted_ms`.
 
 A search driven by an accuracy predictor loops on accuracy too, measured or not: each round's
-front is re-scored with the supernet (`search.services.accuracy.rescore_front`), and while a
+front is re-scored with the supernet (`accuracy_fit.rescore_front`), and while a
 round brings new subnets onto that front (`record_accuracy_front`, `settled`) the accuracy
 predictor is refitted with every re-scored subnet and the next round is told the supernet's
 accuracy wherever a trial has one (`told`): it searches on around the subnets the supernet
@@ -31,22 +31,21 @@ from dataclasses import dataclass
 
 import numpy as np
 import optuna
+from hwnas.db.models import Candidate, Run, Search, SearchRound, utcnow
+from hwnas.db.models import Predictor as PredictorRow
+from hwnas.db.models import Target as TargetRow
+from hwnas.db.session import Database
+from hwnas.latency.predictor import Predictor
+from hwnas.latency.targets import Target
+from hwnas.search import candidates
+from hwnas.search.accuracy_predictor import AccuracyPredictor
+from hwnas.search.objective import Problem, score
+from hwnas.search.pareto import pareto_mask
+from hwnas.search.services.prediction import refit_main
+from hwnas.search.storage import optuna_storage
+from hwnas.supernet.space import SearchSpace
 from optuna.trial import TrialState, create_trial
 from sqlalchemy import select
-
-from db.models import Candidate, Run, Search, SearchRound, utcnow
-from db.models import Predictor as PredictorRow
-from db.models import Target as TargetRow
-from db.session import Database
-from latency.predictor import Predictor
-from latency.targets import Target
-from search import candidates
-from search.accuracy_predictor import AccuracyPredictor
-from search.objective import Problem, score
-from search.pareto import pareto_mask
-from search.services.predictor import refit_main
-from search.storage import optuna_storage
-from supernet.space import SearchSpace
 
 BEHIND_MAX = 4  # extrapolated subnets behind the front measured between rounds, at most
 

@@ -22,29 +22,28 @@ from typing import Any
 
 import numpy as np
 import optuna
+from hwnas.db.models import Candidate, Run, Search
+from hwnas.db.session import Database, open_db
+from hwnas.latency.predictor import Predictor
+from hwnas.latency.targets import Target, TargetError
+from hwnas.search import candidates
+from hwnas.search.initial_design import enqueue_initial
+from hwnas.search.objective import EXTRAS, Problem, TrialEvaluator, make_objective
+from hwnas.search.output import UserError
+from hwnas.search.pareto import pareto_mask
+from hwnas.search.samplers import SAMPLERS, make_sampler
+from hwnas.search.search_config import DEFAULT_ROUNDS, N_INITIAL
+from hwnas.search.services import accuracy_fit as accuracy_service
+from hwnas.search.services import rounds as rounds_
+from hwnas.search.services.prediction import load_predictor_by_id, newest_predictor_id
+from hwnas.search.services.recorded_runs import load_run, oracle_for
+from hwnas.search.storage import GRACE_S, HEARTBEAT_S, fail_stale, optuna_storage
+from hwnas.supernet.space import SearchSpace
 from optuna.study import MaxTrialsCallback
 from optuna.trial import TrialState
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from tqdm import tqdm
-
-from db.models import Candidate, Run, Search
-from db.session import Database, open_db
-from latency.predictor import Predictor
-from latency.targets import Target, TargetError
-from search import candidates
-from search.config import DEFAULT_ROUNDS, N_INITIAL
-from search.initial_design import enqueue_initial
-from search.objective import EXTRAS, Problem, TrialEvaluator, make_objective
-from search.output import UserError
-from search.pareto import pareto_mask
-from search.samplers import SAMPLERS, make_sampler
-from search.services import accuracy as accuracy_service
-from search.services import rounds as rounds_
-from search.services.predictor import load_predictor_by_id, newest_predictor_id
-from search.services.runs import load_run, oracle_for
-from search.storage import GRACE_S, HEARTBEAT_S, fail_stale, optuna_storage
-from supernet.space import SearchSpace
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +62,7 @@ class SearchSpec:
     initial: int = N_INITIAL
     # how the search was asked for, as `hwnas search` takes it (stored with the search)
     options: Mapping[str, Any] = field(default_factory=dict)
-    # the closed loop's current round (`search.services.rounds`): its study and scoring predictors
+    # the closed loop's current round (`rounds.py`): its study and scoring predictors
     round: int = 0
     study: str = ""
     predictors: tuple[tuple[str, int], ...] = ()
@@ -427,7 +426,7 @@ def search(
     """Run (or continue) a search: `trials` trials, the front measured, then up to `rounds`
     more rounds of `round_trials` trials each with refitted predictors until the measured
     front agrees with its predictions and, driven by an accuracy predictor, its front
-    re-scored with the supernet settles (`search.services.rounds`); `measure=False` measures
+    re-scored with the supernet settles (`rounds.py`); `measure=False` measures
     nothing, and runs one round unless an accuracy predictor drives the search.
     `protocols`: target key -> the measurement protocol of its fronts (default: standard).
     `accuracy`: what scores a trial's accuracy (`accuracy.MODES`); `accuracy_predictor` picks
@@ -530,7 +529,7 @@ def _end_round(spec: SearchSpec, search_id: int, state, plan: tuple[int, int, bo
     """Mark the round's front, re-score it with the supernet (predictor-driven) and measure
     it (`measure`); start the next round unless it agrees and is settled (`rounds_`) or the
     rounds are spent. Returns (the state to continue in, whether the loop is done)."""
-    from search.services.remeasure import front_rows, measure_candidates, remeasure_front
+    from hwnas.search.services.remeasure import front_rows, measure_candidates, remeasure_front
 
     (max_rounds, step, measure), agreement = plan, state.agreement
     with open_db(spec.db_url, create=False) as db:
@@ -677,7 +676,7 @@ def finish(spec: SearchSpec, search_id: int, measure: bool) -> dict:
         _supernet_front(db, spec, search_id)
         check = None
         if measure:
-            from search.services.remeasure import budget_check, front_rows
+            from hwnas.search.services.remeasure import budget_check, front_rows
 
             front = front_rows(db, search_id)
             measured = {c.id: dict(c.measured_ms or {}) for c in front}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from supernet.space import load_space, presets
+from hwnas.supernet.space import load_space, presets
 
 
 def space_summary(space_spec: str | Path | None = None) -> dict:

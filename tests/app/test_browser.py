@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 from cli_helpers import run_json, search_args
-
-from search.services.dashboard import free_port, stop, wait_serving
+from hwnas.search.services.dashboard import free_port, stop, wait_serving
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
@@ -26,7 +25,7 @@ def dashboard(ready, tmp_path):
     run_json(*search_args(url, "browse", 6), cwd=cwd)
     port = free_port()
     env = os.environ | {"HWNAS_EXPORT_DIR": str(tmp_path / "exports")}
-    cmd = [sys.executable, "-m", "search.cli", "dashboard", "--port", str(port), "--db", url]
+    cmd = [sys.executable, "-m", "hwnas.search.cli", "dashboard", "--port", str(port), "--db", url]
     with open(tmp_path / "dashboard.log", "w") as log:
         proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=log)
         try:

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-
-from app.charts import WEBGL_ABOVE, pareto_figure
+from hwnas.app.charts import WEBGL_ABOVE, pareto_figure
 
 
 def frame(n: int) -> pd.DataFrame:

@@ -1,15 +1,15 @@
 from __future__ import annotations
 
+import json
 import multiprocessing as mp
 
 import optuna
 import pytest
+from hwnas.db.models import SCHEMA_VERSION, Base, Measurement, Meta, Predictor, Run, Space, Target
+from hwnas.db.queries import schema_version, status
+from hwnas.db.session import DbError, open_db
+from hwnas.supernet.space import load_space
 from sqlalchemy import select, text, update
-
-from db.models import SCHEMA_VERSION, Base, Measurement, Meta, Predictor, Run, Space, Target
-from db.queries import schema_version, status
-from db.session import DbError, open_db
-from supernet.space import load_space
 
 
 def test_init_creates_prefixed_tables_and_records_the_version(db_url):
@@ -182,7 +182,7 @@ def _downgrade_to_v2(db_url: str) -> None:
 
 
 def test_a_version_2_database_is_migrated_keeping_its_rows(db_url, capsys):
-    from db.models import Candidate, Search, SearchRound
+    from hwnas.db.models import Candidate, Search, SearchRound
 
     _downgrade_to_v2(db_url)
     with open_db(db_url, create=False) as db:
@@ -232,7 +232,7 @@ def test_a_version_3_database_gets_each_measurement_and_predictor_its_space(db_u
 
 
 def test_a_version_4_database_gets_runs_checkpoints_and_searches_objectives(db_url, capsys):
-    from db.models import Search
+    from hwnas.db.models import Search
 
     db = open_db(db_url)
     with db.write() as s:
@@ -263,7 +263,7 @@ def test_a_version_4_database_gets_runs_checkpoints_and_searches_objectives(db_u
 
 def _search(s):
     """A run and a search of it, added to session `s`."""
-    from db.models import Search
+    from hwnas.db.models import Search
 
     run = Run(name="r", dataset="digits", space={}, config={})
     s.add(run)
@@ -276,7 +276,7 @@ def _search(s):
 
 
 def test_a_version_5_database_keeps_its_candidates_accuracy_as_the_supernets(db_url, capsys):
-    from db.models import AccuracyPredictor, Candidate, SearchRound
+    from hwnas.db.models import AccuracyPredictor, Candidate, SearchRound
 
     db = open_db(db_url)
     with db.write() as s:
@@ -297,7 +297,7 @@ def test_a_version_5_database_keeps_its_candidates_accuracy_as_the_supernets(db_
 
 
 def test_a_version_6_database_keeps_its_rounds_without_a_rescored_front(db_url, capsys):
-    from db.models import SearchRound
+    from hwnas.db.models import SearchRound
 
     db = open_db(db_url)
     with db.write() as s:
@@ -310,3 +310,15 @@ def test_a_version_6_database_keeps_its_rounds_without_a_rescored_front(db_url, 
         with db.read() as s:
             r = s.scalars(select(SearchRound)).one()
             assert (r.trials, r.accuracy_predictor, r.accuracy_front) == (5, 3, None)
+
+
+def test_migration_space_key_is_the_space_key():
+    """db/migrate.py keeps a frozen copy of `SearchSpace.key` (db imports nothing of ours)."""
+    from hwnas.db.migrate import _space_key_v4
+    from hwnas.supernet.space import SearchSpace, presets
+
+    for path in presets().values():
+        space = SearchSpace.from_file(path)
+        assert _space_key_v4(space.to_dict()) == space.key
+        assert _space_key_v4(json.loads(json.dumps(space.to_dict()))) == space.key
+    assert _space_key_v4({"stages": "x"}) is None

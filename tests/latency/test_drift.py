@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from latency.drift import corrected, visit_factors
+from hwnas.latency.drift import corrected, visit_factors
 
 
 def slowing_chunk() -> list[tuple[str, list[float]]]:

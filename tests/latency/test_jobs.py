@@ -3,8 +3,7 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from latency.jobs import (
+from hwnas.latency.jobs import (
     Job,
     JobFileError,
     Result,
@@ -12,7 +11,7 @@ from latency.jobs import (
     parse_result,
     read_lines,
 )
-from latency.targets import Target
+from hwnas.latency.targets import Target
 
 STATS = {"median_ms": 1.5, "cv": 0.02, "iqr_ms": 0.03, "n_reps": 40, "remeasured": False}
 

@@ -4,9 +4,8 @@ import json
 
 import numpy as np
 import pytest
-
-from latency.features import SpaceTables, macs, physical, table, table_layers, table_size
-from latency.predictor import (
+from hwnas.latency.features import SpaceTables, macs, physical, table, table_layers, table_size
+from hwnas.latency.predictor import (
     Predictor,
     PredictorError,
     fit_lut,
@@ -14,7 +13,7 @@ from latency.predictor import (
     fit_main,
     metrics,
 )
-from supernet.space import SearchSpace, default_space
+from hwnas.supernet.space import SearchSpace, default_space
 
 
 @pytest.fixture(scope="module")
@@ -187,7 +186,7 @@ def test_measured_layers_get_one_coefficient_per_layer_kind(space, sample, monke
     p = fit_main(space, t, t.encode(sample[:150]), y[:150], per_col)
     assert p.coef["lut_per_kind"] == [1.0]
     per_kind = np.abs(p.predict(sample[300:]) / y[300:] - 1).max()
-    monkeypatch.setattr("latency.predictor.PER_KIND_MIN_RATIO", 1000)
+    monkeypatch.setattr("hwnas.latency.predictor.PER_KIND_MIN_RATIO", 1000)
     one = fit_main(space, t, t.encode(sample[:150]), y[:150], per_col)
     assert one.coef["lut_per_kind"] == [0.0]
     assert per_kind < 0.01 < np.abs(one.predict(sample[300:]) / y[300:] - 1).max()

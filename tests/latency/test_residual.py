@@ -1,15 +1,14 @@
-"""The local correction of a latency predictor (`latency.residual`)."""
+"""The local correction of a latency predictor (`hwnas.latency.residual`)."""
 
 from __future__ import annotations
 
 import json
 
 import numpy as np
+from hwnas.latency.features import SpaceTables, physical
+from hwnas.latency.predictor import Predictor, fit_main
+from hwnas.latency.residual import fit_residual
 from test_predictor import sample, space, synthetic_latency  # noqa: F401  (fixtures)
-
-from latency.features import SpaceTables, physical
-from latency.predictor import Predictor, fit_main
-from latency.residual import fit_residual
 
 
 def bumped(space, subnets):  # noqa: F811

@@ -1,8 +1,7 @@
 from __future__ import annotations
 
 import pytest
-
-from latency.targets import Target, TargetError
+from hwnas.latency.targets import Target, TargetError
 
 
 def test_keys_carry_the_settings():

@@ -7,10 +7,8 @@ import dataclasses
 
 import numpy as np
 import pytest
-
-from latency.errors import SettingError
-from latency.protocol import Protocol, Stats
-from latency.timing import (
+from hwnas.latency.protocol import Protocol, Stats
+from hwnas.latency.timing import (
     combine,
     converged,
     measure,
@@ -19,6 +17,8 @@ from latency.timing import (
     rewarm,
     summarise,
 )
+
+from hwnas.exceptions import HwnasError
 
 
 class FakeClock:
@@ -40,7 +40,7 @@ class FakeClock:
 @pytest.fixture
 def clock(monkeypatch) -> FakeClock:
     fake = FakeClock()
-    monkeypatch.setattr("latency.timing.time.perf_counter_ns", fake)
+    monkeypatch.setattr("hwnas.latency.timing.time.perf_counter_ns", fake)
     return fake
 
 
@@ -187,6 +187,6 @@ def test_a_users_time_budget_keeps_two_calls_per_pass():
     assert (p.passes, p.max_reps, p.min_reps) == (1, 10, 10)
     assert Protocol.limited(2, 1000) == Protocol()
     for passes, max_reps, field in [(0, 100, "passes"), (3, 5, "max_reps")]:
-        with pytest.raises(SettingError) as e:
+        with pytest.raises(HwnasError) as e:
             Protocol.limited(passes, max_reps)
         assert e.value.field == field  # the setting at fault, for the caller to name

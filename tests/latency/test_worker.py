@@ -3,12 +3,11 @@ real runtimes are exercised in tests/search/test_latency_cli.py)."""
 
 from __future__ import annotations
 
+import hwnas.latency.worker as worker
 import pytest
-
-import latency.worker as worker
-from latency.jobs import Job
-from latency.protocol import Protocol, Stats
-from latency.targets import Target
+from hwnas.latency.jobs import Job
+from hwnas.latency.protocol import Protocol, Stats
+from hwnas.latency.targets import Target
 
 
 def jobs(n: int) -> list[Job]:

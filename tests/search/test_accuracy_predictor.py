@@ -8,10 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from latency.metrics import kendall
-from search import accuracy_predictor as ap
-from supernet.space import SearchSpace, load_space
+from hwnas.latency.metrics import kendall
+from hwnas.search import accuracy_predictor as ap
+from hwnas.supernet.space import SearchSpace, load_space
 
 TINY = Path(__file__).parent.parent / "data" / "tiny_space.json"
 

@@ -3,13 +3,12 @@ front over feasible and distinct subnets."""
 
 from __future__ import annotations
 
+from hwnas.db.models import Candidate
+from hwnas.db.session import open_db
+from hwnas.search import candidates
+from hwnas.search.objective import Problem
 from search_helpers import make_search, trial
 from sqlalchemy import select
-
-from db.models import Candidate
-from db.session import open_db
-from search import candidates
-from search.objective import Problem
 
 PROBLEM = Problem(("t",), budgets=(("t", 3.0),))
 

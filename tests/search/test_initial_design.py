@@ -8,10 +8,9 @@ from pathlib import Path
 import numpy as np
 import optuna
 import pytest
-
-from search.initial_design import enqueue_initial, initial_subnets
-from search.objective import subnet_params, suggest_subnet
-from supernet.space import SearchSpace, default_space
+from hwnas.search.initial_design import enqueue_initial, initial_subnets
+from hwnas.search.objective import subnet_params, suggest_subnet
+from hwnas.supernet.space import SearchSpace, default_space
 
 TINY = Path(__file__).parent.parent / "data" / "tiny_space.json"
 

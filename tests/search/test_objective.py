@@ -7,9 +7,8 @@ from pathlib import Path
 
 import optuna
 import pytest
-
-from search.objective import Evaluation, Problem, make_objective, suggest_subnet
-from supernet.space import SearchSpace
+from hwnas.search.objective import Evaluation, Problem, make_objective, suggest_subnet
+from hwnas.supernet.space import SearchSpace
 
 TINY = Path(__file__).parent.parent / "data" / "tiny_space.json"
 CAND = {"accuracy": 0.9, "latency_ms": {"a": 2.0, "b": 5.0}, "params": 10, "macs": 20}

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from search.pareto import hypervolume_2d, pareto_mask
+from hwnas.search.pareto import hypervolume_2d, pareto_mask
 
 
 def test_front_of_a_small_set():

@@ -6,9 +6,8 @@ import importlib.util
 
 import optuna
 import pytest
-
-from search.output import UserError
-from search.samplers import make_sampler
+from hwnas.search.output import UserError
+from hwnas.search.samplers import make_sampler
 
 
 @pytest.mark.parametrize(

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import optuna
 import pytest
+from hwnas.search.storage import GRACE_S, backdate_trial, fail_stale, optuna_storage
 from optuna.trial import TrialState
-
-from search.storage import GRACE_S, backdate_trial, fail_stale, optuna_storage
 
 # The tests drive trials by hand (ask/tell); Optuna warns that heartbeats expect optimize().
 pytestmark = pytest.mark.filterwarnings("ignore:Heartbeat of storage:UserWarning")
@@ -48,9 +47,8 @@ def test_the_optuna_internals_storage_uses_still_exist():
     import inspect
     from importlib import metadata
 
+    from hwnas.search import storage
     from optuna.storages import RDBStorage
-
-    from search import storage
 
     assert int(metadata.version("optuna").split(".")[0]) == storage.OPTUNA_MAJOR
     for name in ("_set_trial_param", "_get_stale_trial_ids", "_get_trials", "_create_new_trial"):
@@ -73,8 +71,8 @@ def test_the_optuna_internals_storage_uses_still_exist():
 
 
 def test_another_optuna_major_version_stops_with_one_line():
-    from search.output import UserError
-    from search.storage import check_optuna_version
+    from hwnas.search.output import UserError
+    from hwnas.search.storage import check_optuna_version
 
     check_optuna_version("5.3.1")
     with pytest.raises(UserError, match=r"found Optuna 6\.0\.0; install one: pip install"):

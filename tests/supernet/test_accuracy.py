@@ -7,14 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from supernet.accuracy import AccuracyOracle
-from supernet.config import TrainConfig
-from supernet.data import load_dataset
-from supernet.model import SuperNet
-from supernet.space import SearchSpace
-from supernet.train import create_train_state, make_optimizer
-from supernet.trainer import subnet_val_accuracy
+from hwnas.supernet.batch_accuracy import AccuracyOracle
+from hwnas.supernet.data import load_dataset
+from hwnas.supernet.model import SuperNet
+from hwnas.supernet.space import SearchSpace
+from hwnas.supernet.train_config import TrainConfig
+from hwnas.supernet.train_loop import subnet_val_accuracy
+from hwnas.supernet.train_step import create_train_state, make_optimizer
 
 TINY = Path(__file__).parent.parent / "data" / "tiny_space.json"
 

@@ -7,11 +7,10 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
-
-from latency.runners import tflite_interpreter, tflite_ops
-from supernet.convert import ConversionError, to_tflite
-from supernet.extract import StandaloneNet
-from supernet.space import SearchSpace
+from hwnas.latency.runners import tflite_interpreter, tflite_ops
+from hwnas.supernet.convert import ConversionError, to_tflite
+from hwnas.supernet.extract import StandaloneNet
+from hwnas.supernet.space import SearchSpace
 
 TINY = Path(__file__).parent.parent / "data" / "tiny_space.json"
 

@@ -9,13 +9,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
-from supernet import depthwise as dw
-from supernet import native
-from supernet.config import TrainConfig
-from supernet.model import SuperNet, arch_arrays, stack_archs
-from supernet.space import SearchSpace
-from supernet.train import create_train_state, make_optimizer, make_train_step
+from hwnas.supernet import depthwise as dw
+from hwnas.supernet import native
+from hwnas.supernet.model import SuperNet, arch_arrays, stack_archs
+from hwnas.supernet.space import SearchSpace
+from hwnas.supernet.train_config import TrainConfig
+from hwnas.supernet.train_step import create_train_state, make_optimizer, make_train_step
 
 CASES = [  # (h, w, channels, kernel, stride): odd and even maps, both strides, every kernel
     (5, 5, 3, 3, 1),

@@ -16,8 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from cli_helpers import TINY, cli_env
-
-from supernet import checkpoint
+from hwnas.supernet import checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -38,7 +37,8 @@ def env_for(cwd: Path, devices: int = 1) -> dict[str, str]:
 
 def args(name: str, cwd: Path, epochs: int = 1, batch: int = 128) -> list[str]:
     return [
-        sys.executable, "-m", "search.cli", "train", "--space", TINY, "--epochs", str(epochs),
+        sys.executable, "-m", "hwnas.search.cli", "train", "--space", TINY,
+        "--epochs", str(epochs),
         "--batch-size", str(batch), "--name", name, "--db", f"sqlite:///{cwd / 'hwnas.db'}",
         "--quiet", "--json",
     ]  # fmt: skip
@@ -103,7 +103,7 @@ def test_two_processes_train_like_one_process_with_two_devices(tmp_path, two_dev
 def test_a_dead_process_stops_the_job_with_one_line(tmp_path):
     procs = job("dies", tmp_path, 50, 128, "--checkpoint-minutes", "0.00001")
     deadline = time.time() + 300
-    ckpt = tmp_path / "runs" / "dies" / "supernet.ckpt"
+    ckpt = tmp_path / "runs" / "dies" / "hwnas.supernet.ckpt"
     while not ckpt.exists() and time.time() < deadline and procs[0].poll() is None:
         time.sleep(0.2)  # training has begun: the first step's checkpoint is written
     os.kill(procs[1].pid, signal.SIGKILL)

@@ -18,11 +18,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
-from supernet.evaluate import Evaluator
-from supernet.extract import StandaloneNet, extract_variables, param_count, standalone
-from supernet.model import SuperNet, arch_arrays
-from supernet.space import SearchSpace, StageSpec, default_space
+from hwnas.supernet.evaluate import Evaluator
+from hwnas.supernet.extract import StandaloneNet, extract_variables, param_count, standalone
+from hwnas.supernet.model import SuperNet, arch_arrays
+from hwnas.supernet.space import SearchSpace, StageSpec, default_space
 
 TINY = SearchSpace(
     name="tiny",

@@ -14,8 +14,7 @@ import subprocess
 import sys
 
 import pytest
-
-from supernet import host_memory
+from hwnas.supernet import host_memory
 
 library = host_memory.block_cache_library() if sys.platform.startswith("linux") else None
 pytestmark = pytest.mark.skipif(library is None, reason="glibc and a C++ compiler")
@@ -24,7 +23,7 @@ pytestmark = pytest.mark.skipif(library is None, reason="glibc and a C++ compile
 # whether it got fresh pages (about 50,000 of 4 KiB) or an earlier call's.
 STEP = """
 import json, resource, sys
-from supernet.host_memory import block_cache_stats, release_free_memory, reuse_host_memory
+from hwnas.supernet.host_memory import block_cache_stats, release_free_memory, reuse_host_memory
 import jax, jax.numpy as jnp
 if sys.argv[1] == "late":
     jnp.ones(3).block_until_ready()
@@ -50,7 +49,7 @@ print(json.dumps({"changed": changed, "faults": faults, "released_mb": held - rs
 # keeps the contents, threads share it, free memory stays within one largest block.
 ALLOCATOR = """
 import json, threading, numpy as np
-from supernet.host_memory import block_cache_stats, release_free_memory
+from hwnas.supernet.host_memory import block_cache_stats, release_free_memory
 MB = 1 << 20
 a = np.full(40 * MB, 7, np.uint8) * 1  # 40 MB: glibc's; the product 40 MB more
 big = np.empty(100 * MB, np.uint8); big[:] = 9; del big
@@ -112,7 +111,7 @@ def test_the_cache_is_a_correct_allocator_and_keeps_at_most_one_largest_block():
 
 RESTART = """
 import json, os, sys
-from supernet import host_memory
+from hwnas.supernet import host_memory
 with open(sys.argv[1], "a") as f:
     f.write("start\\n")
 host_memory.allow_restart(sys.orig_argv)
@@ -168,7 +167,7 @@ int main(void) {
 
 
 def test_a_child_forked_while_a_thread_allocates_does_not_hang(tmp_path):
-    from supernet import native
+    from hwnas.supernet import native
 
     src, exe = tmp_path / "fork.c", tmp_path / "fork"
     src.write_text(FORK)

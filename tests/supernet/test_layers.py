@@ -7,10 +7,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hwnas.supernet.layers import BN_EPS, batch_norm, conv1x1, patches
+from hwnas.supernet.model import Pointwise, Stem
 from jax import lax
-
-from supernet.layers import BN_EPS, batch_norm, conv1x1, patches
-from supernet.model import Pointwise, Stem
 
 
 def _rand(shape, seed):

@@ -5,13 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from folders import make_folder
-
-from supernet.config import TrainConfig
-from supernet.data import DataError, load_dataset
-from supernet.folder import decode, index_folder
-from supernet.loader import Shard, decode_all, train_batches
-from supernet.order import step_resolution
-from supernet.train import epoch_batches
+from hwnas.supernet.data import DataError, load_dataset
+from hwnas.supernet.folder import decode, index_folder
+from hwnas.supernet.loader import Shard, decode_all, train_batches
+from hwnas.supernet.order import step_resolution
+from hwnas.supernet.train_config import TrainConfig
+from hwnas.supernet.train_step import epoch_batches
 
 RES = (64, 72)
 

@@ -9,9 +9,8 @@ import sys
 
 import jax.numpy as jnp
 import pytest
-
-from supernet import depthwise as dw
-from supernet import native
+from hwnas.supernet import depthwise as dw
+from hwnas.supernet import native
 
 pytestmark = pytest.mark.skipif(not native.available(), reason="no C++ compiler here")
 

@@ -5,10 +5,7 @@ import json
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
-from supernet.space import (
+from hwnas.supernet.space import (
     SearchSpace,
     SpaceError,
     StageSpec,
@@ -17,6 +14,8 @@ from supernet.space import (
     load_space,
     presets,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 SPACE = default_space()
 

@@ -6,14 +6,13 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
-
-from supernet import checkpoint
-from supernet.data import load_dataset
-from supernet.evaluate import Evaluator
-from supernet.model import SuperNet, arch_arrays, stack_archs
-from supernet.sorting import sort_channels
-from supernet.space import SearchSpace
-from supernet.train import (
+from hwnas.supernet import checkpoint
+from hwnas.supernet.data import load_dataset
+from hwnas.supernet.evaluate import Evaluator
+from hwnas.supernet.model import SuperNet, arch_arrays, stack_archs
+from hwnas.supernet.sorting import sort_channels
+from hwnas.supernet.space import SearchSpace
+from hwnas.supernet.train_step import (
     TrainConfig,
     create_train_state,
     make_optimizer,

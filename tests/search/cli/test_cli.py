@@ -7,9 +7,8 @@ import subprocess
 import sys
 
 import pytest
-
-from db.models import SCHEMA_VERSION
-from search.cli import main
+from hwnas.db.models import SCHEMA_VERSION
+from hwnas.search.cli import main
 
 
 def run(capsys, *argv: str) -> tuple[int, dict | str, str]:
@@ -98,7 +97,7 @@ def test_the_console_script_is_installed_and_runs(tmp_path):
 
 
 def test_only_a_real_command_line_may_restart_for_host_memory(monkeypatch, capsys):
-    from supernet import host_memory
+    from hwnas.supernet import host_memory
 
     monkeypatch.setattr(host_memory, "_command_line", None)
     assert main(["--help"]) == 0

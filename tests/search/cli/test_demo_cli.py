@@ -4,8 +4,7 @@
 from __future__ import annotations
 
 import pytest
-
-from search.cli import main
+from hwnas.search.cli import main
 
 
 @pytest.mark.parametrize(

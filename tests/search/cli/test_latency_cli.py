@@ -1,4 +1,5 @@
-"""`hwnas measure` / `python -m latency.worker` / `hwnas predictor fit` / `hwnas predict`, end to
+"""`hwnas measure` / `python -m hwnas.latency.worker` / `hwnas predictor fit` / `hwnas predict`,
+end to
 end on a tiny space with a really trained run, the real LiteRT interpreter and real timing."""
 
 from __future__ import annotations
@@ -12,11 +13,10 @@ from pathlib import Path
 
 import pytest
 from cli_helpers import copy_db, hwnas, run_json, train_args
+from hwnas.db.models import Measurement, Predictor
+from hwnas.db.models import Target as TargetRow
+from hwnas.db.session import open_db
 from sqlalchemy import delete, func, select
-
-from db.models import Measurement, Predictor
-from db.models import Target as TargetRow
-from db.session import open_db
 
 ROOT = Path(__file__).resolve().parents[3]
 # What a measurement box lacks: everything but numpy and the target's runtime.
@@ -184,7 +184,10 @@ def test_a_second_session_joins_the_first_in_its_unit(trained, tmp_path):
         (["measure", "--import", "missing.jsonl"], "no such file"),
         (["measure", "--run", "tiny", "--passes", "0"], "--passes: must be at least 1"),
         (["measure", "--run", "tiny", "--max-reps", "3", "--passes", "2"], "give at least 4"),
-        (["measure", "--run", "tiny", "--passes", "1", "--jobs-out", "j.jsonl"], "latency.worker"),
+        (
+            ["measure", "--run", "tiny", "--passes", "1", "--jobs-out", "j.jsonl"],
+            "hwnas.latency.worker",
+        ),
         (["measure", "--run", "tiny", "--no-noise-floor", "--jobs-out", "j.jsonl"], "drop it"),
         (["predictor", "fit", "--target", "tflite-int8-t2"], "no measurements"),
     ],

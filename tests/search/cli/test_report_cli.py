@@ -10,12 +10,11 @@ from importlib import metadata
 
 import pytest
 from cli_helpers import hwnas, run_json
+from hwnas.db.models import Candidate, Search
+from hwnas.db.session import open_db
+from hwnas.search.cli import main
 from PIL import Image
 from sqlalchemy import select
-
-from db.models import Candidate, Search
-from db.session import open_db
-from search.cli import main
 
 SECTIONS = [
     "Setup", "Pareto front per target", "Predicted against measured latency",

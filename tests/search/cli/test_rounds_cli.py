@@ -16,12 +16,11 @@ import time
 import optuna
 import pytest
 from cli_helpers import KEY, cli_env, copy_db, fool, run_json
+from hwnas.db.models import Candidate, Search, SearchRound
+from hwnas.db.models import Predictor as PredictorRow
+from hwnas.db.session import open_db
 from optuna.trial import TrialState
 from sqlalchemy import func, select
-
-from db.models import Candidate, Search, SearchRound
-from db.models import Predictor as PredictorRow
-from db.session import open_db
 
 
 @pytest.fixture
@@ -104,7 +103,7 @@ def test_extrapolated_predictions_are_flagged(fooled):
 def test_kill_9_between_rounds_resumes_in_the_right_round(fooled):
     cwd, url = fooled
     args = loop_args(url, "killed", "--rounds", "2", "--round-trials", "400")
-    proc = subprocess.Popen([sys.executable, "-m", "search.cli", *args], cwd=cwd,
+    proc = subprocess.Popen([sys.executable, "-m", "hwnas.search.cli", *args], cwd=cwd,
                             env=cli_env(cwd), stderr=subprocess.DEVNULL)  # fmt: skip
     deadline, storage = time.time() + 400, optuna.storages.RDBStorage(url)
     new = 0

@@ -13,12 +13,11 @@ import time
 import optuna
 import pytest
 from cli_helpers import cli_env, hwnas, prepare, run_json, search_args
+from hwnas.db.models import Candidate, Measurement, Search
+from hwnas.db.models import Target as TargetRow
+from hwnas.db.session import open_db
 from optuna.trial import TrialState
 from sqlalchemy import func, select
-
-from db.models import Candidate, Measurement, Search
-from db.models import Target as TargetRow
-from db.session import open_db
 
 
 def trials_of(url: str, name: str) -> list:
@@ -102,7 +101,7 @@ def test_a_budget_bounds_the_front_and_the_front_is_measured(ready):
 def test_kill_9_mid_search_then_resume_keeps_every_finished_trial(ready):
     cwd, url = ready
     env = cli_env(cwd)
-    cmd = [sys.executable, "-m", "search.cli", *search_args(url, "killed", 500)]
+    cmd = [sys.executable, "-m", "hwnas.search.cli", *search_args(url, "killed", 500)]
     proc = subprocess.Popen(cmd, cwd=cwd, env=env, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
@@ -140,7 +139,7 @@ def test_four_workers_share_sqlite_without_locking_errors(ready):
 def test_two_machines_join_one_study_on_postgresql(pg_url, tmp_path):
     prepare(tmp_path, pg_url)
     env = cli_env(tmp_path)
-    cmd = [sys.executable, "-m", "search.cli", *search_args(pg_url, "shared", 16)]
+    cmd = [sys.executable, "-m", "hwnas.search.cli", *search_args(pg_url, "shared", 16)]
     procs = [
         subprocess.Popen(cmd, cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
         for _ in range(2)

@@ -13,11 +13,10 @@ import numpy as np
 import pytest
 from cli_helpers import cli_env, hwnas
 from folders import make_folder
+from hwnas.db.models import Checkpoint, Run
+from hwnas.db.session import open_db
+from hwnas.supernet import checkpoint
 from sqlalchemy import func, select
-
-from db.models import Checkpoint, Run
-from db.session import open_db
-from supernet import checkpoint
 
 TINY_64 = str(Path(__file__).parents[2] / "data" / "tiny_64.json")
 
@@ -49,7 +48,7 @@ def test_kill_9_mid_epoch_then_resume_streams_on_where_it_stopped(folder, tmp_pa
     url = f"sqlite:///{tmp_path / 'hwnas.db'}"
     ref = json.loads(hwnas(*stream_args("ref", url, folder), cwd=tmp_path).stdout.splitlines()[-1])
     assert ref["dataset"]["loader"] == "stream" and ref["steps"] == 2 * (62 // 8)
-    cmd = [sys.executable, "-m", "search.cli", *stream_args("cut", url, folder)]
+    cmd = [sys.executable, "-m", "hwnas.search.cli", *stream_args("cut", url, folder)]
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=cli_env(tmp_path),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     deadline = time.time() + 300
@@ -59,7 +58,7 @@ def test_kill_9_mid_epoch_then_resume_streams_on_where_it_stopped(folder, tmp_pa
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    cut, _ = checkpoint.read_state_dict(tmp_path / "runs" / "cut" / "supernet.ckpt")
+    cut, _ = checkpoint.read_state_dict(tmp_path / "runs" / "cut" / "hwnas.supernet.ckpt")
     assert 0 < int(cut["state"]["step"]) < ref["steps"]
     # resumed without --loader stream: the run reads the data as it was started
     resume = [a for a in stream_args("cut", url, folder) if a not in ("--loader", "stream")]
@@ -106,7 +105,7 @@ def test_resuming_on_a_changed_folder_is_refused(tmp_path):
     args = [a if a != "2" else "1" for a in stream_args("run", url, folder)]  # one epoch
     hwnas(*args, cwd=tmp_path)
     (folder / "class0" / "0000.jpg").rename(folder / "class0" / "zzzz.jpg")
-    ckpt = tmp_path / "runs" / "run" / "supernet.ckpt"
+    ckpt = tmp_path / "runs" / "run" / "hwnas.supernet.ckpt"
     before = ckpt.read_bytes()
     done = hwnas(*args, "--resume", cwd=tmp_path, check=False)
     last = done.stderr.strip().splitlines()[-1]

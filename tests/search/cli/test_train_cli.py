@@ -12,11 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from cli_helpers import cli_env, hwnas, train_args
+from hwnas.db.models import Checkpoint, EpochMetric, Run
+from hwnas.db.session import open_db
+from hwnas.supernet import checkpoint
 from sqlalchemy import select
-
-from db.models import Checkpoint, EpochMetric, Run
-from db.session import open_db
-from supernet import checkpoint
 
 
 def params_of(path: str) -> dict:
@@ -67,7 +66,7 @@ def test_train_records_the_run_epochs_and_checkpoints(trained):
 def test_kill_9_then_resume_ends_with_the_same_weights(trained):
     cwd, url, result = trained
     env = cli_env(cwd)
-    cmd = [sys.executable, "-m", "search.cli", *train_args("killed", url)]
+    cmd = [sys.executable, "-m", "hwnas.search.cli", *train_args("killed", url)]
     proc = subprocess.Popen(
         cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )

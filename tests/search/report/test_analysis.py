@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-
-from search.report.analysis import front_of, hv_curve, specialisation
+from hwnas.search.report.analysis import front_of, hv_curve, specialisation
 
 
 def cand(i, acc, cpu, tfl, pareto=True, feasible=True, measured=None):

@@ -1,18 +1,17 @@
-"""The anchors new measurements are taken beside (`search.services.anchors`), on a real SQLite
+"""The anchors new measurements are taken beside (`search/services/anchors.py`), on a real SQLite
 file: subnets measured before on the same target and space, near the new ones in size."""
 
 from __future__ import annotations
 
 import numpy as np
-
-from db.models import Measurement, Run
-from db.models import Target as TargetRow
-from db.queries import ensure_space
-from db.session import open_db
-from latency.targets import Target
-from search.services.anchors import anchors
-from search.services.remeasure import FRONT_ANCHORS as ANCHORS
-from supernet.space import load_space
+from hwnas.db.models import Measurement, Run
+from hwnas.db.models import Target as TargetRow
+from hwnas.db.queries import ensure_space
+from hwnas.db.session import open_db
+from hwnas.latency.targets import Target
+from hwnas.search.services.anchors import anchors
+from hwnas.search.services.remeasure import FRONT_ANCHORS as ANCHORS
+from hwnas.supernet.space import load_space
 
 CPU = Target("cpu")
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from search.services.demo import DemoResult, summary_text
+from hwnas.search.services.demo import DemoResult, summary_text
 
 RESULT = json.loads((Path(__file__).parents[2] / "data" / "demo_result.json").read_text())
 

@@ -1,16 +1,15 @@
-"""Between the rounds of the closed loop (`search.rounds`), on a real SQLite file."""
+"""Between the rounds of the closed loop (`hwnas.search.rounds`), on a real SQLite file."""
 
 from __future__ import annotations
 
 import pytest
+from hwnas.db.models import Candidate
+from hwnas.db.session import open_db
+from hwnas.search import candidates
+from hwnas.search.objective import Problem
+from hwnas.search.output import UserError
+from hwnas.search.services import rounds
 from search_helpers import make_search, trial
-
-from db.models import Candidate
-from db.session import open_db
-from search import candidates
-from search.objective import Problem
-from search.output import UserError
-from search.services import rounds
 
 KEY = "tflite-fp32-t1"
 

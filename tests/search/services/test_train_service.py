@@ -7,11 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from db.session import open_db
-from search.services import train
-from supernet.config import TrainConfig
-from supernet.space import load_space
+from hwnas.db.session import open_db
+from hwnas.search.services import training as train
+from hwnas.supernet.space import load_space
+from hwnas.supernet.train_config import TrainConfig
 
 
 @pytest.fixture

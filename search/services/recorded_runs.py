@@ -4,15 +4,14 @@
 from __future__ import annotations
 
 import numpy as np
+from hwnas.db.models import Run
+from hwnas.db.session import Database, open_db
+from hwnas.search.output import UserError
+from hwnas.supernet.compile_cache import enable_compile_cache
+from hwnas.supernet.data import DataError, Dataset, load_dataset
+from hwnas.supernet.space import SearchSpace, Subnet
+from hwnas.supernet.train_config import TrainConfig
 from sqlalchemy import select
-
-from db.models import Run
-from db.session import Database, open_db
-from search.output import UserError
-from supernet.compile_cache import enable_compile_cache
-from supernet.config import TrainConfig
-from supernet.data import DataError, Dataset, load_dataset
-from supernet.space import SearchSpace, Subnet
 
 
 def load_run(db: Database, name: str) -> Run:
@@ -45,7 +44,7 @@ def subnet_info(
         run = load_run(db, run_name)
     space = SearchSpace.from_dict(run.space)
     subnet = parse_subnet(space, subnet_json, random_seed)
-    from supernet.trainer import load_variables, subnet_val_accuracy
+    from hwnas.supernet.train_loop import load_variables, subnet_val_accuracy
 
     enable_compile_cache()
     config = TrainConfig.from_dict(run.config)
@@ -78,7 +77,7 @@ def run_dataset(run: Run) -> Dataset:
     size = image_size_for(space)
     try:
         if run.loader == "stream":
-            from search.services.feed import streamed_dataset
+            from hwnas.search.services.feed_choice import streamed_dataset
 
             return streamed_dataset(run.data_dir, size, seed)
         return load_dataset(run.dataset, run.data_dir, seed=seed, image_size=size)
@@ -87,7 +86,7 @@ def run_dataset(run: Run) -> Dataset:
 
 
 def oracle_for(run: Run):
-    """The supernet accuracy oracle of a finished run (`supernet.accuracy`), compiled for
+    """The supernet accuracy oracle of a finished run (`supernet/batch_accuracy.py`), compiled for
     every resolution; kept for the process's later calls on the same run."""
     key = (run.name, run.checkpoint)
     if key not in _ORACLES:
@@ -100,8 +99,8 @@ _ORACLES: dict = {}
 
 
 def _oracle(run: Run):
-    from supernet.accuracy import AccuracyOracle
-    from supernet.trainer import load_variables
+    from hwnas.supernet.batch_accuracy import AccuracyOracle
+    from hwnas.supernet.train_loop import load_variables
 
     enable_compile_cache()
     space = SearchSpace.from_dict(run.space)

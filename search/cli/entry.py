@@ -11,16 +11,16 @@ import sys
 from importlib import import_module
 
 import typer
+from hwnas.search.cli.app import app
+from hwnas.search.output import EXIT_USER_ERROR, fail, is_user_error, show_logs
+from hwnas.supernet.host_memory import allow_restart
 from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
 
-from latency.errors import shown
-from search.cli.app import app
-from search.output import EXIT_USER_ERROR, fail, is_user_error, show_logs
-from supernet.host_memory import allow_restart
+from hwnas.exceptions import shown
 
 # The modules whose commands register on `app`, in the order `hwnas --help` lists them.
-for _name in ("runs", "latency", "searches", "deliver"):
-    import_module(f"search.cli.{_name}")
+for _name in ("run_commands", "latency_commands", "search_commands", "deliver_commands"):
+    import_module(f"hwnas.search.cli.{_name}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,10 +6,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-
-from latency.protocol import Protocol
-from search.cli.app import app, predictor_app
-from search.cli.options import (
+from hwnas.latency.protocol import Protocol
+from hwnas.search.cli.app import app, predictor_app
+from hwnas.search.cli.options import (
     DbOpt,
     DeviceOpt,
     JsonOpt,
@@ -19,8 +18,8 @@ from search.cli.options import (
     TargetOpt,
     ThreadsOpt,
 )
-from search.config import NOISE_JOBS
-from search.output import UserError, emit
+from hwnas.search.output import UserError, emit
+from hwnas.search.search_config import NOISE_JOBS
 
 
 @app.command()
@@ -74,7 +73,9 @@ def measure(
     ] = True,
     jobs_out: Annotated[
         Path | None,
-        typer.Option(metavar="FILE", help="Write a job file for `python -m latency.worker`."),
+        typer.Option(
+            metavar="FILE", help="Write a job file for `python -m hwnas.latency.worker`."
+        ),
     ] = None,
     import_: Annotated[
         Path | None,
@@ -84,7 +85,7 @@ def measure(
     json: JsonOpt = False,
 ) -> None:
     """Measure subnet latency on a target (warm-up, interleaved, median with its spread)."""
-    from search.services import latency as latency_service
+    from hwnas.search.services import measuring as latency_service
 
     if import_ is not None:
         emit(latency_service.import_results(db, import_), json)
@@ -96,7 +97,7 @@ def measure(
         )
     t = latency_service.parse_target(target, threads, precision, device)
     protocol = latency_service.protocol_for(passes, max_reps)
-    from supernet.space import load_space
+    from hwnas.supernet.space import load_space
 
     measured = load_space(space) if space is not None else None
     emit(
@@ -123,8 +124,8 @@ def predictor_fit(
 ) -> None:
     """Fit the latency predictors of a (space, target) pair; evaluate them on held-out
     subnets."""
-    from search.services import latency as latency_service
-    from search.services import predictor as predictor_service
+    from hwnas.search.services import measuring as latency_service
+    from hwnas.search.services import prediction as predictor_service
 
     t = latency_service.parse_target(target, threads, precision, device)
     key = predictor_service.space_key_for(db, space, run)
@@ -145,8 +146,8 @@ def predict(
     json: JsonOpt = False,
 ) -> None:
     """Predict one subnet's latency on a target with the predictor fitted for its space."""
-    from search.services import latency as latency_service
-    from search.services import predictor as predictor_service
+    from hwnas.search.services import measuring as latency_service
+    from hwnas.search.services import prediction as predictor_service
 
     t = latency_service.parse_target(target, threads, precision, device)
     key = predictor_service.space_key_for(db, space, run)

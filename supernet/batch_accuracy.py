@@ -16,13 +16,12 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
-
-from supernet.config import TrainConfig
-from supernet.data import Dataset
-from supernet.evaluate import batch_moments, resized_calibration
-from supernet.model import SuperNet, arch_arrays
-from supernet.space import SearchSpace, Subnet
-from supernet.train import resize_images
+from hwnas.supernet.data import Dataset
+from hwnas.supernet.evaluate import batch_moments, resized_calibration
+from hwnas.supernet.model import SuperNet, arch_arrays
+from hwnas.supernet.space import SearchSpace, Subnet
+from hwnas.supernet.train_config import TrainConfig
+from hwnas.supernet.train_step import resize_images
 
 
 def make_accuracy_fn(net: SuperNet) -> Callable:

@@ -5,9 +5,7 @@ search writing to the same SQLite file is neither slowed nor broken). Plain func
 from __future__ import annotations
 
 import pandas as pd
-from sqlalchemy import String, case, cast, func, select
-
-from db.models import (
+from hwnas.db.models import (
     Candidate,
     Checkpoint,
     EpochMetric,
@@ -17,10 +15,11 @@ from db.models import (
     Run,
     Search,
 )
-from db.models import Target as TargetRow
-from db.session import Database
-from latency.metrics import agreement
-from search import storage
+from hwnas.db.models import Target as TargetRow
+from hwnas.db.session import Database
+from hwnas.latency.metrics import agreement
+from hwnas.search import storage
+from sqlalchemy import String, case, cast, func, select
 
 SEARCH_COLUMNS = ["search", "run", "targets", "budgets", "sampler", "status", "trials",
                   "running", "candidates", "best_feasible_accuracy", "created"]  # fmt: skip

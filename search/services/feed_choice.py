@@ -12,12 +12,11 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-
-from search.output import UserError
-from supernet.data import DataError, Dataset, load_dataset
-from supernet.feed import MemoryFeed, StreamFeed
-from supernet.folder import index_folder
-from supernet.loader import decode_all, default_workers
+from hwnas.search.output import UserError
+from hwnas.supernet.data import DataError, Dataset, load_dataset
+from hwnas.supernet.feed import MemoryFeed, StreamFeed
+from hwnas.supernet.folder import index_folder
+from hwnas.supernet.loader import decode_all, default_workers
 
 logger = logging.getLogger(__name__)
 

@@ -12,30 +12,29 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from hwnas.db.models import Measurement, Run
+from hwnas.db.queries import ensure_space, ensure_target, space_names
+from hwnas.db.session import Database, open_db
+from hwnas.latency import metrics
+from hwnas.latency.jobs import JobFileError, Result, parse_result, read_lines
+from hwnas.latency.protocol import Protocol
+from hwnas.latency.targets import Target, TargetError
+from hwnas.latency.worker import N_REFS, measure_jobs
+from hwnas.search.output import UserError
+from hwnas.search.search_config import NOISE_JOBS
+from hwnas.search.services.anchors import anchors
+from hwnas.search.services.model_source import RunContext, SpaceContext
+from hwnas.search.services.recorded_runs import load_run
+from hwnas.supernet.compile_cache import enable_compile_cache
+from hwnas.supernet.space import SearchSpace, Subnet
 from sqlalchemy import select
 from tqdm import tqdm
-
-from db.models import Measurement, Run
-from db.queries import ensure_space, ensure_target, space_names
-from db.session import Database, open_db
-from latency import metrics
-from latency.jobs import JobFileError, Result, parse_result, read_lines
-from latency.protocol import Protocol
-from latency.targets import Target, TargetError
-from latency.worker import N_REFS, measure_jobs
-from search.config import NOISE_JOBS
-from search.output import UserError
-from search.services.anchors import anchors
-from search.services.model_source import RunContext, SpaceContext
-from search.services.runs import load_run
-from supernet.compile_cache import enable_compile_cache
-from supernet.space import SearchSpace, Subnet
 
 logger = logging.getLogger(__name__)
 
 
 def protocol_for(passes: int, max_reps: int) -> Protocol:
-    """The default protocol with a user's `passes` and `max_reps`, checked (SettingError)."""
+    """The default protocol with a user's `passes` and `max_reps`, checked (HwnasError)."""
     return Protocol.limited(passes, max_reps)
 
 
@@ -77,12 +76,12 @@ Source = RunContext | SpaceContext
 
 def _check_local(target: Target) -> None:
     if target.kind == "gpu":
-        from latency.runners import gpu_name
+        from hwnas.latency.runners import gpu_name
 
         if gpu_name() is None:
             raise UserError(
                 "target gpu: this machine has no CUDA device visible to JAX; write a job file "
-                "with --jobs-out and run `python -m latency.worker` on a GPU machine"
+                "with --jobs-out and run `python -m hwnas.latency.worker` on a GPU machine"
             )
 
 
@@ -96,8 +95,8 @@ def anchor_jobs(ctx: Source, target: Target, refs, stored, model_dir: Path):
 
 
 def build_jobs_for(ctx: Source, target: Target, subnets, blocks: bool, model_dir: Path):
-    from latency.features import SpaceTables, table_layers
-    from latency.prepare import JobBuilder, block_key
+    from hwnas.latency.features import SpaceTables, table_layers
+    from hwnas.latency.prepare import JobBuilder, block_key
 
     builder = JobBuilder(ctx.space, ctx.variables, target, model_dir, ctx.representative,
                          ctx.name, ctx.weights)  # fmt: skip
@@ -188,7 +187,7 @@ def _check_job_file_options(protocol: Protocol, noise: bool) -> None:
     if protocol != Protocol():
         raise UserError(
             "--passes and --max-reps apply to measuring here; with --jobs-out give them to "
-            "`python -m latency.worker`"
+            "`python -m hwnas.latency.worker`"
         )
     if not noise:
         raise UserError("--no-noise-floor applies to measuring here; drop it with --jobs-out")
@@ -244,7 +243,7 @@ def remeasure_agreement(first: list[dict], second: list[dict]) -> dict:
 
 
 def agreement(first: np.ndarray, second: np.ndarray) -> dict:
-    """How a second measurement agrees with the first (`latency.metrics.agreement`)."""
+    """How a second measurement agrees with the first (`hwnas.latency.metrics.agreement`)."""
     return metrics.agreement(second, first)
 
 
@@ -259,7 +258,8 @@ def _write_jobs(db: Database, ctx: Source, target: Target, subnets, blocks: bool
     tmp.write_text("".join(j.to_json() + "\n" for j in jobs), encoding="utf-8")
     tmp.replace(path)
     logger.info(
-        f"wrote {len(jobs)} jobs to {path}; run: python -m latency.worker {path} RESULTS.jsonl"
+        f"wrote {len(jobs)} jobs to {path}; run: "
+        f"python -m hwnas.latency.worker {path} RESULTS.jsonl"
     )
     return {"target": target.key, "jobs": len(jobs), "path": str(path)}
 

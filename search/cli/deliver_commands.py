@@ -6,11 +6,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-
-from search.cli.app import app
-from search.cli.options import DbOpt, JsonOpt
-from search.config import DemoConfig
-from search.output import emit
+from hwnas.search.cli.app import app
+from hwnas.search.cli.options import DbOpt, JsonOpt
+from hwnas.search.output import emit
+from hwnas.search.search_config import DemoConfig
 
 
 @app.command()
@@ -45,7 +44,7 @@ def export(
     """Export a subnet to TFLite with proof: op list, JAX-vs-LiteRT logits, accuracy of both
     on the validation split, measured vs predicted latency; writes FILE.json (the input
     contract) beside it."""
-    from search.services import export as export_service
+    from hwnas.search.services import export as export_service
 
     req = export_service.ExportRequest(
         out, candidate, run, subnet, precision, int8_io, threads, force, measure
@@ -63,7 +62,7 @@ def dashboard(
 ) -> None:
     """Browse searches, Pareto fronts, latency and runs in a Streamlit dashboard, and export
     the chosen subnet (serves on 127.0.0.1 until Ctrl-C)."""
-    from search.services import dashboard as dashboard_service
+    from hwnas.search.services import dashboard as dashboard_service
 
     dashboard_service.dashboard(db, port, host)
 
@@ -84,7 +83,7 @@ def report(
     """Write a Markdown report with PNG figures on a search: fronts per target, predicted vs
     measured latency with baselines, samplers, weight sharing, cross-target specialisation,
     exports, and the commands and versions behind every number."""
-    from search.services import report as report_service
+    from hwnas.search.services import report as report_service
 
     emit(report_service.report(db, search, out, bench), json)
 
@@ -111,7 +110,7 @@ def demo(
     """From nothing to a measured int8 TFLite model on the built-in digits: train, measure cpu
     and tflite, fit predictors, search both under a budget, re-measure the front, export the
     best feasible subnet. About 10 minutes on 2 cores; a second run reuses what the first made."""
-    from search.services import demo as demo_service
+    from hwnas.search.services import demo as demo_service
 
     cfg = demo_service.config_from(folder, epochs=epochs, trials=trials)
     result = demo_service.demo(cfg)

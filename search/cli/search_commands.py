@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-
-from search.cli.app import accuracy_app, app
-from search.cli.options import DbOpt, JsonOpt
-from search.config import DEFAULT_ROUNDS, N_INITIAL
-from search.output import emit
+from hwnas.search.cli.app import accuracy_app, app
+from hwnas.search.cli.options import DbOpt, JsonOpt
+from hwnas.search.output import emit
+from hwnas.search.search_config import DEFAULT_ROUNDS, N_INITIAL
 
 
 @app.command()
@@ -102,7 +101,7 @@ def search(
     json: JsonOpt = False,
 ) -> None:
     """Search the accuracy/latency Pareto front with Optuna under hard latency budgets."""
-    from search.services import search as search_service
+    from hwnas.search.services import search as search_service
 
     result = search_service.search(
         db, run, target, budget or [], trials, sampler, workers, name, seed, objective or [],
@@ -119,7 +118,7 @@ def pareto(
     json: JsonOpt = False,
 ) -> None:
     """List the Pareto front of a search (with measured_ms where it was measured)."""
-    from search.services import search as search_service
+    from hwnas.search.services import search as search_service
 
     emit(search_service.pareto(db, search), json)
 
@@ -145,6 +144,6 @@ def accuracy_fit(
 ) -> None:
     """Fit a predictor of the run's supernet accuracy (ridge or Once-for-All's MLP, chosen by
     cross-validation); report held-out Kendall tau beside the supernet's split-half tau."""
-    from search.services import accuracy as accuracy_service
+    from hwnas.search.services import accuracy_fit as accuracy_service
 
     emit(accuracy_service.fit(db, run, n, held_out, seed, progress=not quiet), json)

@@ -7,8 +7,10 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from hwnas.exceptions import HwnasError
 
-class ConfigError(ValueError):
+
+class ConfigError(HwnasError):
     """A training-config file that cannot be used; the message names the file and the field."""
 
 

@@ -1,5 +1,5 @@
 """`hwnas accuracy fit`: a predictor of a run's supernet accuracy, for searches whose supernet
-evaluation is costly (`search.accuracy_predictor`).
+evaluation is costly (`hwnas.search.accuracy_predictor`).
 
 Subnets spread over the size range (`SearchSpace.sample_sized`) are evaluated with the
 supernet (BN recalibrated, validation split, and each half of it) and kept in
@@ -11,7 +11,7 @@ split, the ceiling of how well any ranking of these subnets can be checked.
 A search driven by the predictor ends each round with `rescore_front`: every candidate within
 a band of the front (the predictor's cross-validated RMSE in accuracy) is evaluated with the
 supernet, and the front is marked again on those supernet accuracies; `refit` fits the
-predictor again with them for the next round (`search.services.rounds`). How close its front
+predictor again with them for the next round (`hwnas.search.services.rounds`). How close its front
 comes to a supernet-driven search's: `bench/search_efficiency.py --accuracy
 supernet,predictor`, docs/results.md.
 """
@@ -24,25 +24,24 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy import select
-from tqdm import tqdm
-
-from db.models import AccuracyPredictor as AccuracyPredictorRow
-from db.models import AccuracySample, Candidate, Run
-from db.session import Database, open_db
-from latency.metrics import kendall
-from search import candidates
-from search.accuracy_predictor import (
+from hwnas.db.models import AccuracyPredictor as AccuracyPredictorRow
+from hwnas.db.models import AccuracySample, Candidate, Run
+from hwnas.db.session import Database, open_db
+from hwnas.latency.metrics import kendall
+from hwnas.search import candidates
+from hwnas.search.accuracy_predictor import (
     AccuracyPredictor,
     AccuracyPredictorError,
     encode,
     fit_best,
 )
-from search.accuracy_predictor import fit as fit_kind
-from search.output import UserError
-from search.pareto import near_front
-from search.services.runs import load_run, oracle_for
-from supernet.space import SearchSpace, Subnet
+from hwnas.search.accuracy_predictor import fit as fit_kind
+from hwnas.search.output import UserError
+from hwnas.search.pareto import near_front
+from hwnas.search.services.recorded_runs import load_run, oracle_for
+from hwnas.supernet.space import SearchSpace, Subnet
+from sqlalchemy import select
+from tqdm import tqdm
 
 logger = logging.getLogger(__name__)
 
@@ -304,7 +303,7 @@ def rescore_front(db: Database, search_id: int, run: Run, band: float, problem) 
 
 def _share_rescored(db: Database, search_id: int) -> None:
     """Every trial of a subnet the search re-scored carries its supernet accuracy (a subnet
-    sampled again after it was re-scored is told it too, `search.services.rounds.told`)."""
+    sampled again after it was re-scored is told it too, `hwnas.search.services.rounds.told`)."""
     with db.write() as s:
         rows = list(s.scalars(select(Candidate).where(Candidate.search_id == search_id)))
         known = {r.subnet_key: r.accuracy_supernet for r in rows

@@ -16,19 +16,17 @@ from pathlib import Path
 import jax
 import numpy as np
 from flax import serialization
-from tqdm import tqdm
-
-from supernet import checkpoint
-from supernet.checkpoint import CheckpointError
-from supernet.data import Dataset
-from supernet.distributed import same_everywhere
-from supernet.evaluate import Evaluator, resized_calibration
-from supernet.feed import MemoryFeed
-from supernet.host_memory import release_free_memory
-from supernet.loader import Shard
-from supernet.model import SuperNet, arch_arrays, stack_archs
-from supernet.space import SearchSpace, Subnet
-from supernet.train import (
+from hwnas.supernet import checkpoint
+from hwnas.supernet.checkpoint import CheckpointError
+from hwnas.supernet.data import Dataset
+from hwnas.supernet.distributed import same_everywhere
+from hwnas.supernet.evaluate import Evaluator, resized_calibration
+from hwnas.supernet.feed import MemoryFeed
+from hwnas.supernet.host_memory import release_free_memory
+from hwnas.supernet.loader import Shard
+from hwnas.supernet.model import SuperNet, arch_arrays, stack_archs
+from hwnas.supernet.space import SearchSpace, Subnet
+from hwnas.supernet.train_step import (
     Sharder,
     TrainConfig,
     TrainState,
@@ -39,6 +37,7 @@ from supernet.train import (
     resize_images,
     step_subnets,
 )
+from tqdm import tqdm
 
 CHECKPOINT_S = 600.0  # mid-epoch checkpoints at most this far apart
 
@@ -147,7 +146,7 @@ def train_and_evaluate(
     on_checkpoint: Callable[[int, str, str, int], None] | None = None,
     options: Options = Options(),
 ) -> TrainResult:
-    """Train the supernet of `space` on `feed` (a `supernet.feed` feed or a `Dataset`);
+    """Train the supernet of `space` on `feed` (a `hwnas.supernet.feed` feed or a `Dataset`);
     checkpoint after every epoch and every `options.checkpoint_s` seconds within one."""
     if isinstance(feed, Dataset):
         feed = MemoryFeed(feed)

@@ -18,20 +18,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hwnas.db.models import Checkpoint, EpochMetric, Run, utcnow
+from hwnas.db.session import Database, DbError, open_db
+from hwnas.search.output import UserError, is_user_error
+from hwnas.search.search_config import DEFAULT_RUNS_DIR
+from hwnas.search.services.recorded_runs import image_size_for
+from hwnas.supernet.compile_cache import enable_compile_cache
+from hwnas.supernet.data import DATASETS
+from hwnas.supernet.distributed import Cluster
+from hwnas.supernet.host_memory import restart_with_block_cache, reuse_host_memory
+from hwnas.supernet.space import SearchSpace, load_space
+from hwnas.supernet.train_config import TrainConfig, read_toml
 from sqlalchemy import delete, select
 
-from db.models import Checkpoint, EpochMetric, Run, utcnow
-from db.session import Database, DbError, open_db
-from latency.errors import shown
-from search.config import DEFAULT_RUNS_DIR
-from search.output import UserError, is_user_error
-from search.services.runs import image_size_for
-from supernet.compile_cache import enable_compile_cache
-from supernet.config import TrainConfig, read_toml
-from supernet.data import DATASETS
-from supernet.distributed import Cluster
-from supernet.host_memory import restart_with_block_cache, reuse_host_memory
-from supernet.space import SearchSpace, load_space
+from hwnas.exceptions import shown
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ def _recorders(db: Database, name: str):
 class Launch:
     """How a training run reads its data and which process of a job this is."""
 
-    loader: str = "auto"  # auto, memory or stream (`search.services.feed`)
+    loader: str = "auto"  # auto, memory or stream (`hwnas.search.services.feed_choice`)
     workers: int | None = None  # decoding processes of a streamed folder
     cluster: Cluster = field(default_factory=Cluster)
     checkpoint_minutes: float = 10.0  # mid-epoch checkpoints this far apart
@@ -208,7 +208,7 @@ def _recorded_spec(run: Run) -> RunSpec:
 def _follower_spec(asked: RunSpec, ckpt: Path, resume: bool) -> RunSpec:
     """A process other than 0: the run as its checkpoint recorded it when resuming one that
     exists, else as asked."""
-    from supernet import checkpoint
+    from hwnas.supernet import checkpoint
 
     if not (resume and ckpt.exists()):
         return asked
@@ -222,7 +222,7 @@ def _follower_spec(asked: RunSpec, ckpt: Path, resume: bool) -> RunSpec:
 
 
 def _feed(spec: RunSpec, launch: Launch):
-    from search.services.feed import make_feed
+    from hwnas.search.services.feed_choice import make_feed
 
     size = image_size_for(spec.space)
     return make_feed(spec.dataset, spec.data_dir, size, spec.seed, spec.loader, launch.workers)
@@ -281,7 +281,7 @@ def _new_config(space: SearchSpace, epochs, batch_size, seed: int, from_file) ->
 
 
 def _checkpoint_path(runs_dir, name: str) -> Path:
-    return (Path(runs_dir) / name / "supernet.ckpt").resolve()
+    return (Path(runs_dir) / name / "hwnas.supernet.ckpt").resolve()
 
 
 @contextlib.contextmanager
@@ -316,7 +316,7 @@ def _leave(code: int, line: str) -> None:
 
 
 def _train(spec: RunSpec, feed, ckpt: Path, resume: bool, launch: Launch, recorded) -> dict:
-    from supernet.trainer import Options, train_and_evaluate
+    from hwnas.supernet.train_loop import Options, train_and_evaluate
 
     enable_compile_cache()
     on_epoch = on_checkpoint = None

@@ -7,16 +7,14 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy import select
-
-from db.models import Measurement
-from db.models import Predictor as PredictorRow
-from db.models import Space as SpaceRow
-from db.models import Target as TargetRow
-from db.queries import space_names, target_keys, target_row
-from db.session import Database, open_db
-from latency.features import SpaceTables, table_layers
-from latency.predictor import (
+from hwnas.db.models import Measurement
+from hwnas.db.models import Predictor as PredictorRow
+from hwnas.db.models import Space as SpaceRow
+from hwnas.db.models import Target as TargetRow
+from hwnas.db.queries import space_names, target_keys, target_row
+from hwnas.db.session import Database, open_db
+from hwnas.latency.features import SpaceTables, table_layers
+from hwnas.latency.predictor import (
     PREDICTOR_KINDS,
     Predictor,
     PredictorError,
@@ -26,11 +24,12 @@ from latency.predictor import (
     holdout_split,
     metrics,
 )
-from latency.prepare import block_key
-from latency.targets import Target
-from search.output import UserError
-from search.services.runs import load_run
-from supernet.space import SearchSpace, SpaceError, Subnet, load_space
+from hwnas.latency.prepare import block_key
+from hwnas.latency.targets import Target
+from hwnas.search.output import UserError
+from hwnas.search.services.recorded_runs import load_run
+from hwnas.supernet.space import SearchSpace, SpaceError, Subnet, load_space
+from sqlalchemy import select
 
 
 @dataclass(frozen=True)

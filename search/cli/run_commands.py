@@ -6,13 +6,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-
-from search.cli.app import app, db_app
-from search.cli.options import DbOpt, JsonOpt, SpaceOpt
-from search.config import DEFAULT_RUNS_DIR
-from search.output import emit
-from supernet.config import TrainConfig
-from supernet.distributed import Cluster
+from hwnas.search.cli.app import app, db_app
+from hwnas.search.cli.options import DbOpt, JsonOpt, SpaceOpt
+from hwnas.search.output import emit
+from hwnas.search.search_config import DEFAULT_RUNS_DIR
+from hwnas.supernet.distributed import Cluster
+from hwnas.supernet.train_config import TrainConfig
 
 
 @app.command()
@@ -26,7 +25,7 @@ def space(
 ) -> None:
     """Describe a search space (number of subnets, largest and smallest subnet), or list the
     presets."""
-    from search.services import spaces
+    from hwnas.search.services import spaces
 
     if list_:
         result = spaces.space_presets()
@@ -115,7 +114,7 @@ def train(
     process or on several hosts (one process each: docs/multihost.md). Above 32 px a
     one-process run restarts itself with a cache that keeps XLA's large host buffers between
     steps (1.3-1.5x faster steps at 224 px; HWNAS_HOST_MEMORY=0 turns it off)."""
-    from search.services import train as train_service
+    from hwnas.search.services import training as train_service
 
     launch = train_service.Launch(
         loader=loader,
@@ -153,7 +152,7 @@ def subnet(
     json: JsonOpt = False,
 ) -> None:
     """Evaluate one subnet with the supernet's weights: val_acc, params, flops."""
-    from search.services import runs as run_service
+    from hwnas.search.services import recorded_runs as run_service
 
     result = run_service.subnet_info(db, run, subnet, seed if random else None)
     emit(result, json)
@@ -162,7 +161,7 @@ def subnet(
 @db_app.command("init")
 def db_init(db: DbOpt = None, json: JsonOpt = False) -> None:
     """Create the hwnas tables (idempotent) and record the schema version."""
-    from search.services import database
+    from hwnas.search.services import database
 
     emit(database.db_init(db), json)
 
@@ -170,6 +169,6 @@ def db_init(db: DbOpt = None, json: JsonOpt = False) -> None:
 @db_app.command("status")
 def db_status(db: DbOpt = None, json: JsonOpt = False) -> None:
     """Show the schema version and the row count of every table."""
-    from search.services import database
+    from hwnas.search.services import database
 
     emit(database.db_status(db), json)

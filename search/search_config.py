@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from search.output import UserError
+from hwnas.search.output import UserError
 
 DEFAULT_RUNS_DIR = Path("runs")  # where `hwnas train` writes runs/NAME/supernet.ckpt
 N_INITIAL = 10  # a new study's first trials, spread over the size range (search.initial_design)
