@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -10,7 +11,9 @@ import plotly.graph_objects as go
 
 WEBGL_ABOVE = 1_000  # points in a figure above which dominated points are drawn with WebGL
 
-KIND_STYLE = {  # point kind -> (label, marker)
+Style = tuple[str, dict[str, Any]]  # a trace's label and marker
+
+KIND_STYLE: dict[str, Style] = {  # point kind -> (label, marker)
     "pareto": ("Pareto", {"size": 11, "symbol": "diamond", "line": {"width": 1}}),
     "feasible": ("feasible", {"size": 6, "opacity": 0.6}),
     "infeasible": ("infeasible (over budget)", {"size": 6, "symbol": "x", "opacity": 0.5}),
@@ -52,7 +55,7 @@ def _rows_with(df: pd.DataFrame, col: str) -> pd.DataFrame:
     return df[df[col].notna()] if col in df else df.iloc[0:0]
 
 
-EXTRAPOLATED = ("extrapolated prediction", {"size": 16, "symbol": "circle-open",
+EXTRAPOLATED: Style = ("extrapolated prediction", {"size": 16, "symbol": "circle-open",
                                            "line": {"width": 2}, "color": "orange"})  # fmt: skip
 
 

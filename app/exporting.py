@@ -10,7 +10,7 @@ from hwnas.app import view_data as data
 from hwnas.app.common import db_url
 from hwnas.db.session import Database
 from hwnas.search.output import is_user_error
-from hwnas.search.services.export import ExportRequest, export
+from hwnas.search.services.export import ExportRequest, ExportResult, export
 from hwnas.supernet.convert import PRECISIONS
 
 from hwnas.exceptions import shown
@@ -38,32 +38,32 @@ def export_panel(db: Database, cid: int) -> None:
                 st.error(shown(e, flags=False))
                 return
         st.session_state[f"done-{cid}"] = result
-    result = st.session_state.get(f"done-{cid}")
-    if result:
-        show_proof(result)
+    done: ExportResult | None = st.session_state.get(f"done-{cid}")
+    if done is not None:
+        show_proof(done)
     earlier = data.exports(db, cid)
     if earlier:
         with st.expander(f"{len(earlier)} earlier exports of this candidate"):
             st.dataframe(earlier)
 
 
-def show_proof(r: dict) -> None:
-    st.success(f"exported {r['path']} ({r['bytes']:,} bytes, sha256 {r['sha256'][:16]}…)")
+def show_proof(r: ExportResult) -> None:
+    p, lat = r.proof, r.proof.latency
+    st.success(f"exported {r.path} ({p.bytes:,} bytes, sha256 {p.sha256[:16]}…)")
     a, b, c, d = st.columns(4)
-    a.metric("max |logit diff| JAX vs LiteRT", f"{r['max_abs_diff']:.2e}")
-    b.metric("val acc JAX", f"{r['val_acc_jax']:.4f}")
-    c.metric("val acc LiteRT", f"{r['val_acc_tflite']:.4f}",
-             delta=f"{-r['acc_drop_points']:.2f} pts")  # fmt: skip
-    pred, meas = r.get("predicted_ms"), r.get("measured_ms")
-    d.metric(f"measured on {r['latency_target']}", f"{meas:.4f} ms" if meas else "–",
+    a.metric("max |logit diff| JAX vs LiteRT", f"{p.max_abs_diff:.2e}")
+    b.metric("val acc JAX", f"{p.val_acc_jax:.4f}")
+    c.metric("val acc LiteRT", f"{p.val_acc_tflite:.4f}", delta=f"{-p.acc_drop_points:.2f} pts")
+    pred, meas = lat.predicted_ms, lat.measured_ms
+    d.metric(f"measured on {lat.latency_target}", f"{meas:.4f} ms" if meas else "–",
              delta=f"predicted {pred:.4f} ms" if pred else None, delta_color="off")  # fmt: skip
-    if r.get("drift"):
-        fixed = r["measured_ms_drift_corrected"]
-        st.caption(f"anchor subnets ran {r['drift']:.2f}x their stored latency: "
+    fixed = lat.measured_ms_drift_corrected
+    if lat.drift and fixed:
+        st.caption(f"anchor subnets ran {lat.drift:.2f}x their stored latency: "
                    f"{fixed:.4f} ms with this drift taken out")  # fmt: skip
-    st.write("ops: " + ", ".join(r["ops"]))
+    st.write("ops: " + ", ".join(p.ops))
     with st.expander("input contract (also in the .json beside the model)"):
-        st.json(r["input"])
-    path = Path(r["path"])
+        st.json(dict(p.input))
+    path = Path(r.path)
     st.download_button("Download .tflite", path.read_bytes(), file_name=path.name,
                        mime="application/octet-stream")  # fmt: skip

@@ -5,9 +5,10 @@
     python -m bench export_front --search main --out bench-results -- --precisions int8
 
 Each bench runs as its own process (`python bench/NAME.py ...`, progress on stderr); its last
-stdout line (JSON) goes to DIR/NAME.json with the exact command, the wall time, the versions
-and the time it finished, so that the README's and `hwnas report --bench DIR`'s figures come
-from a run anyone can repeat. Arguments after `--` go to every bench named.
+stdout line (JSON) goes to DIR/NAME.json with the exact command, the wall time, the versions,
+the commit and the time it finished, so that the README's and `hwnas report --bench DIR`'s
+figures come from a run anyone can repeat (docs/results.md records them: bench/results_doc.py).
+Arguments after `--` go to every bench named.
 """
 
 from __future__ import annotations
@@ -64,8 +65,19 @@ def run_one(name: str, cmd: list[str]) -> dict:
         "command": shown,
         "seconds": round(seconds, 1),
         "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "commit": commit(),
         "versions": versions(),
     }
+
+
+def commit() -> str | None:
+    """The checkout's commit (short hash), or None outside a git checkout."""
+    try:
+        git = ["git", "rev-parse", "--short", "HEAD"]
+        proc = subprocess.run(git, cwd=ROOT, capture_output=True, text=True)
+    except OSError:
+        return None
+    return proc.stdout.strip() or None if proc.returncode == 0 else None
 
 
 def versions() -> dict:

@@ -26,7 +26,9 @@ from pathlib import Path
 import numpy as np
 from hwnas.db.session import open_db, sqlite_path
 from hwnas.latency.targets import Target
+from hwnas.search.objective import Problem
 from hwnas.search.output import show_logs
+from hwnas.search.search_config import SearchConfig
 from hwnas.search.services import measuring as latency_service
 from hwnas.search.services import prediction as predictor_service
 from hwnas.search.services import search as search_service
@@ -64,7 +66,8 @@ def measure(url: str, run: str, target: Target, n: int) -> float:
 def fit(url: str, target: Target, state: dict) -> dict:
     if "fit" not in state:
         t0 = time.perf_counter()
-        state["fit"] = predictor_service.fit(url, target) | {"seconds": time.perf_counter() - t0}
+        fitted = predictor_service.fit(url, target).to_json()
+        state["fit"] = fitted | {"seconds": time.perf_counter() - t0}
     return state["fit"]
 
 
@@ -102,9 +105,10 @@ def main() -> None:
     log(f"searching {target.key} under {state['budget_ms']:g} ms, up to {args.rounds} rounds")
     t0 = time.perf_counter()
     out = search_service.search(
-        url, args.run, [target.key], [f"{target.key}={state['budget_ms']}"], args.trials,
-        name="loop", seed=args.seed, rounds=args.rounds, progress=False,
-    )  # fmt: skip
+        args.run, Problem((target.key,), ((target.key, state["budget_ms"]),)),
+        SearchConfig(trials=args.trials, name="loop", seed=args.seed, rounds=args.rounds,
+                     quiet=True), db_url=url,
+    ).to_json()  # fmt: skip
     rounds = [
         {"round": r["round"], "trials": r["trials"], "agreement": r["agreement"][target.key]}
         for r in out["rounds"]

@@ -29,12 +29,13 @@ from pathlib import Path
 
 import numpy as np
 from hwnas.latency import drift
+from hwnas.latency.drift import N_REFS
 from hwnas.latency.jobs import parse_job
 from hwnas.latency.metrics import agreement
 from hwnas.latency.protocol import Protocol
 from hwnas.latency.targets import Target
 from hwnas.latency.workdir import TargetWork, read_complete
-from hwnas.latency.worker import N_REFS, measure_jobs
+from hwnas.latency.worker import measure_jobs
 from hwnas.search.output import show_logs
 
 PHASES = ("A", "B")

@@ -41,7 +41,7 @@ def export_one(db_url, cid: int, precision: str, out: Path) -> dict:
     req = ExportRequest(str(out / f"c{cid}-{precision}.tflite"), candidate=cid,
                         precision=precision, force=True)  # fmt: skip
     try:
-        r = export(db_url, req)
+        r = export(db_url, req).to_json()
     except Exception as e:  # a failed conversion is a figure here, not a crash
         return {"candidate": cid, "precision": precision, "ok": False, "error": str(e)[:300]}
     keep = ("bytes", "ops", "max_abs_diff", "val_acc_jax", "val_acc_tflite", "acc_drop_points",

@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 from hwnas.db.session import open_db
+from hwnas.latency.drift import N_REFS
 from hwnas.latency.features import SpaceTables, table_layers
 from hwnas.latency.jobs import parse_result, read_lines
 from hwnas.latency.predictor import fit_lut, fit_macs, fit_main, holdout_split, metrics
@@ -42,7 +43,6 @@ from hwnas.latency.prepare import JobBuilder, block_key
 from hwnas.latency.protocol import Protocol
 from hwnas.latency.targets import Target
 from hwnas.latency.workdir import TargetWork
-from hwnas.latency.worker import N_REFS
 from hwnas.search.output import show_logs
 from hwnas.search.services.measuring import agreement, remeasure_agreement, sample_subnets
 from hwnas.search.services.model_source import RunContext, SpaceContext
@@ -84,7 +84,7 @@ def measure_target(ctx, target: Target, subnets, args, work: Path, protocol: Pro
     again_jobs = subnet_jobs[-args.n_noise :]
     again = tw.measure("again", again_jobs, refs, test_protocol, log)
     noise = remeasure_agreement([results[j.id].stats for j in again_jobs],
-                                [again[j.id].stats for j in again_jobs])  # fmt: skip
+                                [again[j.id].stats for j in again_jobs]).to_json()  # fmt: skip
     raw = {
         "keys": [j.subnet_key for j in subnet_jobs],
         "latency_ms": y.tolist(),
@@ -274,7 +274,7 @@ def bench_results(ctx, path: str, noise_path: str | None) -> dict:
         out["noise_floor_raw"] = agreement(
             np.asarray([first[r.subnet_key] for r in again]),
             np.asarray([r.stats["median_ms"] for r in again]),
-        )
+        ).to_json()
     return out
 
 

@@ -103,8 +103,9 @@ def fit_samples(db_url: str | None, run_name: str, even: bool, roles=("train", "
         run = load_run(db, run_name)
         samples = accuracy_service.load_samples(db, run)
     space = SearchSpace.from_dict(run.space)
-    rows = [v for v in samples.values() if v[2] in roles]
-    return [space.subnet_from_dict(v[3]) for v in rows], [v[1][0] if even else v[0] for v in rows]
+    rows = [v for v in samples.values() if v.role in roles]
+    return ([space.subnet_from_dict(v.subnet) for v in rows],
+            [v.halves[0] if even else v.accuracy for v in rows])  # fmt: skip
 
 
 def even_half_predictor(db_url: str | None, run_name: str, space, kind: str):

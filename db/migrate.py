@@ -65,7 +65,7 @@ def _v3_to_v4(conn: Connection) -> None:
         conn.execute(text(
             f"CREATE INDEX ix_hwnas_{name}_space_key ON hwnas_{name} (space_key)"
         ))  # fmt: skip
-    Space.__table__.create(conn)
+    Space.__table__.create(conn)  # type: ignore[attr-defined]  # a Table, typed FromClause
     spaces: dict[str, dict] = {}
     for run_id, raw in conn.execute(text("SELECT id, space FROM hwnas_runs")).all():
         data = json.loads(raw) if isinstance(raw, str) else raw
@@ -78,7 +78,7 @@ def _v3_to_v4(conn: Connection) -> None:
             {"k": key, "r": run_id},
         )
     for key, data in spaces.items():
-        conn.execute(Space.__table__.insert().values(
+        conn.execute(Space.__table__.insert().values(  # type: ignore[attr-defined]
             key=key, name=str(data.get("name", key)), space=data, created_at=utcnow()
         ))  # fmt: skip
     rows = conn.execute(text(
@@ -169,7 +169,7 @@ def migrate(engine, found: str) -> None:
             STEPS[version](conn)
         Base.metadata.create_all(conn)
         conn.execute(
-            Meta.__table__.update()
+            Meta.__table__.update()  # type: ignore[attr-defined]  # a Table, typed FromClause
             .where(Meta.key == "schema_version")
             .values(value=str(SCHEMA_VERSION))
         )

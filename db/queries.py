@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from hwnas.db.models import SCHEMA_VERSION, Base, Meta, Space, Target
 from hwnas.db.session import Database
 from sqlalchemy import func, inspect, select, table
@@ -18,20 +20,32 @@ def table_counts(db: Database) -> dict[str, int]:
     """Row count of every table in the database (hwnas's and any other, e.g. Optuna's)."""
     with db.engine.connect() as conn:
         names = sorted(inspect(conn).get_table_names())
-        return {n: conn.scalar(select(func.count()).select_from(table(n))) for n in names}
+        return {n: conn.scalar(select(func.count()).select_from(table(n))) or 0 for n in names}
 
 
-def status(db: Database) -> dict:
+@dataclass(frozen=True)
+class StoreStatus:
+    """A database's URL (password hidden), schema version and row counts."""
+
+    url: str
+    backend: str
+    schema_version: int | None  # None: not an hwnas database yet
+    expected_schema_version: int  # this hwnas's
+    tables: dict[str, int]  # hwnas's tables
+    other_tables: dict[str, int]  # any other (e.g. Optuna's)
+
+
+def status(db: Database) -> StoreStatus:
     counts = table_counts(db)
     ours = {t.name for t in Base.metadata.sorted_tables}
-    return {
-        "url": db.engine.url.render_as_string(hide_password=True),
-        "backend": db.engine.url.get_backend_name(),
-        "schema_version": schema_version(db),
-        "expected_schema_version": SCHEMA_VERSION,
-        "tables": {n: c for n, c in counts.items() if n in ours},
-        "other_tables": {n: c for n, c in counts.items() if n not in ours},
-    }
+    return StoreStatus(
+        url=db.engine.url.render_as_string(hide_password=True),
+        backend=db.engine.url.get_backend_name(),
+        schema_version=schema_version(db),
+        expected_schema_version=SCHEMA_VERSION,
+        tables={n: c for n, c in counts.items() if n in ours},
+        other_tables={n: c for n, c in counts.items() if n not in ours},
+    )
 
 
 def ensure_space(s: Session, key: str, name: str, data: dict) -> None:

@@ -156,7 +156,7 @@ def _check_schema(db: Database, *, create: bool) -> None:
     if has_meta:
         with db.read() as s:
             found = s.scalar(select(Meta.value).where(Meta.key == "schema_version"))
-        if can_migrate(found):
+        if found is not None and can_migrate(found):
             migrate(db.engine, found)
         elif found != str(SCHEMA_VERSION):
             raise DbError(

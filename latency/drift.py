@@ -20,12 +20,30 @@ a visit holds only `per_round` calls, so one reference visit is a noisy clock.
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
+from typing import TYPE_CHECKING
 
-import numpy as np
-from hwnas.latency.protocol import Stats
-from hwnas.latency.timing import summarise
+if TYPE_CHECKING:
+    from hwnas.latency.protocol import Stats
 
+# The drift policy: every count of reference subnets measured beside others, in one place.
+# Light (numpy is imported where it is used): the CLI's help text reads them.
+
+# References per chunk of a job file (`hwnas.latency.worker`): the first jobs, visited again
+# in every round of every chunk; a chunk of hundreds of jobs needs a clock that ticks often.
+N_REFS = 12
+# Reference visits nearest to a job visit whose median ratio divides it (`visit_factors`):
+# 8 did best on `bench/drift_local.py` (above); 1 or 3 were noisier than one factor a chunk.
 LOCAL_REFS = 8
+# Anchors beside a few subnets (a search's front, one exported subnet): subnets measured
+# before, measured again so the new figures are in their unit. 4 keep the measurement short
+# (the demo's final fronts: 18 of 18 tflite and 17 of 18 cpu subnets within 10% over four
+# runs, against 7 and 10 of 16 in one without).
+FEW_ANCHORS = 4
+# Anchors of a later `hwnas measure` run on a target measured before: as many as a chunk's
+# references, so that the run's own references and its anchors are the same subnets.
+RUN_ANCHORS = N_REFS
+# Subnets `hwnas measure` times twice at the end of a run, for the noise floor.
+NOISE_JOBS = 10
 
 Visit = tuple[Hashable, Sequence[float]]  # a runner and the timed calls of one visit
 
@@ -33,6 +51,8 @@ Visit = tuple[Hashable, Sequence[float]]  # a runner and the timed calls of one 
 def visit_factors(visits: Sequence[Visit], baseline: dict, k: int = LOCAL_REFS) -> list[float]:
     """Per visit, how much slower the machine ran than at the baseline: the median ratio to
     their baseline of the `k` reference visits nearest to it (ties: the earlier)."""
+    import numpy as np
+
     refs = [(i, float(np.median(t)) / baseline[key])
             for i, (key, t) in enumerate(visits) if key in baseline]  # fmt: skip
     if not refs:
@@ -54,6 +74,10 @@ def corrected(
     (`hwnas.latency.timing.measure`) pools the calls of both measurements: the per-visit factors
     take out the interference that made it an outlier, where `measure` alone kept the quieter
     of the two."""
+    import numpy as np
+    from hwnas.latency.protocol import Stats
+    from hwnas.latency.timing import summarise
+
     factors = visit_factors(visits, baseline, k)
     raw: dict[Hashable, list[float]] = {}
     fixed: dict[Hashable, list[float]] = {}

@@ -11,8 +11,10 @@ reported with its number and nothing of the file is used.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 from hwnas.latency.targets import Target, TargetError
 
@@ -85,7 +87,7 @@ class Result:
         )
 
 
-def _require(d: dict, key: str, kind: type | tuple[type, ...]):
+def _require(d: dict, key: str, kind: type | tuple[type, ...]) -> Any:
     if key not in d:
         raise JobFileError(f"missing key {key!r}")
     if not isinstance(d[key], kind) or (isinstance(d[key], bool) and kind is not bool):
@@ -160,7 +162,10 @@ def _origin(d: dict) -> tuple[str, str, str]:
     return str(d.get("run", "")), str(d.get("space", "")), weights
 
 
-def read_lines(path: str | Path, parse):
+T = TypeVar("T")
+
+
+def read_lines(path: str | Path, parse: Callable[[str], T]) -> list[T]:
     """Parse every non-empty line of `path`; the first bad one raises with its line number."""
     out = []
     with open(path, encoding="utf-8") as f:

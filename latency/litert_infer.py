@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 from hwnas.latency.runners import tflite_interpreter
+from numpy.typing import DTypeLike
 
 
 def _quant(detail: dict) -> dict | None:
@@ -35,7 +36,7 @@ def litert_io(model: bytes) -> dict:
     }
 
 
-def quantize(x: np.ndarray, q: dict, dtype) -> np.ndarray:
+def quantize(x: np.ndarray, q: dict, dtype: DTypeLike) -> np.ndarray:
     info = np.iinfo(dtype)
     v = np.round(x / q["scale"]) + q["zero_point"]
     return np.clip(v, info.min, info.max).astype(dtype)

@@ -190,7 +190,9 @@ def _lut_columns(t: SpaceTables, enc: Encoded, lut: np.ndarray, per_kind: bool) 
     return np.stack([(contrib * (t.kind == k)).sum(1) for k in range(t.n_kinds)], 1)
 
 
-def _main_design(t: SpaceTables, enc: Encoded, lut: np.ndarray | None, per_kind: bool = False):
+def _main_design(
+    t: SpaceTables, enc: Encoded, lut: np.ndarray | None, per_kind: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """Design matrix [physical, (LUT sums), table] and, over the unpenalised columns (physical
     and LUT sums), which weights must stay >= 0: the physical costs and the LUT coefficients
     (the table is a ridge-penalised correction). With the LUT sums in the model the
@@ -226,7 +228,7 @@ def choose_ridge(
     weight: np.ndarray | None = None,
     folds: int = 5,
     seed: int = 0,
-):
+) -> float:
     """The ridge strength with the lowest cross-validated (weighted) mean relative error."""
     weight = np.ones_like(y) if weight is None else weight
     order = np.random.default_rng(seed).permutation(len(y))

@@ -14,6 +14,7 @@ import hashlib
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -31,7 +32,7 @@ def export_blob(module: nn.Module, variables: dict, input_shape: tuple[int, ...]
     """base64 of a serialized `jax.export` of `module.apply(variables, x)`, weights as args."""
     leaves, tree = jax.tree.flatten(jax.eval_shape(lambda: variables))
 
-    def forward(flat, x):
+    def forward(flat: list[jax.Array], x: jax.Array) -> Any:
         return module.apply(jax.tree.unflatten(tree, flat), x)
 
     specs = [jax.ShapeDtypeStruct(a.shape, a.dtype) for a in leaves]
@@ -67,7 +68,13 @@ class JobBuilder:
         self.space, self.variables, self.target = space, variables, target
         self.model_dir, self.representative = model_dir, representative
 
-    def _payload(self, module, variables, shape, sub_for_tflite) -> dict:
+    def _payload(
+        self,
+        module: nn.Module,
+        variables: dict,
+        shape: tuple[int, ...],
+        sub_for_tflite: Subnet | None,
+    ) -> dict:
         if self.target.kind != "tflite":
             nbytes = sum(a.nbytes for a in jax.tree.leaves(variables))
             blob = export_blob(module, variables, shape)
@@ -78,12 +85,16 @@ class JobBuilder:
         (self.model_dir / name).write_bytes(data)
         return {"type": "tflite", "path": f"{self.model_dir.name}/{name}", "sha256": digest}
 
-    def _tflite(self, subnet, module, variables, shape) -> bytes:
+    def _tflite(
+        self, subnet: Subnet | None, module: nn.Module, variables: dict, shape: tuple[int, ...]
+    ) -> bytes:
         precision = self.target.precision
         rep = None
         if precision == "int8" and subnet is None:  # a lone block: random activations
             rep = list(np.random.default_rng(0).normal(size=(REPRESENTATIVE, *shape[1:])))
         elif precision == "int8":
+            if self.representative is None:
+                raise ValueError("int8 subnet jobs need representative images to calibrate on")
             rep = list(self.representative(shape[1])[:REPRESENTATIVE])
         return to_tflite(self.space, subnet, variables, precision, rep, module=module).flatbuffer
 
@@ -98,7 +109,7 @@ class JobBuilder:
     def block_job(self, layer: LayerShape) -> Job:
         module = StandaloneBlock(layer)
         shape = (1, layer.h_in, layer.h_in, layer.c_in)
-        variables = module.init(jax.random.key(0), np.zeros(shape, np.float32))
+        variables = dict(module.init(jax.random.key(0), np.zeros(shape, np.float32)))
         payload = self._payload(module, variables, shape, None)
         key = block_key(layer)
         return Job(uuid.uuid4().hex, self.target, key, {"block": key}, "block", payload,

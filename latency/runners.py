@@ -14,6 +14,7 @@ import base64
 import hashlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from hwnas.latency.jobs import Job, JobFileError
@@ -52,7 +53,7 @@ def jax_runner(job: Job) -> Callable[[], object]:
     *weights, x = args
     fn = jax.jit(lambda inp: exported.call(weights, inp))
 
-    def run():
+    def run() -> object:
         return fn(x).block_until_ready()
 
     return run
@@ -69,7 +70,7 @@ def load_tflite(job: Job, base: Path) -> bytes:
     return data
 
 
-def tflite_interpreter(model: bytes, threads: int):
+def tflite_interpreter(model: bytes, threads: int) -> Any:
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:

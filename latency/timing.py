@@ -42,7 +42,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
+from typing import TypeVar
 
 import numpy as np
 from hwnas.latency.protocol import Protocol, Stats
@@ -113,8 +114,17 @@ def rewarm(fn: Callable[[], object], p: Protocol) -> None:
             return
 
 
-def _rounds(runners: dict, p: Protocol, rng: np.random.Generator, on_round, on_visit=None) -> dict:
-    samples: dict[Hashable, list[float]] = {k: [] for k in runners}
+K = TypeVar("K", bound=Hashable)  # a runner's key (the worker's: a job id)
+
+
+def _rounds(
+    runners: Mapping[K, Callable[[], object]],
+    p: Protocol,
+    rng: np.random.Generator,
+    on_round: Callable[[int, int], None] | None,
+    on_visit: Callable[[K, list[float]], None] | None = None,
+) -> dict[K, np.ndarray]:
+    samples: dict[K, list[float]] = {k: [] for k in runners}
     pending = list(runners)
     while pending:
         for k in rng.permutation(len(pending)):
@@ -133,7 +143,7 @@ def _rounds(runners: dict, p: Protocol, rng: np.random.Generator, on_round, on_v
 OUTLIER_MIN_RUNNERS = 8
 
 
-def outliers(stats: dict[Hashable, Stats], p: Protocol) -> list[Hashable]:
+def outliers(stats: Mapping[K, Stats], p: Protocol) -> list[K]:
     """Runners measured during interference: a relative IQR above `p.remeasure_iqr` and, when
     there are enough runners to compare, above twice their median relative IQR."""
     rel = {k: s.iqr_ms / s.median_ms for k, s in stats.items()}
@@ -144,12 +154,12 @@ def outliers(stats: dict[Hashable, Stats], p: Protocol) -> list[Hashable]:
 
 
 def measure(
-    runners: dict[Hashable, Callable[[], object]],
+    runners: Mapping[K, Callable[[], object]],
     protocol: Protocol = Protocol(),
     seed: int = 0,
     on_round: Callable[[int, int], None] | None = None,
-    on_visit: Callable[[Hashable, list[float]], None] | None = None,
-) -> dict[Hashable, Stats]:
+    on_visit: Callable[[K, list[float]], None] | None = None,
+) -> dict[K, Stats]:
     """Median latency (ms) of every runner under the protocol; runners are called with no
     arguments and must block until their result is ready. `on_visit(key, times)` sees every
     visit's timed calls in the order they ran."""

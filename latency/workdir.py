@@ -16,6 +16,7 @@ import time
 import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any, TypeVar
 
 from hwnas.latency.jobs import Job, Result, parse_job, parse_result
 from hwnas.latency.protocol import Protocol
@@ -24,8 +25,11 @@ from hwnas.latency.worker import measure_jobs
 
 BATCH = 100  # jobs measured interleaved between two saves
 
+T = TypeVar("T")
+Log = Callable[[str], None]
 
-def read_complete(path: Path, parse) -> list:
+
+def read_complete(path: Path, parse: Callable[[str], T]) -> list[T]:
     """The lines of `path` up to the last complete one (a kill can cut the last short)."""
     if not path.exists():
         return []
@@ -53,7 +57,7 @@ class TargetWork:
         self.clock_file = root / f"clock-{key}.json"
 
     # ---- time spent ----------------------------------------------------------------------
-    def clock(self) -> dict:
+    def clock(self) -> dict[str, dict[str, float]]:
         if self.clock_file.exists():
             return json.loads(self.clock_file.read_text())
         return {}
@@ -78,7 +82,12 @@ class TargetWork:
         return out
 
     # ---- preparing -----------------------------------------------------------------------
-    def prepare(self, wanted: Sequence[tuple[str, object]], build: Callable, log) -> list[Job]:
+    def prepare(
+        self,
+        wanted: Sequence[tuple[str, Any, str]],
+        build: Callable[[str, Any], Job],
+        log: Log,
+    ) -> list[Job]:
         """Jobs for `wanted` ((kind, subnet or layer, key) triples), in order:
         those prepared before are read back, the rest built with `build(kind, item)`."""
         self.models.mkdir(parents=True, exist_ok=True)
@@ -104,7 +113,7 @@ class TargetWork:
         return None
 
     def measure(
-        self, phase: str, jobs: Sequence[Job], refs: Sequence[Job], protocol: Protocol, log
+        self, phase: str, jobs: Sequence[Job], refs: Sequence[Job], protocol: Protocol, log: Log
     ) -> dict[str, Result]:
         """Results of `jobs` for `phase`, by job id: those measured before are read back, the
         rest measured `BATCH` at a time with the references, each batch's drift taken out

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from hwnas.latency.drift import corrected
+from hwnas.latency.drift import N_REFS, corrected
 from hwnas.latency.fingerprint import fingerprint
 from hwnas.latency.jobs import Job, JobFileError, Result, parse_job, read_lines
 from hwnas.latency.protocol import Protocol, Stats
@@ -32,7 +32,6 @@ CHUNK = {"tflite": 1000, "cpu": 128, "gpu": 128}
 # Reference jobs measured in every chunk to take out the drift between chunks. Four were too
 # few: in one tflite run the four moved 19% unlike the other subnets, and dividing by their
 # median made the re-measured subnets agree worse than raw. The median of 12 is robust to a few.
-N_REFS = 12
 
 
 def measure_jobs(
@@ -77,9 +76,9 @@ def measure_jobs(
             if on_visit:
                 for key, times in visits:
                     on_visit(p, i, key, times)
-            if baseline is None and refs:
-                baseline = {r.id: stats[r.id].median_ms for r in refs}
             if refs:
+                if baseline is None:  # the first chunk's medians
+                    baseline = {r.id: stats[r.id].median_ms for r in refs}
                 local = corrected(visits, baseline)
                 stats = {k: replace(local[k], remeasured=s.remeasured) for k, s in stats.items()}
             gpu = gpu_name() if any(j.target.kind == "gpu" for j in part) else None
@@ -134,12 +133,14 @@ def model_bytes(job: Job, base: Path) -> int:
     return int(job.payload.get("weight_bytes", 0))
 
 
-def _measure_chunk(part, refs, base: Path, protocol: Protocol, seed: int) -> tuple[dict, list]:
+def _measure_chunk(
+    part: Sequence[Job], refs: Sequence[Job], base: Path, protocol: Protocol, seed: int
+) -> tuple[dict[str, Stats], list[tuple[str, list[float]]]]:
     """Build the runners of `part` (and the references not in it), measure them interleaved,
     and free them: their stats, and every visit's (job id, timed calls) in the order they ran."""
     ids = {j.id for j in part}
     runners = {j.id: make_runner(j, base) for j in [*part, *(r for r in refs if r.id not in ids)]}
-    visits: list = []
+    visits: list[tuple[str, list[float]]] = []
     stats = measure(runners, protocol, seed=seed, on_visit=lambda k, t: visits.append((k, t)))
     del runners
     jax = sys.modules.get("jax")  # only where a job already imported it

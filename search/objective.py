@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import optuna
 from hwnas.latency.features import SpaceTables
@@ -18,6 +19,7 @@ from hwnas.latency.predictor import Predictor
 from hwnas.supernet.space import SearchSpace, Subnet
 
 EXTRAS = ("params", "macs")
+Direction = Literal["minimize", "maximize"]
 
 
 @dataclass(frozen=True)
@@ -55,8 +57,9 @@ class Problem:
     margins: tuple[tuple[str, float], ...] = ()
 
     @property
-    def directions(self) -> list[str]:
-        return ["maximize"] + ["minimize"] * (len(self.targets) + len(self.extras))
+    def directions(self) -> list[Direction]:
+        first: list[Direction] = ["maximize"]
+        return first + ["minimize"] * (len(self.targets) + len(self.extras))
 
     def values(self, ev: Mapping) -> list[float]:
         """Objective values of a candidate dict (`Evaluation.to_dict()`)."""
@@ -140,8 +143,8 @@ class TrialEvaluator:
 def make_objective(
     space: SearchSpace, problem: Problem, evaluate: TrialEvaluator, round_: int = 0
 ) -> Callable:
-    """The trial function; a trial of a later round of the closed loop (`hwnas.search.rounds`)
-    says its round in the `round` attribute."""
+    """The trial function; a trial of a later round of the closed loop
+    (`search/services/rounds.py`) says its round in the `round` attribute."""
 
     def objective(trial: optuna.Trial) -> list[float]:
         cand = evaluate(suggest_subnet(trial, space)).to_dict()

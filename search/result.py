@@ -1,9 +1,9 @@
 """The base of every value a service returns: a frozen dataclass that turns itself into the
 JSON object the CLI prints (`--json`) and a Python caller can read field by field.
 
-Field names are the CLI's contract keys (DESIGN.md's table): a result may add fields, never
-drop or rename one. Nested results, subnets (`to_dict`), numpy values, paths, tuples and
-mappings all become plain JSON values; a field whose value is None is kept (`null`).
+Field names are the CLI's contract keys (the JSON keys each command promises): a result may add
+fields, never drop or rename one. Nested results, subnets (`to_dict`), numpy values, paths,
+tuples and mappings all become plain JSON values; a field whose value is None is kept (`null`).
 """
 
 from __future__ import annotations

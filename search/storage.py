@@ -29,6 +29,7 @@ import threading
 import time
 import warnings
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import optuna
 from hwnas.db.session import BUSY_TIMEOUT_MS, configure_sqlite
@@ -93,11 +94,12 @@ class BatchedRDBStorage(RDBStorage):
         """What `_set_trial_param_without_commit` does per parameter, once per trial, and
         one bulk insert."""
         trial = models.TrialModel.find_or_raise_by_id(trial_id, session)
-        self.check_trial_is_updatable(trial_id, trial.state)
+        # Optuna's models are SQLAlchemy 1.x style: a row's column is typed as a Column
+        self.check_trial_is_updatable(trial_id, trial.state)  # type: ignore[arg-type]
         rows = []
         for _, name, value, dist, previous in params:
             if previous is None:
-                previous = _previous_distribution(session, trial.study_id, name)
+                previous = _previous_distribution(session, int(trial.study_id), name)
             if previous is not None:
                 distributions.check_distribution_compatibility(previous, dist)
             rows.append(
@@ -218,7 +220,9 @@ def optuna_storage(url: str, heartbeat: bool = True) -> RDBStorage:
     check_optuna_version()
     u = make_url(url)
     sqlite = u.get_backend_name() == "sqlite"
-    kwargs = {"connect_args": {"timeout": BUSY_TIMEOUT_MS / 1000}} if sqlite else {}
+    kwargs: dict[str, Any] = (
+        {"connect_args": {"timeout": BUSY_TIMEOUT_MS / 1000}} if sqlite else {}
+    )
     if not sqlite:
         kwargs["pool_pre_ping"] = True
     optuna.logging.set_verbosity(optuna.logging.WARNING)

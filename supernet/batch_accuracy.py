@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -21,6 +22,7 @@ from hwnas.supernet.evaluate import batch_moments, resized_calibration
 from hwnas.supernet.model import SuperNet, arch_arrays
 from hwnas.supernet.space import SearchSpace, Subnet
 from hwnas.supernet.train_config import TrainConfig
+from hwnas.supernet.train_loop import load_variables
 from hwnas.supernet.train_step import resize_images
 
 
@@ -52,6 +54,16 @@ class AccuracyOracle:
         self._fn = make_accuracy_fn(SuperNet(space))
         self._inputs: dict[int, tuple] = {}
         self._cache: dict[str, tuple[float, float, float]] = {}
+
+    @classmethod
+    def load(
+        cls, space: SearchSpace, checkpoint: str | Path, data: Dataset, config: TrainConfig
+    ) -> AccuracyOracle:
+        """The oracle of a trained supernet: its weights read from `checkpoint` (verified by
+        its hash), `data` as the run was split, compiled for every resolution."""
+        oracle = cls(space, load_variables(space, checkpoint), data, config)
+        oracle.warm_up()
+        return oracle
 
     def _inputs_for(self, r: int) -> tuple:
         if r not in self._inputs:

@@ -56,9 +56,9 @@ def _tf_function(module: nn.Module, variables: dict, shape: tuple[int, ...]):
     return fn
 
 
-def _input_shape(space: SearchSpace, subnet: Subnet | None, module: nn.Module):
+def _input_shape(space: SearchSpace, module: nn.Module) -> tuple[int, ...]:
     if isinstance(module, StandaloneNet):
-        r = subnet.resolution
+        r = module.subnet.resolution
         return (1, r, r, space.in_channels)
     layer = module.layer
     return (1, layer.h_in, layer.h_in, layer.c_in)
@@ -87,13 +87,18 @@ def to_tflite(
 
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    if precision == "int8" and representative is None:
-        raise ValueError("int8 conversion needs a representative dataset")
+    samples: list[np.ndarray] = []
+    if precision == "int8":
+        if representative is None:
+            raise ValueError("int8 conversion needs a representative dataset")
+        samples = [np.asarray(x, np.float32)[None] for x in representative]
     if int8_io and precision != "int8":
         raise ValueError("int8 input/output needs precision int8")
     if module is None:
+        if subnet is None:
+            raise ValueError("conversion needs a subnet or a module")
         module = StandaloneNet(space, subnet)
-    shape = _input_shape(space, subnet, module)
+    shape = _input_shape(space, module)
     fn = _tf_function(module, variables, shape)
     conv = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()], fn)
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
@@ -101,7 +106,6 @@ def to_tflite(
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.target_spec.supported_types = [tf.float16]
     if precision == "int8":
-        samples = [np.asarray(x, np.float32)[None] for x in representative]
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.representative_dataset = lambda: ([x] for x in samples)
         conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]

@@ -80,7 +80,8 @@ def index_folder(
 ) -> FolderIndex:
     """List and split an image folder (the same split as `load_dataset('folder', ...)`)."""
     root = Path(root)
-    files, labels = [], []
+    files: list[str] = []
+    labels: list[int] = []
     dirs = class_folders(root)
     for label, class_dir in enumerate(dirs):
         found = image_files(class_dir)

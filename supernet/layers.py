@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from hwnas.supernet.depthwise import pad_same, tap_window
 from jax import lax
 
@@ -35,7 +36,7 @@ def center_kernel(w: jax.Array, k: int) -> jax.Array:
     return w[start : start + k, start : start + k]
 
 
-def kernel_mask(k_max: int, k: jax.Array) -> jax.Array:
+def kernel_mask(k_max: int, k: int | jax.Array | np.ndarray) -> jax.Array:
     """(k_max, k_max) mask selecting the centre k x k taps (k may be traced)."""
     d = jnp.abs(jnp.arange(k_max) - k_max // 2)
     inside = d <= k // 2

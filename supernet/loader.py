@@ -149,7 +149,7 @@ def _quiet_tracker() -> None:
 
 
 def _absl_defaults() -> None:
-    """grain's worker processes read absl flags, which only an absl `hwnas.app.run` would parse:
+    """grain's worker processes read absl flags, which only an absl `app.run` would parse:
     take their defaults."""
     from absl import flags
 

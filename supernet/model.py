@@ -41,13 +41,17 @@ BN_NAMES = ("bn1", "bn2", "bn3")
 REMAT_MIN_POSITIONS = 28 * 28
 
 
+# An `Arch` leaf: numpy on the host (built, stacked), a jax array once on a device or traced.
+ArchLeaf = jax.Array | np.ndarray
+
+
 class Arch(NamedTuple):
     """A subnet as arrays over layer slots (leaves may carry a leading batch axis)."""
 
-    kernel: jax.Array  # kernel size
-    mid: jax.Array  # active expanded channels
-    se_mid: jax.Array  # active squeeze-excite channels
-    active: jax.Array  # the slot runs (depth)
+    kernel: ArchLeaf  # kernel size
+    mid: ArchLeaf  # active expanded channels
+    se_mid: ArchLeaf  # active squeeze-excite channels
+    active: ArchLeaf  # the slot runs (depth)
 
 
 def arch_arrays(space: SearchSpace, subnet: Subnet) -> Arch:

@@ -16,6 +16,7 @@ import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -156,7 +157,9 @@ class SearchSpace:
         unknown = sorted(set(data) - known)
         if unknown:
             raise SpaceError(f"unknown space keys {unknown}; known keys are {sorted(known)}")
-        kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        kwargs: dict[str, Any] = {
+            k: tuple(v) if isinstance(v, list) else v for k, v in data.items()
+        }
         try:
             return cls(**kwargs)
         except TypeError as e:
@@ -503,7 +506,7 @@ def presets() -> dict[str, Path]:
     return {p.stem: p for p in sorted(PRESETS_DIR.glob("*.json"))}
 
 
-def load_space(spec: str | Path | None = None) -> SearchSpace:
+def load_space(spec: SearchSpace | str | Path | None = None) -> SearchSpace:
     """A space by preset name or from a .json/.toml file; None gives the default preset.
 
     Raises:
@@ -511,6 +514,8 @@ def load_space(spec: str | Path | None = None) -> SearchSpace:
     """
     if spec is None:
         return default_space()
+    if isinstance(spec, SearchSpace):  # the Python API passes space objects
+        return spec
     shipped = presets()
     if str(spec) in shipped:
         return SearchSpace.from_file(shipped[str(spec)])

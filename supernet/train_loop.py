@@ -1,4 +1,4 @@
-"""The training loop: epochs, evaluation, checkpoints and progress, around `train.py`'s step.
+"""The training loop: epochs, evaluation, checkpoints and progress, around `train_step.py`'s step.
 
 It records nothing itself: callbacks receive each epoch's metrics and each checkpoint, and the
 service layer in `search/` stores them.

@@ -43,7 +43,11 @@ def imports(path: Path, known: set[str]) -> set[str]:
         if isinstance(node, ast.Import):
             names = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            # `from pkg import mod` depends on the submodule, `from mod import name` on mod
+            subs = [f"{node.module}.{a.name}" for a in node.names]
+            names = [s for s in subs if s in known]
+            if len(names) < len(subs):
+                names.append(node.module)
         for name in names:
             if name in known:
                 out.add(name)

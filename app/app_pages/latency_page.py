@@ -8,6 +8,7 @@ import streamlit as st
 from hwnas.app import charts
 from hwnas.app import view_data as data
 from hwnas.app.common import database, first_steps
+from hwnas.db.session import Database
 from hwnas.latency.targets import Target
 from hwnas.search.output import UserError
 from hwnas.search.services.prediction import load_predictor
@@ -17,7 +18,7 @@ st.title("Latency")
 db = database()
 
 
-def with_predictions(meas: pd.DataFrame, target: str) -> pd.DataFrame | None:
+def with_predictions(db: Database, meas: pd.DataFrame, target: str) -> pd.DataFrame | None:
     try:
         p = load_predictor(db, Target.parse(target))
     except UserError:
@@ -34,7 +35,7 @@ def with_predictions(meas: pd.DataFrame, target: str) -> pd.DataFrame | None:
     return out
 
 
-def page() -> None:
+def page(db: Database) -> None:
     keys = data.targets(db)
     if not keys:
         first_steps("latency measurements")
@@ -49,7 +50,7 @@ def page() -> None:
     if figures:
         st.subheader("Predictors on held-out subnets")
         st.dataframe(pd.DataFrame(figures).T)
-    both = with_predictions(meas, target)
+    both = with_predictions(db, meas, target)
     if both is None:
         st.info(f"no predictor for {target}: `hwnas predictor fit --target {target}`")
     else:
@@ -61,4 +62,4 @@ def page() -> None:
 
 
 if db is not None:
-    page()
+    page(db)

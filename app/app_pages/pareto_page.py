@@ -3,6 +3,8 @@ point shows its architecture, costs and latencies, and exports to TFLite as the 
 
 from __future__ import annotations
 
+from typing import Any
+
 import pandas as pd
 import streamlit as st
 from hwnas.app import charts
@@ -10,25 +12,32 @@ from hwnas.app import view_data as data
 from hwnas.app.arch import arch_figure, layers_table
 from hwnas.app.common import database, first_steps
 from hwnas.app.exporting import export_panel
+from hwnas.db.session import Database
 
 st.title("Pareto explorer")
 db = database()
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
-def cached_candidates(url: str, names: tuple[str, ...], version: tuple) -> pd.DataFrame:
-    """The candidates frame, shared by every session until `version` says they changed."""
-    return data.candidates(db, list(names))
+def cached_candidates(
+    _db: Database, url: str, names: tuple[str, ...], version: tuple[Any, ...]
+) -> pd.DataFrame:
+    """The candidates frame, shared by every session until `version` says they changed (the
+    database is named by `url`: `_db`, unhashed, is how it is read)."""
+    return data.candidates(_db, list(names))
 
 
-def choose(searches: pd.DataFrame) -> tuple[list[str], pd.DataFrame, list[str]] | None:
+Picked = tuple[list[str], pd.DataFrame, list[str]]
+
+
+def choose(db: Database, searches: pd.DataFrame) -> Picked | None:
     names = list(searches["search"])
     chosen = st.multiselect("Searches", names, default=names[-1:])
     if not chosen:
         st.info("choose at least one search")
         return None
-    names = tuple(chosen)
-    cands = cached_candidates(db.url, names, data.candidates_version(db, list(names)))
+    version = data.candidates_version(db, chosen)
+    cands = cached_candidates(db, db.url, tuple(chosen), version)
     if cands.empty:
         st.info("these searches have no finished trial yet")
         return None
@@ -52,7 +61,7 @@ def selected_candidate(event, cands: pd.DataFrame) -> int | None:
     return None if pick is None else int(pick)
 
 
-def details(row: pd.Series) -> None:
+def details(db: Database, row: pd.Series) -> None:
     st.subheader(f"Candidate {row['candidate']} ({row['search']}, trial {row['trial']})")
     sup = row.get("accuracy_supernet")
     predicted = pd.isna(sup) or sup != row["accuracy"]  # the search ran on a predictor
@@ -65,7 +74,7 @@ def details(row: pd.Series) -> None:
     )  # fmt: skip
     c.metric("params", f"{row['params']:,}")
     d.metric("MACs", f"{row['macs']:,}")
-    lat = {k.split(":", 1)[1]: {} for k in row.index if ":" in k}
+    lat: dict[str, dict[str, float]] = {k.split(":", 1)[1]: {} for k in row.index if ":" in k}
     for k, v in row.items():
         if ":" in k and pd.notna(v):
             kind, target = k.split(":", 1)
@@ -84,12 +93,12 @@ def details(row: pd.Series) -> None:
     st.code(row["key"], language=None)
 
 
-def page() -> None:
+def page(db: Database) -> None:
     searches = data.searches(db)
     if searches.empty:
         first_steps("searches")
         return
-    picked = choose(searches)
+    picked = choose(db, searches)
     if picked is None:
         return
     chosen, cands, targets = picked
@@ -104,9 +113,9 @@ def page() -> None:
     if cid is None:
         return
     row = cands[cands["candidate"] == cid].iloc[0]
-    details(row)
+    details(db, row)
     export_panel(db, cid)
 
 
 if db is not None:
-    page()
+    page(db)

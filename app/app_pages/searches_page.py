@@ -6,13 +6,14 @@ from __future__ import annotations
 import streamlit as st
 from hwnas.app import view_data as data
 from hwnas.app.common import database, first_steps
+from hwnas.db.session import Database
 
 st.title("Searches")
 db = database()
 
 
 @st.fragment(run_every=3)
-def table() -> None:
+def table(db: Database) -> None:
     df = data.searches(db)
     if df.empty:
         first_steps("searches")
@@ -27,4 +28,4 @@ def table() -> None:
 
 
 if db is not None:
-    table()
+    table(db)

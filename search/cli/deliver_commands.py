@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from hwnas.search.cli.app import app
 from hwnas.search.cli.options import DbOpt, JsonOpt
-from hwnas.search.output import emit
+from hwnas.search.output import UserError, emit
 from hwnas.search.search_config import DemoConfig
+
+from hwnas.exceptions import HwnasError
 
 
 @app.command()
@@ -46,10 +50,25 @@ def export(
     contract) beside it."""
     from hwnas.search.services import export as export_service
 
+    check_export_flags(candidate, run, subnet, precision, int8_io)
     req = export_service.ExportRequest(
         out, candidate, run, subnet, precision, int8_io, threads, force, measure
     )
     emit(export_service.export(db, req), json)
+
+
+def check_export_flags(
+    candidate: int | None, run: str | None, subnet: str | None, precision: str, int8_io: bool
+) -> None:
+    """Which flags go together, said in flags (`ExportRequest.check` says it in fields)."""
+    if (candidate is None) == (run is None):
+        raise UserError("give exactly one of --candidate ID or --run NAME --subnet JSON")
+    if run is not None and subnet is None:
+        raise UserError("--run needs --subnet JSON (the subnet to export)")
+    if candidate is not None and subnet is not None:
+        raise UserError("--subnet goes with --run; a candidate already names its subnet")
+    if int8_io and precision != "int8":
+        raise UserError("--int8-io needs --precision int8")
 
 
 @app.command()
@@ -113,5 +132,17 @@ def demo(
     from hwnas.search.services import demo as demo_service
 
     cfg = demo_service.config_from(folder, epochs=epochs, trials=trials)
-    result = demo_service.demo(cfg)
-    emit(result.to_json(), json, None if json else demo_service.summary_text(result))
+    with flags_named({"folder": "dir"}):
+        result = demo_service.demo(cfg)
+    emit(result, json, None if json else demo_service.summary_text(result))
+
+
+@contextmanager
+def flags_named(flags: dict[str, str]) -> Iterator[None]:
+    """Errors whose field a flag of another name sets (`folder`: `--dir`) name that flag."""
+    try:
+        yield
+    except HwnasError as e:
+        if e.field not in flags:
+            raise
+        raise HwnasError(e.message, field=flags[e.field]) from None

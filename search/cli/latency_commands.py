@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from hwnas.latency.drift import NOISE_JOBS
 from hwnas.latency.protocol import Protocol
 from hwnas.search.cli.app import app, predictor_app
 from hwnas.search.cli.options import (
@@ -19,7 +20,6 @@ from hwnas.search.cli.options import (
     ThreadsOpt,
 )
 from hwnas.search.output import UserError, emit
-from hwnas.search.search_config import NOISE_JOBS
 
 
 @app.command()
@@ -85,27 +85,38 @@ def measure(
     json: JsonOpt = False,
 ) -> None:
     """Measure subnet latency on a target (warm-up, interleaved, median with its spread)."""
-    from hwnas.search.services import measuring as latency_service
+    from hwnas.search.services import measuring
 
     if import_ is not None:
-        emit(latency_service.import_results(db, import_), json)
+        emit(measuring.import_results(db, import_), json)
         return
     if run is None and space is None:
         raise UserError(
             "give --run NAME (a trained run) or --space NAME|FILE (a space, untrained), or "
             "--import FILE"
         )
-    t = latency_service.parse_target(target, threads, precision, device)
-    protocol = latency_service.protocol_for(passes, max_reps)
+    t = measuring.parse_target(target, threads, precision, device)
+    protocol = measuring.protocol_for(passes, max_reps)
     from hwnas.supernet.space import load_space
 
     measured = load_space(space) if space is not None else None
+    if jobs_out is not None:
+        _check_job_file_flags(protocol, noise_floor)
     emit(
-        latency_service.measure(
-            db, run, t, n, seed, jobs_out, blocks, protocol, noise_floor, measured
-        ),
+        measuring.measure(db, run, t, n, seed, jobs_out, blocks, protocol, noise_floor, measured),
         json,
     )
+
+
+def _check_job_file_flags(protocol: Protocol, noise_floor: bool) -> None:
+    """A job file is measured by the worker, under the worker's own flags."""
+    if protocol != Protocol():
+        raise UserError(
+            "--passes and --max-reps apply to measuring here; with --jobs-out give them to "
+            "`python -m hwnas.latency.worker`"
+        )
+    if not noise_floor:
+        raise UserError("--no-noise-floor applies to measuring here; drop it with --jobs-out")
 
 
 @predictor_app.command("fit")
@@ -124,12 +135,11 @@ def predictor_fit(
 ) -> None:
     """Fit the latency predictors of a (space, target) pair; evaluate them on held-out
     subnets."""
-    from hwnas.search.services import measuring as latency_service
-    from hwnas.search.services import prediction as predictor_service
+    from hwnas.search.services import measuring, prediction
 
-    t = latency_service.parse_target(target, threads, precision, device)
-    key = predictor_service.space_key_for(db, space, run)
-    emit(predictor_service.fit(db, t, kind, holdout, seed, key), json)
+    t = measuring.parse_target(target, threads, precision, device)
+    key = prediction.space_key_for(db, space, run)
+    emit(prediction.fit(db, t, kind, holdout, seed, key), json)
 
 
 @app.command()
@@ -146,9 +156,8 @@ def predict(
     json: JsonOpt = False,
 ) -> None:
     """Predict one subnet's latency on a target with the predictor fitted for its space."""
-    from hwnas.search.services import measuring as latency_service
-    from hwnas.search.services import prediction as predictor_service
+    from hwnas.search.services import measuring, prediction
 
-    t = latency_service.parse_target(target, threads, precision, device)
-    key = predictor_service.space_key_for(db, space, run)
-    emit(predictor_service.predict(db, t, subnet, kind, key), json)
+    t = measuring.parse_target(target, threads, precision, device)
+    key = prediction.space_key_for(db, space, run)
+    emit(prediction.predict(db, t, subnet, kind, key), json)

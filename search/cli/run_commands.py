@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from hwnas.search.cli.app import app, db_app
 from hwnas.search.cli.options import DbOpt, JsonOpt, SpaceOpt
-from hwnas.search.output import emit
-from hwnas.search.search_config import DEFAULT_RUNS_DIR
-from hwnas.supernet.distributed import Cluster
-from hwnas.supernet.train_config import TrainConfig
+from hwnas.search.output import UserError, emit
+from hwnas.supernet.train_config import LaunchConfig, TrainConfig
 
 
 @app.command()
@@ -28,10 +27,15 @@ def space(
     from hwnas.search.services import spaces
 
     if list_:
-        result = spaces.space_presets()
-        emit(result, json, human=spaces.presets_text(result))
+        presets = spaces.space_presets()
+        emit(presets, json, human=presets.text())
     else:
         emit(spaces.space_summary(space), json)
+
+
+def _expert(help: str, *names: str, envvar: str | None = None) -> Any:
+    """A hidden option: an expert setting, also a key of the training config file."""
+    return typer.Option(*names, help=help, hidden=True, envvar=envvar, show_default=False)
 
 
 @app.command()
@@ -65,7 +69,9 @@ def train(
             metavar="FILE.toml",
             help="Training settings: any of "
             + ", ".join(f"{k} ({v})" for k, v in TrainConfig().to_dict().items())
-            + ". The flags above, where given, win over the file.",
+            + "; and the expert settings "
+            + ", ".join(f.name for f in fields(LaunchConfig))
+            + " (docs/config.md). The flags, where given, win over the file.",
         ),
     ] = None,
     name: Annotated[str | None, typer.Option(help="Run name (default: the dataset).")] = None,
@@ -73,39 +79,21 @@ def train(
         bool,
         typer.Option(help="Continue the run NAME from its last checkpoint, on its recorded data."),
     ] = False,
-    runs_dir: Annotated[
-        Path, typer.Option(help="Where checkpoints go (runs/NAME/supernet.ckpt).")
-    ] = DEFAULT_RUNS_DIR,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
-    loader: Annotated[
-        str,
-        typer.Option(
-            help="How a folder is read: auto (in memory up to 1 GB decoded, else streamed), "
-            "memory, or stream (grain workers decode, crop and flip; memory independent of "
-            "the number of images)."
-        ),
-    ] = "auto",
+    runs_dir: Annotated[Path | None, _expert("Where checkpoints go.")] = None,
+    loader: Annotated[str | None, _expert("auto, memory or stream.")] = None,
     workers: Annotated[
-        int | None,
-        typer.Option(help="Decoding processes of a streamed folder (default: cores - 1, 1-8)."),
+        int | None, _expert("Decoding processes.", "--workers", "--decode-workers")
     ] = None,
-    checkpoint_minutes: Annotated[
-        float, typer.Option(help="Also checkpoint within an epoch this often (minutes).")
-    ] = 10.0,
+    checkpoint_minutes: Annotated[float | None, _expert("Mid-epoch checkpoints.")] = None,
     coordinator: Annotated[
-        str | None,
-        typer.Option(
-            envvar="JAX_COORDINATOR_ADDRESS",
-            help="Several hosts: process 0's HOST:PORT (env JAX_COORDINATOR_ADDRESS).",
-        ),
+        str | None, _expert("Process 0's HOST:PORT.", envvar="JAX_COORDINATOR_ADDRESS")
     ] = None,
     num_processes: Annotated[
-        int | None,
-        typer.Option(envvar="JAX_NUM_PROCESSES", help="Processes in the job (default 1)."),
+        int | None, _expert("Processes in the job.", envvar="JAX_NUM_PROCESSES")
     ] = None,
     process_id: Annotated[
-        int | None,
-        typer.Option(envvar="JAX_PROCESS_ID", help="This process's id, 0..N-1 (0 writes)."),
+        int | None, _expert("This process's id.", envvar="JAX_PROCESS_ID")
     ] = None,
     db: DbOpt = None,
     json: JsonOpt = False,
@@ -113,17 +101,22 @@ def train(
     """Train the weight-shared supernet (sandwich rule, in-place distillation), on one
     process or on several hosts (one process each: docs/multihost.md). Above 32 px a
     one-process run restarts itself with a cache that keeps XLA's large host buffers between
-    steps (1.3-1.5x faster steps at 224 px; HWNAS_HOST_MEMORY=0 turns it off)."""
-    from hwnas.search.services import training as train_service
+    steps (1.3-1.5x faster steps at 224 px; HWNAS_HOST_MEMORY=0 turns it off). Expert
+    settings (where checkpoints go, how a folder is read, the processes of a job) are keys
+    of the --config file, each also a hidden flag: docs/config.md."""
+    from hwnas.search.services import training
 
-    launch = train_service.Launch(
+    launch = training.Launch(
+        runs_dir=runs_dir,
         loader=loader,
-        workers=workers,
-        cluster=Cluster.from_args(coordinator, num_processes, process_id),
+        decode_workers=workers,
         checkpoint_minutes=checkpoint_minutes,
+        coordinator=coordinator,
+        num_processes=num_processes,
+        process_id=process_id,
         progress=not quiet,
     )
-    result = train_service.train(
+    result = training.train(
         db,
         dataset,
         data_dir=data_dir,
@@ -133,7 +126,6 @@ def train(
         seed=seed,
         name=name,
         resume=resume,
-        runs_dir=runs_dir,
         launch=launch,
         config_file=config,
     )
@@ -152,9 +144,11 @@ def subnet(
     json: JsonOpt = False,
 ) -> None:
     """Evaluate one subnet with the supernet's weights: val_acc, params, flops."""
-    from hwnas.search.services import recorded_runs as run_service
+    from hwnas.search.services import recorded_runs
 
-    result = run_service.subnet_info(db, run, subnet, seed if random else None)
+    if (subnet is None) != random:
+        raise UserError("give exactly one of --subnet JSON or --random --seed N")
+    result = recorded_runs.subnet_info(db, run, subnet, seed if random else None)
     emit(result, json)
 
 

@@ -2,26 +2,42 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from dataclasses import fields
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 from hwnas.search.cli.app import accuracy_app, app
 from hwnas.search.cli.options import DbOpt, JsonOpt
-from hwnas.search.output import emit
-from hwnas.search.search_config import DEFAULT_ROUNDS, N_INITIAL
+from hwnas.search.output import UserError, emit
+from hwnas.search.search_config import (
+    DEFAULT_ROUNDS,
+    SearchConfig,
+    SearchFile,
+    merged,
+    read_search_toml,
+)
+
+
+def _expert(help_: str) -> dict[str, Any]:
+    """An expert setting: kept working as a flag, hidden from `--help`, a config key."""
+    return {"help": help_, "hidden": True}
 
 
 @app.command()
 def search(
-    run: Annotated[str, typer.Option(help="Name of a finished training run.")],
+    run: Annotated[
+        str | None, typer.Option(help="Name of a finished training run.", show_default=False)
+    ] = None,
     target: Annotated[
-        list[str],
+        list[str] | None,
         typer.Option(
             "--target",
             help="Target whose predicted latency is minimised (repeat for several): cpu, gpu, "
             "tflite or a full key such as tflite-int8-t4. Each needs a fitted predictor.",
+            show_default=False,
         ),
-    ],
+    ] = None,
     budget: Annotated[
         list[str] | None,
         typer.Option(
@@ -31,84 +47,89 @@ def search(
         ),
     ] = None,
     trials: Annotated[
-        int,
-        typer.Option(
-            help="Trials of the first round (running it again with a larger number continues it)."
-        ),
-    ] = 100,
-    rounds: Annotated[
-        int,
-        typer.Option(
-            help="Closed loop: after the front is measured, up to this many more rounds, each "
-            "refitting the predictors with the front's measurements, re-scoring every trial "
-            "and searching on; it stops once every front subnet measures within 10% of its "
-            "prediction (0: one round, no refit). A search driven by the accuracy predictor "
-            "also goes on while a round brings new subnets onto its front re-scored with the "
-            "supernet, refitting the accuracy predictor with them: it usually runs every round, "
-            "and many small ones do best (e.g. --trials 50 --rounds 9 --round-trials 50)."
-        ),
-    ] = DEFAULT_ROUNDS,
-    round_trials: Annotated[
         int | None,
-        typer.Option(help="Trials of each later round (default: a third of --trials, >= 10)."),
+        typer.Option(
+            help=f"Trials of the first round (default {SearchConfig.trials}; running it again "
+            "with a larger number continues it).",
+            show_default=False,
+        ),
     ] = None,
-    sampler: Annotated[str, typer.Option(help="tpe (default), nsga2, gp or random.")] = "tpe",
-    workers: Annotated[int, typer.Option(help="Local worker processes.")] = 1,
+    rounds: Annotated[
+        int | None,
+        typer.Option(
+            help=f"Closed loop (default {DEFAULT_ROUNDS}): after the front is measured, up to "
+            "this many more rounds, each refitting the predictors with the front's "
+            "measurements and searching on, until the measured front agrees with its "
+            "predictions (0: one round). See docs/search.md.",
+            show_default=False,
+        ),
+    ] = None,
+    sampler: Annotated[
+        str | None,
+        typer.Option(help="tpe (default), nsga2, gp or random.", show_default=False),
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Local search processes (default 1).", show_default=False)
+    ] = None,
     name: Annotated[
         str | None, typer.Option(help="Search (and Optuna study) name; default RUN-search.")
     ] = None,
-    seed: Annotated[int | None, typer.Option(help="Sampler seed (worker i uses seed+i).")] = None,
-    objective: Annotated[
-        list[str] | None,
-        typer.Option("--objective", help="Also minimise params or macs (repeatable)."),
-    ] = None,
-    margin: Annotated[
-        str,
-        typer.Option(
-            help="Safety margin on budgets: predicted x (1 + margin) must fit. auto = the "
-            "predictor's held-out 95th percentile of measured/predicted - 1."
-        ),
-    ] = "auto",
-    measure: Annotated[
-        bool,
-        typer.Option(
-            help="Measure the Pareto front on this machine's targets after each round "
-            "(--no-measure: nothing measured; one round, unless the accuracy predictor drives "
-            "the search)."
-        ),
-    ] = True,
-    initial: Annotated[
-        int,
-        typer.Option(
-            help="A new study's first trials: subnets spread evenly over the size range, from "
-            "the smallest to the largest (0: none; ignored by --sampler random)."
-        ),
-    ] = N_INITIAL,
     accuracy: Annotated[
-        str,
+        str | None,
         typer.Option(
             help="What scores a trial's accuracy: supernet (BN recalibrated, validation split), "
             "predictor (the run's accuracy predictor, `hwnas accuracy fit`; the front is then "
-            "re-scored with the supernet and both are kept) or auto (the predictor where the "
-            "run has one and a supernet evaluation takes over 0.5 s)."
+            "re-scored with the supernet and both are kept) or auto (default: the predictor "
+            "where the run has a good one and a supernet evaluation is costly; it says why).",
+            show_default=False,
         ),
-    ] = "auto",
-    accuracy_predictor: Annotated[
-        int | None, typer.Option(help="Id of the accuracy predictor (default: the run's newest).")
     ] = None,
-    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FILE.toml",
+            help="Search settings: any of run, target, budget, objective and "
+            + ", ".join(f.name for f in fields(SearchConfig))
+            + " (docs/config.md). Flags, where given, win over the file.",
+        ),
+    ] = None,
+    round_trials: Annotated[
+        int | None, typer.Option(**_expert("Trials of each later round."))
+    ] = None,
+    seed: Annotated[int | None, typer.Option(**_expert("Sampler seed."))] = None,
+    objective: Annotated[
+        list[str] | None, typer.Option("--objective", **_expert("Also minimise params or macs."))
+    ] = None,
+    margin: Annotated[str | None, typer.Option(**_expert("Safety margin on budgets."))] = None,
+    measure: Annotated[
+        bool | None, typer.Option("--measure/--no-measure", **_expert("Measure each front."))
+    ] = None,
+    initial: Annotated[int | None, typer.Option(**_expert("A new study's first trials."))] = None,
+    accuracy_predictor: Annotated[
+        int | None, typer.Option(**_expert("Id of the accuracy predictor."))
+    ] = None,
+    quiet: Annotated[bool | None, typer.Option("--quiet", **_expert("No progress bar."))] = None,
     db: DbOpt = None,
     json: JsonOpt = False,
 ) -> None:
     """Search the accuracy/latency Pareto front with Optuna under hard latency budgets."""
     from hwnas.search.services import search as search_service
 
-    result = search_service.search(
-        db, run, target, budget or [], trials, sampler, workers, name, seed, objective or [],
-        measure=measure, progress=not quiet, margin=margin, initial=initial, rounds=rounds,
-        round_trials=round_trials, accuracy=accuracy, accuracy_predictor=accuracy_predictor,
-    )  # fmt: skip
-    emit(result, json)
+    given = {k: v for k, v in locals().items() if k in CONFIG_FIELDS}
+    file = read_search_toml(config) if config is not None else SearchFile({}, {})
+    settings = merged(file.config, given)
+    run = run if run is not None else file.problem.get("run")
+    if run is None:
+        raise UserError("give the {field} to search (a finished training run)", field="run")
+    lists = {"target": target, "budget": budget, "objective": objective}
+    given_lists = {k: v if v is not None else file.problem.get(k, []) for k, v in lists.items()}
+    problem = search_service.parse_problem(
+        given_lists["target"], given_lists["budget"], given_lists["objective"]
+    )
+    emit(search_service.search(run, problem, settings, db_url=db), json)
+
+
+CONFIG_FIELDS = {f.name for f in fields(SearchConfig)}
 
 
 @app.command()

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from hwnas.search.pareto import hypervolume_2d, pareto_mask
+from hwnas.search.report.report_data import Record
 
 
-def latency(c: dict, key: str) -> tuple[float, bool]:
+def latency(c: Record, key: str) -> tuple[float, bool]:
     """A candidate's latency on `key`: measured where it was, else predicted (and which)."""
     if key in c["measured_ms"]:
         return float(c["measured_ms"][key]), True
     return float(c["predicted_ms"][key]), False
 
 
-def hv_curve(cands: list[dict], key: str, points: int = 40) -> dict:
+def hv_curve(cands: list[Record], key: str, points: int = 40) -> dict[str, list[Any]]:
     """Hypervolume of (error, predicted latency on `key`) of the feasible trials so far, in
     trial order, normalised by the box from the best to the worst corner seen (+1%)."""
     err = np.asarray([1 - c["accuracy"] for c in cands])
@@ -28,14 +31,14 @@ def hv_curve(cands: list[dict], key: str, points: int = 40) -> dict:
     return {"trials": marks.tolist(), "hypervolume": [float(v) for v in hv]}
 
 
-def fastest_at(cands: list[dict], key: str, level: float) -> dict:
+def fastest_at(cands: list[Record], key: str, level: float) -> Record:
     """The candidate with the lowest predicted latency on `key` among those at least as
     accurate as `level`."""
     ok = [c for c in cands if c["accuracy"] >= level]
     return min(ok, key=lambda c: c["predicted_ms"][key])
 
 
-def specialisation(cands: list[dict], chosen_for: str, run_on: str) -> list[dict]:
+def specialisation(cands: list[Record], chosen_for: str, run_on: str) -> list[Record]:
     """How much hardware-awareness buys: at each accuracy level of the front, the subnet
     chosen for `chosen_for` run on `run_on`, beside the subnet chosen for `run_on` itself.
 
@@ -58,7 +61,7 @@ def specialisation(cands: list[dict], chosen_for: str, run_on: str) -> list[dict
     return rows
 
 
-def front_of(cands: list[dict], key: str) -> list[dict]:
+def front_of(cands: list[Record], key: str) -> list[Record]:
     """The 2-D front (accuracy against predicted latency on `key`) among feasible candidates,
     fastest first."""
     ok = [c for c in cands if c["feasible"]]

@@ -10,6 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 from hwnas.search.report.analysis import front_of, hv_curve
+from hwnas.search.report.report_data import Record, ReportData, TargetReport
 
 KIND_LABEL = {"main": "main predictor", "macs": "MACs baseline", "lut": "lookup-table baseline"}
 
@@ -21,25 +22,17 @@ def _save(fig, path: Path) -> str:
     return path.name
 
 
-def pareto_png(data, key: str, path: Path) -> str:
+def pareto_png(data: ReportData, key: str, path: Path) -> str:
     cands = data.candidates
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for label, pick, style in (
-        ("over budget", lambda c: not c["feasible"], {"marker": "x", "color": "0.6", "s": 14}),
-        (
-            "feasible",
-            lambda c: c["feasible"],
-            {"marker": "o", "color": "tab:blue", "s": 10, "alpha": 0.5},
-        ),
-    ):
-        part = [c for c in cands if pick(c)]
+    # label, feasible or not, marker, colour, size, alpha
+    groups = (("over budget", False, "x", "0.6", 14, 1.0),
+              ("feasible", True, "o", "tab:blue", 10, 0.5))  # fmt: skip
+    for label, ok, marker, color, size, alpha in groups:
+        part = [c for c in cands if bool(c["feasible"]) == ok]
         if part:
-            ax.scatter(
-                [c["predicted_ms"][key] for c in part],
-                [c["accuracy"] for c in part],
-                label=label,
-                **style,
-            )
+            xs, ys = [c["predicted_ms"][key] for c in part], [c["accuracy"] for c in part]
+            ax.scatter(xs, ys, label=label, marker=marker, color=color, s=size, alpha=alpha)
     front = front_of(cands, key)
     if front:
         ax.step(
@@ -72,7 +65,7 @@ def pareto_png(data, key: str, path: Path) -> str:
     return _save(fig, path)
 
 
-def latency_png(t, path: Path) -> str:
+def latency_png(t: TargetReport, path: Path) -> str:
     kinds = [k for k in ("main", "macs", "lut") if k in t.predicted]
     fig, axes = plt.subplots(1, len(kinds), figsize=(4.2 * len(kinds), 4), squeeze=False)
     lo, hi = float(t.measured.min()), float(t.measured.max())
@@ -94,7 +87,7 @@ def latency_png(t, path: Path) -> str:
     return _save(fig, path)
 
 
-def hv_png(data, path: Path) -> str:
+def hv_png(data: ReportData, path: Path) -> str:
     """Left: this search, per target (its own reference box). Right, when the bench ran: every
     sampler on the same problem, medians over seeds (the bench's box): levels differ between
     the panels, shapes compare."""
@@ -118,7 +111,7 @@ def hv_png(data, path: Path) -> str:
     return _save(fig, path)
 
 
-def weight_sharing_png(ws: dict, path: Path) -> str:
+def weight_sharing_png(ws: Record, path: Path) -> str:
     rows = ws["subnets"]
     fig, ax = plt.subplots(figsize=(5, 4.5))
     x, y = [r["scratch"] for r in rows], [r["inherited"] for r in rows]
@@ -133,7 +126,7 @@ def weight_sharing_png(ws: dict, path: Path) -> str:
     return _save(fig, path)
 
 
-def draw_all(data, out: Path) -> dict[str, str]:
+def draw_all(data: ReportData, out: Path) -> dict[str, str]:
     """Every figure the data allows; name -> file name inside `out`."""
     figs = {}
     for i, key in enumerate(data.latency_keys):

@@ -7,10 +7,12 @@ import itertools
 import json
 import shlex
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from hwnas.latency.metrics import within
 from hwnas.search.report.analysis import specialisation
+from hwnas.search.report.report_data import Record, ReportData
 
 
 def _table(header: list[str], rows: list[list]) -> list[str]:
@@ -30,7 +32,7 @@ def _budgets(budgets: dict) -> str:
     return ", ".join(f"{k} <= {v:g} ms" for k, v in budgets.items()) or "none"
 
 
-def setup(data) -> list[str]:
+def setup(data: ReportData) -> list[str]:
     s, r, c = data.search, data.run, data.candidates
     cfg = r["config"]
     return [
@@ -47,7 +49,7 @@ def setup(data) -> list[str]:
     ]
 
 
-def fronts(data, figs: dict) -> list[str]:
+def fronts(data: ReportData, figs: dict[str, str]) -> list[str]:
     keys = data.latency_keys
     out = ["## Pareto front per target", ""]
     for k in keys:
@@ -70,7 +72,7 @@ def fronts(data, figs: dict) -> list[str]:
     return [*out, intro, "", *_table(header, rows), *note, *closed_loop(data)]
 
 
-def _accuracy(c: dict, both: bool) -> str:
+def _accuracy(c: Record, both: bool) -> str:
     """The accuracy that drove the search, and where a predictor did, the supernet's."""
     if not both:
         return f"{c['accuracy']:.4f}"
@@ -78,12 +80,12 @@ def _accuracy(c: dict, both: bool) -> str:
     return f"{c['accuracy']:.4f} / {'-' if sup is None else f'{sup:.4f}'}"
 
 
-def _pred(c: dict, key: str) -> str:
+def _pred(c: Record, key: str) -> str:
     star = "\\*" if key in (c.get("extrapolated") or ()) else ""
     return f"{_ms(c['predicted_ms'][key])}{star}"
 
 
-def closed_loop(data) -> list[str]:
+def closed_loop(data: ReportData) -> list[str]:
     """Per round of the search: its predictors and how its measured front agreed."""
     rounds = data.search.get("rounds") or []
     if not rounds:
@@ -127,13 +129,13 @@ ACCURACY_LOOP = (
 )
 
 
-def _accuracy_front(a: dict | None) -> str:
+def _accuracy_front(a: Record | None) -> str:
     if not a:
         return "—"
     return f"{a['n']} subnets, {a['new']} new ({a['rescored']} evaluated)"
 
 
-def _agree(a: dict | None) -> str:
+def _agree(a: Record | None) -> str:
     if not a:
         return "—"
     n, share, worst = a["n"], a["within10_of_predicted"], _pct(a.get("worst_off"))
@@ -143,7 +145,7 @@ def _agree(a: dict | None) -> str:
     return text + ")"
 
 
-def predictors(data, figs: dict) -> list[str]:
+def predictors(data: ReportData, figs: dict[str, str]) -> list[str]:
     out = [
         "## Predicted against measured latency",
         "",
@@ -170,7 +172,7 @@ def predictors(data, figs: dict) -> list[str]:
     return out + honesty(data)
 
 
-def honesty(data) -> list[str]:
+def honesty(data: ReportData) -> list[str]:
     front = [c for c in data.candidates if c["pareto"] and c["measured_ms"]]
     if not front:
         return ["The front was not measured after the search (`hwnas search --measure`).", ""]
@@ -210,7 +212,7 @@ def honesty(data) -> list[str]:
     ]
 
 
-def samplers(data, figs: dict) -> list[str]:
+def samplers(data: ReportData, figs: dict[str, str]) -> list[str]:
     out = ["## Sampler comparison", "", f"![hypervolume]({figs['hypervolume']})", ""]
     eff = data.bench.get("search_efficiency")
     if not eff:
@@ -247,7 +249,7 @@ def samplers(data, figs: dict) -> list[str]:
     )
 
 
-def weight_sharing(data, figs: dict) -> list[str]:
+def weight_sharing(data: ReportData, figs: dict[str, str]) -> list[str]:
     ws = data.bench.get("weight_sharing")
     out = ["## Weight-sharing check", ""]
     if not ws:
@@ -278,7 +280,7 @@ def weight_sharing(data, figs: dict) -> list[str]:
     ]
 
 
-def cross_target(data) -> list[str]:
+def cross_target(data: ReportData) -> list[str]:
     keys = data.latency_keys
     out = ["## Cross-target specialisation", ""]
     if len(keys) < 2:
@@ -327,7 +329,7 @@ def cross_target(data) -> list[str]:
     return out
 
 
-def exports(data) -> list[str]:
+def exports(data: ReportData) -> list[str]:
     out = ["## Exports", ""]
     if not data.exports:
         return [
@@ -400,7 +402,7 @@ def _option_flags(search: dict) -> str:
     return " ".join(flags)
 
 
-def reproduce_commands(data, out_dir: str) -> list[str]:
+def reproduce_commands(data: ReportData, out_dir: str) -> list[str]:
     """The commands that make this search again, from nothing, in a new folder: its database
     (`hwnas.db`, the default) and exports go there; the run's space and training config are
     the files the report wrote beside itself."""
@@ -446,8 +448,8 @@ def reproduce_commands(data, out_dir: str) -> list[str]:
     return lines
 
 
-def reproduce(data, versions: dict, db_url: str, out_dir: str) -> list[str]:
-    fp = next((t.fingerprint for t in data.targets.values()), {})
+def reproduce(data: ReportData, versions: dict[str, str], db_url: str, out_dir: str) -> list[str]:
+    fp: dict[str, Any] = next((t.fingerprint for t in data.targets.values()), {})
     return (
         [
             "## How to reproduce",
@@ -468,7 +470,9 @@ def reproduce(data, versions: dict, db_url: str, out_dir: str) -> list[str]:
     )
 
 
-def markdown(data, figs: dict, versions: dict, db_url: str, out_dir: str) -> str:
+def markdown(
+    data: ReportData, figs: dict[str, str], versions: dict[str, str], db_url: str, out_dir: str
+) -> str:
     when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     parts = [
         f"# hwnas report: search `{data.search['name']}`",

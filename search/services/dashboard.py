@@ -36,7 +36,7 @@ def dashboard(db_url: str | None, port: int, host: str) -> NoReturn:
     """Become the Streamlit server (exec), so that a signal to `hwnas dashboard` reaches the
     server itself: a child process would outlive a terminated parent and keep serving."""
     if not 1 <= port <= 65535:
-        raise UserError(f"--port must be between 1 and 65535, got {port}")
+        raise UserError(f"{{field}} must be between 1 and 65535, got {port}", field="port")
     url = resolve_url(db_url)
     open_db(url, create=False).dispose()  # a wrong URL fails here, in one line
     env = os.environ | {"HWNAS_DB": url}

@@ -13,18 +13,21 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any, TypeVar
 
 import numpy as np
-from hwnas.db.models import Candidate, Export, Measurement, Run, Search
-from hwnas.db.models import Target as TargetRow
+from hwnas.db import view_store
 from hwnas.db.session import Database, open_db
 from hwnas.latency.protocol import Protocol
 from hwnas.latency.targets import Target
+from hwnas.search.objective import Problem
 from hwnas.search.output import UserError
-from hwnas.search.search_config import DemoConfig
+from hwnas.search.result import Result, jsonable
+from hwnas.search.search_config import DemoConfig, SearchConfig
 from hwnas.search.services import export as export_service
 from hwnas.search.services import measuring as latency_service
 from hwnas.search.services import prediction as predictor_service
@@ -32,9 +35,9 @@ from hwnas.search.services import search as search_service
 from hwnas.search.services.remeasure import budget_check
 from hwnas.search.services.training import train
 from hwnas.supernet.space import SearchSpace
-from sqlalchemy import func, select
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 CPU, TFLITE = Target("cpu"), Target("tflite", 1, "fp32")
 # The demo's cpu measurements: one pass of at most 100 calls instead of two passes over up to
@@ -51,75 +54,158 @@ FRONT_CPU_PROTOCOL = Protocol(passes=1, max_reps=500, remeasure_iqr=10.0)
 STEPS = 7
 
 
+# ---- what it returns --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Step(Result):
+    """One step: whether the folder already held its result (`reused`), and that result: the
+    service's own when the step ran now, what an earlier run left when reused. Its JSON is
+    `reused` followed by the result's keys; `step["key"]` reads one of them."""
+
+    reused: bool
+    result: Result | Mapping[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"reused": self.reused} | jsonable(self.result)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.to_json()[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.to_json().get(key, default)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Step:
+        return cls(bool(data["reused"]), {k: v for k, v in data.items() if k != "reused"})
+
+
+@dataclass(frozen=True)
+class Best(Result):
+    """The front's most accurate candidate within every budget: its predicted latencies and
+    the measured ones where the search measured it."""
+
+    candidate: int
+    accuracy: float
+    latency_ms: dict[str, float]
+    key: str
+    measured_ms: dict[str, float] | None = None
+
+
+@dataclass(frozen=True)
+class DemoSteps(Result):
+    """Each step's result: the training, the measurements and predictors per target key, the
+    search, its front's check against the budgets (None: nothing measured), the subnet chosen
+    and its export."""
+
+    train: Step
+    measure: dict[str, Step]
+    predictors: dict[str, Step]
+    search: Step
+    budget_check: Mapping[str, Any] | None
+    best: Best
+    export: Step
+
+    def __getitem__(self, name: str) -> Any:
+        """A step by name, as in the JSON (`steps["search"]["rounds"]`)."""
+        return getattr(self, name)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> DemoSteps:
+        steps = {k: {t: Step.from_json(v) for t, v in data[k].items()}
+                 for k in ("measure", "predictors")}  # fmt: skip
+        return cls(
+            train=Step.from_json(data["train"]),
+            search=Step.from_json(data["search"]),
+            budget_check=data["budget_check"],
+            best=Best(**data["best"]),
+            export=Step.from_json(data["export"]),
+            **steps,
+        )
+
+
+@dataclass(frozen=True)
+class DemoResult(Result):
+    """What `hwnas demo` did: each step's result, the seconds each timed step took, the whole
+    run's, and the commands to go on with."""
+
+    folder: str
+    db: str
+    steps: DemoSteps
+    step_seconds: dict[str, float]
+    seconds: float
+    next: str
+    report: str
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> DemoResult:
+        """The result again from its JSON (`hwnas demo --json`)."""
+        return cls(**(dict(data) | {"steps": DemoSteps.from_json(data["steps"])}))
+
+
 def step(i: int, text: str) -> float:
     logger.info(f"\n[{i}/{STEPS}] {text}")
     return time.perf_counter()
 
 
-def _reused(what: str) -> dict:
+def _reused(what: str, found: Mapping[str, Any]) -> Step:
     logger.info(f"  reusing {what} (delete the folder to start over)")
-    return {"reused": True}
+    return Step(True, found)
 
 
 # ---- steps ------------------------------------------------------------------------------------
 
 
-def train_step(db: Database, cfg: DemoConfig) -> dict:
+def train_step(db: Database, cfg: DemoConfig) -> Step:
     """`hwnas train`'s result, or the same keys of the finished run found in the folder."""
     with db.read() as s:
-        run = s.scalars(select(Run).where(Run.name == cfg.run)).one_or_none()
-        done = run is not None and run.status == "finished"
-        if done:
-            found = {"run": run.name, "checkpoint": run.checkpoint, "steps": run.steps,
-                     "seconds": run.seconds, "val_acc_largest": run.val_acc_largest,
-                     "val_acc_smallest": run.val_acc_smallest}  # fmt: skip
-    if done:
-        return _reused(f"the trained supernet {cfg.run!r}") | found
+        run = view_store.run_named(s, cfg.run)
+    if run is not None and run.status == "finished":
+        found = {"run": run.name, "checkpoint": run.checkpoint, "steps": run.steps,
+                 "seconds": run.seconds, "val_acc_largest": run.val_acc_largest,
+                 "val_acc_smallest": run.val_acc_smallest}  # fmt: skip
+        return _reused(f"the trained supernet {cfg.run!r}", found)
     result = train(
         cfg.db_url, "digits", epochs=cfg.epochs, seed=cfg.seed, name=cfg.run,
         resume=run is not None, runs_dir=cfg.folder / "runs",
     )  # fmt: skip
-    return {"reused": False} | result
+    return Step(False, result)
 
 
 def measured_count(db: Database, run: str, target: Target) -> int:
-    with db.read() as s:
-        return s.scalar(
-            select(func.count(Measurement.id))
-            .join(TargetRow, TargetRow.id == Measurement.target_id)
-            .join(Run, Run.id == Measurement.run_id)
-            .where(TargetRow.key == target.key, Run.name == run, Measurement.kind == "subnet")
-        )
+    return view_store.subnet_measurements(db, run, target.key)
 
 
-def measure_step(db: Database, cfg: DemoConfig, target: Target, n: int) -> dict:
+def measure_step(db: Database, cfg: DemoConfig, target: Target, n: int) -> Step:
     have = measured_count(db, cfg.run, target)
     if have >= n:
         found = {"target": target.key, "measured": have, "subnets": have}
-        return _reused(f"{have} measured subnets on {target.key}") | found
+        return _reused(f"{have} measured subnets on {target.key}", found)
     protocol = CPU_PROTOCOL if target == CPU else Protocol()
     result = latency_service.measure(
         cfg.db_url, cfg.run, target, n - have, cfg.seed + have, protocol=protocol, noise=False
     )
-    return {"reused": False} | result | {"subnets": measured_count(db, cfg.run, target)}
+    return Step(False, jsonable(result) | {"subnets": measured_count(db, cfg.run, target)})
 
 
-def fit_step(db: Database, cfg: DemoConfig, target: Target, measured_now: bool) -> dict:
+def fit_step(db: Database, cfg: DemoConfig, target: Target, measured_now: bool) -> Step:
     """Fit unless the measurements are unchanged and a predictor exists."""
+    key = run_space(db, cfg).key
     if not measured_now:
         try:
-            key = run_space(db, cfg).key
             _, metrics = predictor_service.load_predictor_row(db, target, space_key=key)
-            return _reused(f"the {target.key} predictor") | {"holdout": metrics}
+            return _reused(f"the {target.key} predictor", {"holdout": metrics})
         except UserError:
             pass
-    key = run_space(db, cfg).key
-    return {"reused": False} | predictor_service.fit(cfg.db_url, target, space_key=key)
+    return Step(False, predictor_service.fit(cfg.db_url, target, space_key=key))
 
 
 def run_space(db: Database, cfg: DemoConfig) -> SearchSpace:
     with db.read() as s:
-        return SearchSpace.from_dict(s.scalars(select(Run.space).where(Run.name == cfg.run)).one())
+        run = view_store.run_named(s, cfg.run)
+    if run is None:
+        raise UserError(f"no run named {cfg.run!r} in {cfg.db_url}")
+    return SearchSpace.from_dict(run.space)
 
 
 def budget_for(db: Database, cfg: DemoConfig) -> float:
@@ -131,89 +217,62 @@ def budget_for(db: Database, cfg: DemoConfig) -> float:
     return float(f"{ms:.2g}")
 
 
-def search_step(db: Database, cfg: DemoConfig) -> dict:
+def search_step(db: Database, cfg: DemoConfig) -> Step:
     with db.read() as s:
-        row = s.scalars(select(Search).where(Search.name == cfg.search)).one_or_none()
-        n = (
-            0
-            if row is None
-            else s.scalar(select(func.count(Candidate.id)).where(Candidate.search_id == row.id))
-        )
-        finished = row is not None and row.status == "finished" and n >= cfg.trials
-        finished = finished and bool(row.rounds)  # a search of an older hwnas: continue it
-    if finished:
-        found = search_service.summary(db, cfg.search)
+        row = view_store.search_named(s, cfg.search)
+        n = 0 if row is None else view_store.candidate_count(s, row.id)
+    # a search of an older hwnas (no rounds recorded): continue it
+    if row is not None and row.status == "finished" and n >= cfg.trials and row.rounds:
+        found = jsonable(search_service.summary(db, cfg.search))
         check = front_check(found["pareto"], found["budgets"])
-        return _reused(f"search {cfg.search!r} ({n} trials)") | found | {"budget_check": check}
+        return _reused(f"search {cfg.search!r} ({n} trials)", found | {"budget_check": check})
     budget = budget_for(db, cfg) if row is None else row.budgets[TFLITE.key]
     logger.info(
         f"  targets cpu and {TFLITE.key}; budget {budget:g} ms on tflite; {cfg.trials} trials"
     )
     result = search_service.search(
-        cfg.db_url,
         cfg.run,
-        [CPU.key, TFLITE.key],
-        [f"{TFLITE.key}={budget}"],
-        cfg.trials,
-        name=cfg.search,
-        seed=cfg.seed,
-        rounds=cfg.rounds,
+        Problem((CPU.key, TFLITE.key), ((TFLITE.key, budget),)),
+        SearchConfig(trials=cfg.trials, name=cfg.search, seed=cfg.seed, rounds=cfg.rounds),
+        db_url=cfg.db_url,
         protocols={CPU.key: FRONT_CPU_PROTOCOL},
     )
-    return {"reused": False} | result
+    return Step(False, result)
 
 
-def front_check(pareto: list[dict], budgets: dict) -> dict:
+def front_check(pareto: list[dict[str, Any]], budgets: dict[str, float]) -> Any:
     """The measured front against its predictions and budgets, from stored candidates."""
     measured = [c for c in pareto if c.get("measured_ms")]
     front = [SimpleNamespace(id=c["candidate"], predicted_ms=c["latency_ms"]) for c in measured]
-    return budget_check(front, {c["candidate"]: c["measured_ms"] for c in measured}, budgets)
+    check = budget_check(front, {c["candidate"]: c["measured_ms"] for c in measured}, budgets)
+    return jsonable(check)
 
 
-def best_feasible(front: list[dict], budgets: dict) -> dict:
+def best_feasible(front: list[dict[str, Any]], budgets: dict[str, float]) -> Best:
     """The most accurate front candidate within every budget, measured where it was."""
 
-    def fits(c: dict) -> bool:
+    def fits(c: dict[str, Any]) -> bool:
         lat = c.get("measured_ms") or c["latency_ms"]
         return all(lat.get(k, c["latency_ms"][k]) <= b for k, b in budgets.items())
 
     ok = [c for c in front if fits(c)] or front
-    return max(ok, key=lambda c: (c["accuracy"], -c["latency_ms"][TFLITE.key]))
+    c = max(ok, key=lambda c: (c["accuracy"], -c["latency_ms"][TFLITE.key]))
+    return Best(c["candidate"], c["accuracy"], c["latency_ms"], c["key"], c.get("measured_ms"))
 
 
-def export_step(db: Database, cfg: DemoConfig, candidate: int) -> dict:
+def export_step(db: Database, cfg: DemoConfig, candidate: int) -> Step:
     path = cfg.export_path.resolve()
     with db.read() as s:
-        row = s.scalars(
-            select(Export).where(Export.path == str(path), Export.candidate_id == candidate)
-        ).first()
-        proof = None if row is None else dict(row.proof) | {"bytes": row.bytes}
-    if proof is not None and path.exists():
-        return _reused(f"the export {path}") | {"path": str(path)} | proof
+        row = view_store.export_at(s, str(path), candidate)
+    if row is not None and path.exists():
+        found = {"path": str(path)} | dict(row.proof) | {"bytes": row.bytes}
+        return _reused(f"the export {path}", found)
     path.parent.mkdir(parents=True, exist_ok=True)
     req = export_service.ExportRequest(str(path), candidate, None, None, "int8", force=True)
-    return {"reused": False} | export_service.export(cfg.db_url, req)
+    return Step(False, export_service.export(cfg.db_url, req))
 
 
 # ---- the command ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class DemoResult:
-    """What `hwnas demo` did: each step's result (by name: train, measure, predictors, search,
-    budget_check, best, export), the seconds each timed step took, the whole run's, and the
-    commands to go on with."""
-
-    folder: str
-    db: str
-    steps: dict
-    step_seconds: dict[str, float]
-    seconds: float
-    next: str
-    report: str
-
-    def to_json(self) -> dict:
-        return dataclasses.asdict(self)
 
 
 def demo(cfg: DemoConfig) -> DemoResult:
@@ -234,65 +293,48 @@ def demo(cfg: DemoConfig) -> DemoResult:
     )
 
 
-def run_steps(db: Database, cfg: DemoConfig) -> tuple[dict, dict[str, float]]:
-    """Each step's result by name, and the seconds each timed step took."""
-    steps: dict = {}
+def run_steps(db: Database, cfg: DemoConfig) -> tuple[DemoSteps, dict[str, float]]:
+    """Each step's result, and the seconds each timed step took."""
     seconds: dict[str, float] = {}
 
-    def timed(name: str, i: int, text: str, fn, *args) -> dict:
+    def timed(name: str, i: int, text: str, fn: Callable[[], T]) -> T:
         t0 = step(i, text)
-        steps[name] = fn(*args)
+        out = fn()
         seconds[name] = round(time.perf_counter() - t0, 1)
-        return steps[name]
+        return out
 
-    timed(
-        "train", 1, f"training the supernet on digits ({cfg.epochs} epochs)", train_step, db, cfg
-    )
+    text = f"training the supernet on digits ({cfg.epochs} epochs)"
+    trained = timed("train", 1, text, lambda: train_step(db, cfg))
     sizes = {CPU: cfg.n_cpu, TFLITE: cfg.n_tflite}
-    what = "cpu (XLA) and tflite (LiteRT fp32, 1 thread)"
-    timed(
-        "measure",
-        2,
-        f"measuring subnets on {what}",
-        lambda: {t.key: measure_step(db, cfg, t, n) for t, n in sizes.items()},
+    text = "measuring subnets on cpu (XLA) and tflite (LiteRT fp32, 1 thread)"
+    measure = timed(
+        "measure", 2, text, lambda: {t.key: measure_step(db, cfg, t, n) for t, n in sizes.items()}
     )
-    timed(
+    text = "fitting latency predictors (20% of subnets held out)"
+    predictors = timed(
         "predictors",
         3,
-        "fitting latency predictors (20% of subnets held out)",
-        lambda: {
-            t.key: fit_step(db, cfg, t, not steps["measure"][t.key]["reused"]) for t in sizes
-        },
+        text,
+        lambda: {t.key: fit_step(db, cfg, t, not measure[t.key].reused) for t in sizes},
     )
-    found = timed(
-        "search", 4, "searching cpu x tflite under a tflite budget", search_step, db, cfg
-    )
+    text = "searching cpu x tflite under a tflite budget"
+    found = timed("search", 4, text, lambda: search_step(db, cfg))
     step(5, "Pareto front re-measured on both targets (done by the search)")
-    steps["budget_check"] = found.get("budget_check")
     best = best_feasible(found["pareto"], found["budgets"])
-    logger.info(f"  best feasible: candidate {best['candidate']}, accuracy {best['accuracy']:.4f}")
-    steps["best"] = {k: best[k] for k in ("candidate", "accuracy", "latency_ms", "key")} | {
-        "measured_ms": best.get("measured_ms")
-    }
-    timed(
-        "export",
-        6,
-        "exporting it to int8 TFLite with proof",
-        export_step,
-        db,
-        cfg,
-        best["candidate"],
-    )
+    logger.info(f"  best feasible: candidate {best.candidate}, accuracy {best.accuracy:.4f}")
+    text = "exporting it to int8 TFLite with proof"
+    exported = timed("export", 6, text, lambda: export_step(db, cfg, best.candidate))
     step(7, "done")
-    return steps, seconds
+    check = found.get("budget_check")
+    return DemoSteps(trained, measure, predictors, found, check, best, exported), seconds
 
 
-def config_from(folder: str | Path, **overrides) -> DemoConfig:
+def config_from(folder: str | Path, **overrides: Any) -> DemoConfig:
     cfg = DemoConfig(Path(folder))
     return dataclasses.replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
 
 
-def _round_line(r: dict) -> str:
+def _round_line(r: Mapping[str, Any]) -> str:
     """One round of the search's closed loop: each target's front against its measurement."""
     a = r.get("agreement") or {}
     parts = [
@@ -306,33 +348,52 @@ def _round_line(r: dict) -> str:
 
 def summary_text(result: DemoResult) -> str:
     """The demo's result in a few readable lines."""
-    st, lines = result.steps, [f"hwnas demo: done in {result.seconds:.0f} s"]
+    st = result.steps
+    lines = [f"hwnas demo: done in {result.seconds:.0f} s"]
 
-    def how(name: str) -> str:
-        return "reused" if st[name].get("reused") else f"{result.step_seconds[name]:.0f} s"
+    def how(name: str, done: Step) -> str:
+        return "reused" if done.reused else f"{result.step_seconds[name]:.0f} s"
 
-    tr = st["train"]
+    tr = st.train
     lines.append(
         f"  supernet    val accuracy {tr['val_acc_largest']:.3f} (largest), "
-        f"{tr['val_acc_smallest']:.3f} (smallest) [{how('train')}]"
+        f"{tr['val_acc_smallest']:.3f} (smallest) [{how('train', tr)}]"
     )
-    for key, fit in st["predictors"].items():
-        h, n = fit["holdout"], st["measure"][key]["subnets"]
+    for key, fit in st.predictors.items():
+        h, n = fit["holdout"], st.measure[key]["subnets"]
         lines.append(
             f"  {key:<15} {n} subnets measured; predictor on the {h['n']} held out: "
             f"{100 * h['within10']:.0f}% within 10%, Kendall tau {h['kendall']:.2f}"
         )
-    s = st["search"]
-    rate = f", {s['trials_per_s']:.1f} trials/s" if s.get("trials_per_s") else ""
+    lines += _search_lines(st, how("search", st.search))
+    b, e = st.best, st.export
+    lines.append(f"  best        candidate {b.candidate}, accuracy {b.accuracy:.4f}")
+    pm = f"{e['measured_ms']:.3f} ms measured" if e.get("measured_ms") else "not measured"
+    pp = (f" vs {e['predicted_ms']:.3f} predicted" if e.get("predicted_ms")
+          else " (no tflite-int8-t1 predictor to compare with)")  # fmt: skip
     lines.append(
-        f"  search      {s['trials']} trials{rate}, {len(s['pareto'])} on the front, "
-        "budget "
-        + ", ".join(f"{k} <= {v:g} ms" for k, v in s["budgets"].items())
-        + f" [{how('search')}]"
+        f"  export      {e['path']} ({e['bytes']:,} bytes): accuracy {e['val_acc_tflite']:.4f} "
+        f"(JAX {e['val_acc_jax']:.4f}), {pm}{pp} [{how('export', e)}]"
     )
-    for r in s.get("rounds", []):
-        lines.append(_round_line(r))
-    for key, c in (st.get("budget_check") or {}).items():
+    lines.append(f"open the dashboard: {result.next}")
+    lines.append(f"write the report:   {result.report}")
+    lines.append(
+        "(a few dozen subnets per target keep the demo short; `hwnas measure --n 300` "
+        "and `hwnas predictor fit` give the predictor figures in the README)"
+    )
+    return "\n".join(lines)
+
+
+def _search_lines(st: DemoSteps, how: str) -> list[str]:
+    """The search's line, one per closed-loop round, one per target of the front's check."""
+    s = st.search.to_json()
+    rate = f", {s['trials_per_s']:.1f} trials/s" if s.get("trials_per_s") else ""
+    lines = [
+        f"  search      {s['trials']} trials{rate}, {len(s['pareto'])} on the front, "
+        "budget " + ", ".join(f"{k} <= {v:g} ms" for k, v in s["budgets"].items()) + f" [{how}]"
+    ]
+    lines += [_round_line(r) for r in s.get("rounds", [])]
+    for key, c in (st.budget_check or {}).items():
         extra = (
             (
                 f", {100 * c['within_budget']:.0f}% within budget, worst overshoot "
@@ -345,19 +406,4 @@ def summary_text(result: DemoResult) -> str:
             f"  front on {key}: measured/predicted {c['median_measured_over_predicted']:.2f}, "
             f"{c['n'] * c['within10_of_predicted']:.0f} of {c['n']} within 10%{extra}"
         )
-    b, e = st["best"], st["export"]
-    lines.append(f"  best        candidate {b['candidate']}, accuracy {b['accuracy']:.4f}")
-    pm = f"{e['measured_ms']:.3f} ms measured" if e.get("measured_ms") else "not measured"
-    pp = (f" vs {e['predicted_ms']:.3f} predicted" if e.get("predicted_ms")
-          else " (no tflite-int8-t1 predictor to compare with)")  # fmt: skip
-    lines.append(
-        f"  export      {e['path']} ({e['bytes']:,} bytes): accuracy {e['val_acc_tflite']:.4f} "
-        f"(JAX {e['val_acc_jax']:.4f}), {pm}{pp} [{how('export')}]"
-    )
-    lines.append(f"open the dashboard: {result.next}")
-    lines.append(f"write the report:   {result.report}")
-    lines.append(
-        "(a few dozen subnets per target keep the demo short; `hwnas measure --n 300` "
-        "and `hwnas predictor fit` give the predictor figures in the README)"
-    )
-    return "\n".join(lines)
+    return lines

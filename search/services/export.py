@@ -14,14 +14,18 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from hwnas.db.models import Candidate, Export, Run, Search
+from hwnas.db.export_store import candidate_origin, record_export
+from hwnas.db.models import Export, Run
 from hwnas.db.session import Database, open_db
 from hwnas.search.output import UserError
-from hwnas.search.services.export_latency import latency, latency_target
+from hwnas.search.result import Result
+from hwnas.search.services.export_latency import LatencyCheck, latency, latency_target
 from hwnas.search.services.files import check_destination, write_new
 from hwnas.search.services.recorded_runs import load_run, run_dataset
 from hwnas.supernet.compile_cache import enable_compile_cache
@@ -36,6 +40,8 @@ REPRESENTATIVE = 200  # training images that calibrate int8 quantisation
 
 @dataclass(frozen=True)
 class ExportRequest:
+    """What to export: a candidate, or a run's subnet (JSON); where to, and how."""
+
     out: str
     candidate: int | None = None
     run: str | None = None
@@ -48,58 +54,96 @@ class ExportRequest:
 
     def check(self) -> None:
         if (self.candidate is None) == (self.run is None):
-            raise UserError("give exactly one of --candidate ID or --run NAME --subnet JSON")
+            raise UserError("give exactly one of {field} or run (with subnet)", field="candidate")
         if self.run is not None and self.subnet is None:
-            raise UserError("--run needs --subnet JSON (the subnet to export)")
+            raise UserError("{field} is needed with run (the subnet to export)", field="subnet")
         if self.candidate is not None and self.subnet is not None:
-            raise UserError("--subnet goes with --run; a candidate already names its subnet")
+            raise UserError("{field} goes with run; a candidate names its subnet", field="subnet")
         if self.precision not in PRECISIONS:
-            raise UserError(f"--precision must be one of {', '.join(PRECISIONS)}")
+            raise UserError(f"{{field}} must be one of {', '.join(PRECISIONS)}", field="precision")
         if self.int8_io and self.precision != "int8":
-            raise UserError("--int8-io needs --precision int8")
+            raise UserError("{field} needs precision int8", field="int8_io")
         if not 1 <= self.threads <= 256:
-            raise UserError(f"--threads must be between 1 and 256, got {self.threads}")
+            raise UserError(
+                f"{{field}} must be between 1 and 256, got {self.threads}", field="threads"
+            )
+
+
+@dataclass(frozen=True)
+class ExportProof(Result):
+    """What the exported file is and the proof that it matches: its ops (builtins only), the
+    largest logit difference between JAX and LiteRT on `n_val` validation images, both
+    accuracies, and its latency (flattened into the JSON object)."""
+
+    subnet: Subnet
+    key: str
+    precision: str
+    sha256: str
+    bytes: int
+    ops: tuple[str, ...]
+    input: Mapping[str, Any]
+    max_abs_diff: float
+    n_val: int
+    val_acc_jax: float
+    val_acc_tflite: float
+    acc_drop_points: float
+    latency: LatencyCheck
+
+    def to_json(self) -> dict[str, Any]:
+        out = super().to_json()
+        return out | out.pop("latency")
+
+
+@dataclass(frozen=True)
+class ExportResult(Result):
+    """`hwnas export`'s result: the files written, the proof, and the export's id."""
+
+    path: str
+    sidecar: str
+    proof: ExportProof
+    export: int
+
+    def to_json(self) -> dict[str, Any]:
+        head = {"path": self.path, "sidecar": self.sidecar}
+        return head | self.proof.to_json() | {"export": self.export}
 
 
 def sidecar(path: Path) -> Path:
     return path.with_suffix(".json")
 
 
-def export(db_url: str | None, req: ExportRequest) -> dict:
+def export(db_url: str | None, req: ExportRequest) -> ExportResult:
     req.check()
     dest = check_destination(req.out, req.force, ".tflite")
     check_destination(sidecar(dest), req.force)
     with open_db(db_url, create=False) as db:
         run, subnet, candidate_id = resolve(db, req)
-        result = build(db, run, subnet, req)
-        write_new(dest, result.pop("flatbuffer"), req.force)
-        result = {"path": str(dest), "sidecar": str(sidecar(dest))} | result
-        write_new(sidecar(dest), _sidecar_text(result, run, candidate_id), req.force)
-        result["export"] = _store(db, run, candidate_id, subnet, req, result)
-        return result
+        proof, model = build(db, run, subnet, req)
+        write_new(dest, model, req.force)
+        doc = _sidecar_text(proof, dest.name, run.name, candidate_id)
+        write_new(sidecar(dest), doc, req.force)
+        row = _row(run, candidate_id, req, str(dest), proof)
+        return ExportResult(str(dest), str(sidecar(dest)), proof, record_export(db, row))
 
 
 def resolve(db: Database, req: ExportRequest) -> tuple[Run, Subnet, int | None]:
-    """The run and subnet to export (from a candidate or from --run/--subnet)."""
+    """The run and subnet to export (from a candidate or from run and subnet)."""
     if req.candidate is None:
+        assert req.run is not None and req.subnet is not None  # req.check()
         run = load_run(db, req.run)
         return run, SearchSpace.from_dict(run.space).subnet_from_json(req.subnet), None
-    with db.read() as s:
-        cand = s.get(Candidate, req.candidate)
-        if cand is None:
-            raise UserError(
-                f"no candidate {req.candidate} in this database; "
-                "`hwnas pareto SEARCH` lists a search's candidates"
-            )
-        search = s.get(Search, cand.search_id)
-        run_name = s.get(Run, search.run_id).name
-        subnet_dict = dict(cand.subnet)
-    run = load_run(db, run_name)
-    return run, SearchSpace.from_dict(run.space).subnet_from_dict(subnet_dict), req.candidate
+    origin = candidate_origin(db, req.candidate)
+    if origin is None:
+        raise UserError(
+            f"no candidate {req.candidate} in this database; "
+            "`hwnas pareto SEARCH` lists a search's candidates"
+        )
+    run = load_run(db, origin.run)
+    return run, SearchSpace.from_dict(run.space).subnet_from_dict(origin.subnet), req.candidate
 
 
-def build(db: Database, run: Run, subnet: Subnet, req: ExportRequest) -> dict:
-    """Convert, prove and measure; the flatbuffer is returned under `flatbuffer`."""
+def build(db: Database, run: Run, subnet: Subnet, req: ExportRequest) -> tuple[ExportProof, bytes]:
+    """Convert, prove and measure: the proof and the flatbuffer."""
     from hwnas.latency.litert_infer import litert_io, litert_logits
     from hwnas.supernet.convert import to_tflite
     from hwnas.supernet.deploy import input_contract, jax_logits, recalibrated_standalone
@@ -123,24 +167,24 @@ def build(db: Database, run: Run, subnet: Subnet, req: ExportRequest) -> dict:
     val = resize_images(data.x_val, r)
     logger.info(f"export: checking {len(val)} validation images in JAX and LiteRT")
     ref, got = jax_logits(module, sv, val), litert_logits(model, val)
-    io = litert_io(model)
-    out = {
-        "subnet": subnet.to_dict(),
-        "key": subnet.key,
-        "precision": req.precision,
-        "sha256": hashlib.sha256(model).hexdigest(),
-        "bytes": len(model),
-        "ops": _ops(model),
-        "input": input_contract(space, subnet, io, data.class_names),
-        "max_abs_diff": float(np.max(np.abs(ref - got))),
-        "n_val": len(val),
-        "val_acc_jax": _acc(ref, data.y_val),
-        "val_acc_tflite": _acc(got, data.y_val),
-    }
-    out["acc_drop_points"] = 100 * (out["val_acc_jax"] - out["val_acc_tflite"])
+    acc_jax, acc_tflite = _acc(ref, data.y_val), _acc(got, data.y_val)
     target = latency_target(req.precision, req.threads)
-    out |= latency(db, run, subnet, model, target, req.measure)
-    return out | {"flatbuffer": model}
+    proof = ExportProof(
+        subnet=subnet,
+        key=subnet.key,
+        precision=req.precision,
+        sha256=hashlib.sha256(model).hexdigest(),
+        bytes=len(model),
+        ops=tuple(_ops(model)),
+        input=input_contract(space, subnet, litert_io(model), data.class_names),
+        max_abs_diff=float(np.max(np.abs(ref - got))),
+        n_val=len(val),
+        val_acc_jax=acc_jax,
+        val_acc_tflite=acc_tflite,
+        acc_drop_points=100 * (acc_jax - acc_tflite),
+        latency=latency(db, run, subnet, model, target, req.measure),
+    )
+    return proof, model
 
 
 def _acc(logits: np.ndarray, y: np.ndarray) -> float:
@@ -153,26 +197,23 @@ def _ops(model: bytes) -> list[str]:
     return tflite_ops(model)
 
 
-def _sidecar_text(result: dict, run: Run, candidate_id: int | None) -> bytes:
+def _sidecar_text(proof: ExportProof, model: str, run: str, candidate_id: int | None) -> bytes:
     keep = ("subnet", "key", "precision", "sha256", "bytes", "ops", "input")
-    doc = {"model": Path(result["path"]).name, "run": run.name, "candidate": candidate_id}
-    doc |= {k: result[k] for k in keep}
+    doc: dict[str, Any] = {"model": model, "run": run, "candidate": candidate_id}
+    doc |= {k: v for k, v in proof.to_json().items() if k in keep}
     return (json.dumps(doc, indent=2) + "\n").encode()
 
 
-def _store(db: Database, run: Run, candidate_id, subnet: Subnet, req, result: dict) -> int:
-    skip = ("path", "sidecar", "subnet", "sha256", "bytes", "precision")
-    with db.write() as s:
-        row = Export(
-            run_id=run.id,
-            candidate_id=candidate_id,
-            subnet=subnet.to_dict(),
-            precision=req.precision + ("-int8io" if req.int8_io else ""),
-            path=result["path"],
-            sha256=result["sha256"],
-            bytes=result["bytes"],
-            proof={k: v for k, v in result.items() if k not in skip},
-        )
-        s.add(row)
-        s.flush()
-        return row.id
+def _row(run: Run, candidate_id: int | None, req: ExportRequest, path: str, proof: ExportProof):
+    """The export's database row; its stored proof is the JSON less what has a column."""
+    skip = ("subnet", "sha256", "bytes", "precision")
+    return Export(
+        run_id=run.id,
+        candidate_id=candidate_id,
+        subnet=proof.subnet.to_dict(),
+        precision=req.precision + ("-int8io" if req.int8_io else ""),
+        path=path,
+        sha256=proof.sha256,
+        bytes=proof.bytes,
+        proof={k: v for k, v in proof.to_json().items() if k not in skip},
+    )

@@ -3,40 +3,50 @@
 Image folders whose decoded images fit in `MEMORY_MAX_BYTES` are decoded into memory once
 (fastest: no decoding per epoch); larger ones are streamed through grain with background
 workers (memory independent of the number of images, random-resized crop and flip at 64 px
-and above). `--loader memory|stream` overrides the choice; the choice is printed. Other
-datasets (digits, CIFAR-10, npz) are arrays already and always live in memory.
+and above). The `loader` setting (memory or stream) overrides the choice; the choice is
+logged. Other datasets (digits, CIFAR-10, npz) are arrays already and always live in memory.
 """
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 from hwnas.search.output import UserError
 from hwnas.supernet.data import DataError, Dataset, load_dataset
 from hwnas.supernet.feed import MemoryFeed, StreamFeed
-from hwnas.supernet.folder import index_folder
+from hwnas.supernet.folder import FolderIndex, index_folder
 from hwnas.supernet.loader import decode_all, default_workers
+from hwnas.supernet.train_config import LOADERS
 
 logger = logging.getLogger(__name__)
 
-LOADERS = ("auto", "memory", "stream")
 MEMORY_MAX_BYTES = 1 << 30  # decoded uint8 images; about 7,100 images at 224 px
 VAL_FRACTION = TEST_FRACTION = 0.15  # load_dataset's defaults
 
 
 def make_feed(
-    dataset: str, data_dir, image_size: int, seed: int, loader: str, workers: int | None
-):
-    """The feed of a run, with one line on stderr saying which and why."""
+    dataset: str,
+    data_dir: str | Path | None,
+    image_size: int,
+    seed: int,
+    loader: str,
+    workers: int | None,
+) -> MemoryFeed | StreamFeed:
+    """The feed of a run, with one line on stderr saying which and why; `workers` decode a
+    streamed folder (None: cores - 1)."""
     if loader not in LOADERS:
-        raise UserError(f"unknown --loader {loader!r}; choose one of {', '.join(LOADERS)}")
+        raise UserError(
+            f"unknown {{field}} {loader!r}; choose one of {', '.join(LOADERS)}", field="loader"
+        )
     if workers is not None and workers < 0:
-        raise UserError(f"--workers must be 0 or more, got {workers}")
+        raise UserError(f"{{field}} must be 0 or more, got {workers}", field="decode_workers")
     if dataset != "folder":
         if loader == "stream":
-            raise UserError(f"--loader stream reads image folders only; {dataset!r} is "
-                            "held in memory (drop --loader or use --dataset folder)")  # fmt: skip
+            raise UserError(f"{{field}} stream reads image folders only; {dataset!r} is held "
+                            "in memory (drop {field}, or train on an image folder)",
+                            field="loader")  # fmt: skip
         data = load_dataset(dataset, data_dir, seed=seed, image_size=image_size)
         logger.info(f"data: {dataset}, {len(data.y_train)} training images, in memory")
         return MemoryFeed(data)
@@ -59,14 +69,14 @@ def make_feed(
     return StreamFeed(index, image_size, w)
 
 
-def _index(data_dir, seed: int):
+def _index(data_dir: str | Path | None, seed: int) -> FolderIndex:
     if data_dir is None:
-        raise DataError("--data-dir is required for dataset 'folder'")
+        raise DataError("{field} is required for dataset 'folder'", field="data_dir")
     return index_folder(data_dir, seed=seed, val_fraction=VAL_FRACTION,
                         test_fraction=TEST_FRACTION)  # fmt: skip
 
 
-def streamed_dataset(data_dir, image_size: int, seed: int) -> Dataset:
+def streamed_dataset(data_dir: str | Path | None, image_size: int, seed: int) -> Dataset:
     """A streamed run's data for search, export and measurement, read by the same loader:
     `x_train` is the recalibration pool the run validated with (`StreamFeed.pool`), `x_val`
     the validation images; the test images are not decoded (`x_test` is empty)."""

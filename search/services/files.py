@@ -26,12 +26,12 @@ def check_destination(path: str | Path, force: bool, suffix: str | None = None) 
     if p.is_dir():
         raise UserError(f"{path} is a folder; give a file name ending in {suffix or ''}")
     if p.exists() and not force:
-        raise UserError(f"{path} already exists; pass --force to overwrite it")
+        raise UserError(f"{path} already exists; pass {{field}} to overwrite it", field="force")
     _probe(p.parent, path)
     return p
 
 
-def _probe(folder: Path, shown) -> None:
+def _probe(folder: Path, shown: str | Path) -> None:
     try:
         fd, name = tempfile.mkstemp(dir=folder, prefix=".hwnas-probe-")
     except OSError as e:
@@ -55,7 +55,9 @@ def write_new(path: Path, data: bytes, force: bool) -> None:
         try:
             os.link(tmp, path)
         except FileExistsError:
-            raise UserError(f"{path} appeared meanwhile; pass --force to overwrite it") from None
+            raise UserError(
+                f"{path} appeared meanwhile; pass {{field}} to overwrite it", field="force"
+            ) from None
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)

@@ -1,36 +1,95 @@
 """Service functions for latency: measure subnets (here or through a job file), import worker
-results, fit and evaluate predictors, predict one subnet.
+results.
 
-Inputs are validated before anything is written; measurements and predictors are recorded
-through `db/`, and the work itself runs in `latency/`.
+Inputs are validated before anything is written; measurements are recorded through
+`db/latency_store.py`, and the work itself runs in `latency/`. Each function returns a frozen
+`Result` whose `to_json()` is the command's JSON object.
 """
 
 from __future__ import annotations
 
 import logging
 import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from hwnas.db.models import Measurement, Run
+from hwnas.db.latency_store import NewMeasurement, add_measurement, run_spaces, stored_sources
 from hwnas.db.queries import ensure_space, ensure_target, space_names
-from hwnas.db.session import Database, open_db
+from hwnas.db.session import Database, Session, open_db
 from hwnas.latency import metrics
-from hwnas.latency.jobs import JobFileError, Result, parse_result, read_lines
+from hwnas.latency.drift import N_REFS, NOISE_JOBS, RUN_ANCHORS
+from hwnas.latency.jobs import Job, JobFileError, parse_result, read_lines
+from hwnas.latency.jobs import Result as JobResult
 from hwnas.latency.protocol import Protocol
 from hwnas.latency.targets import Target, TargetError
-from hwnas.latency.worker import N_REFS, measure_jobs
+from hwnas.latency.worker import measure_jobs
 from hwnas.search.output import UserError
-from hwnas.search.search_config import NOISE_JOBS
+from hwnas.search.result import Result
 from hwnas.search.services.anchors import anchors
 from hwnas.search.services.model_source import RunContext, SpaceContext
-from hwnas.search.services.recorded_runs import load_run
+from hwnas.search.services.recorded_runs import load_run_record
 from hwnas.supernet.compile_cache import enable_compile_cache
 from hwnas.supernet.space import SearchSpace, Subnet
-from sqlalchemy import select
 from tqdm import tqdm
 
+from hwnas.exceptions import FIELD
+
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Agreement(Result):
+    """How a second measurement of the same models agrees with the first
+    (`hwnas.latency.metrics.agreement`)."""
+
+    n: int
+    within5: float
+    within10: float
+    median_rel_diff: float
+    kendall: float
+
+
+@dataclass(frozen=True)
+class NoiseFloor(Agreement):
+    """The agreement of two measurements drift-corrected (the fields), and `raw`."""
+
+    raw: Agreement
+
+
+@dataclass(frozen=True)
+class MeasureResult(Result):
+    """Subnets (and blocks) measured here and recorded (`hwnas measure`)."""
+
+    target: str
+    measured: int
+    stored: int
+    median_cv: float | None
+    median_ms: float
+    median_reps: float
+    noise: NoiseFloor | None = None
+    space: str = ""
+    space_key: str = ""
+    weights: str = ""
+
+
+@dataclass(frozen=True)
+class JobsResult(Result):
+    """A job file written for `python -m hwnas.latency.worker` (`hwnas measure --jobs-out`)."""
+
+    target: str
+    jobs: int
+    path: str
+
+
+@dataclass(frozen=True)
+class ImportResult(Result):
+    """A worker's results file imported (`hwnas measure --import`)."""
+
+    imported: int
+    skipped: int
+    path: str
 
 
 def protocol_for(passes: int, max_reps: int) -> Protocol:
@@ -39,24 +98,23 @@ def protocol_for(passes: int, max_reps: int) -> Protocol:
 
 
 def parse_target(kind: str, threads: int = 1, precision: str = "fp32", device: str = "") -> Target:
+    """A target from its kind and settings, or from a full key (`tflite-int8-t4@pixel`)."""
+    full = "-" in kind or "@" in kind
     try:
-        if "-" in kind or "@" in kind:
-            return Target.parse(kind)
-        return Target(kind, threads, precision, device)
+        return Target.parse(kind) if full else Target(kind, threads, precision, device)
     except TargetError as e:
-        if "-" in kind or "@" in kind:  # a full key: its settings are in --target itself
-            raise UserError(f"--target {kind}: {e}") from None
-        if e.field is not None:  # a setting given by itself (threads): the caller names it
-            raise
-        raise UserError(str(e)) from None
+        if full:  # a full key: its settings are in the target itself
+            raise UserError(f"{FIELD} {kind}: {e}", field="target") from None
+        raise
 
 
 def sample_subnets(space: SearchSpace, n: int, seed: int, spread: float = 0.0) -> list[Subnet]:
     """`n` distinct random subnets (the same for the same seed): a share `spread` of them with
     sizes spread evenly over the whole range (`SearchSpace.sample_sized`), the rest uniform."""
     if n < 1:
-        raise UserError(f"--n must be at least 1, got {n}")
-    rng, seen, out = np.random.default_rng((seed, 31)), set(), []
+        raise UserError(f"{FIELD} must be at least 1, got {n}", field="n")
+    rng, seen = np.random.default_rng((seed, 31)), set()
+    out: list[Subnet] = []
     n_sized = round(spread * n)
     for _ in range(50 * n):
         s = space.sample_sized(rng) if len(out) < n_sized else space.sample(rng)
@@ -81,11 +139,14 @@ def _check_local(target: Target) -> None:
         if gpu_name() is None:
             raise UserError(
                 "target gpu: this machine has no CUDA device visible to JAX; write a job file "
-                "with --jobs-out and run `python -m hwnas.latency.worker` on a GPU machine"
+                f"with {FIELD} and run `python -m hwnas.latency.worker` on a GPU machine",
+                field="jobs_out",
             )
 
 
-def anchor_jobs(ctx: Source, target: Target, refs, stored, model_dir: Path):
+def anchor_jobs(
+    ctx: Source, target: Target, refs: Sequence[Subnet], stored: Sequence[float], model_dir: Path
+) -> tuple[list[Job] | None, dict[str, float] | None]:
     """The anchors' jobs (`search/services/anchors.py`) and the drift baseline `measure_jobs`
     takes: their stored medians by job id. None of either without anchors."""
     if not refs:
@@ -94,7 +155,11 @@ def anchor_jobs(ctx: Source, target: Target, refs, stored, model_dir: Path):
     return jobs, {j.id: ms for j, ms in zip(jobs, stored, strict=True)}
 
 
-def build_jobs_for(ctx: Source, target: Target, subnets, blocks: bool, model_dir: Path):
+def build_jobs_for(
+    ctx: Source, target: Target, subnets: Sequence[Subnet], blocks: bool, model_dir: Path
+) -> list[Job]:
+    """A job per subnet (and with `blocks` per distinct lookup-table layer), models in
+    `model_dir`."""
     from hwnas.latency.features import SpaceTables, table_layers
     from hwnas.latency.prepare import JobBuilder, block_key
 
@@ -126,33 +191,52 @@ def measure(
     protocol: Protocol = Protocol(),
     noise: bool = True,
     space: SearchSpace | None = None,
-) -> dict:
+) -> MeasureResult | JobsResult:
     """Measure `n` random subnets (and with `blocks` every lookup-table layer) on `target`
     here and record them; with `jobs_out`, write a job file for a worker instead. With
     `noise`, the last subnets are measured again and their agreement reported. The models
     carry the run's trained weights, or with `space` and no run, initialised ones."""
-    if jobs_out is not None:
-        _check_job_file_options(protocol, noise)
-        _check_jobs_out(Path(jobs_out))
-    else:
-        _check_local(target)
+    _check_inputs(run_name, space, n, target, jobs_out, protocol, noise)
     with open_db(db_url, create=run_name is None) as db:
         ctx = source(db, run_name, space)
         subnets = sample_subnets(ctx.space, n, seed, spread=SPREAD)
         if jobs_out is not None:
             return _write_jobs(db, ctx, target, subnets, blocks, Path(jobs_out))
         enable_compile_cache()
-        refs, stored = anchors(db, ctx.space, target, subnets, N_REFS)
+        refs, medians = anchors(db, ctx.space, target, subnets, RUN_ANCHORS)
         with tempfile.TemporaryDirectory(prefix="hwnas-measure-") as tmp:
             model_dir = Path(tmp) / "models"
             model_dir.mkdir()
             jobs = build_jobs_for(ctx, target, subnets, blocks, model_dir)
-            ref_jobs, baseline = anchor_jobs(ctx, target, refs, stored, model_dir)
+            ref_jobs, baseline = anchor_jobs(ctx, target, refs, medians, model_dir)
             results = _measure_local(jobs, Path(tmp), protocol, ref_jobs, baseline)
             floor = _own_noise_floor(jobs, results, Path(tmp), protocol) if noise else None
         stored = record_results(db, results, {ctx.space.key: ctx.space})
-        out = summary(target, results, stored) | {"noise": floor}
-        return out | {"space": ctx.space.name, "space_key": ctx.space.key, "weights": ctx.weights}
+    return summary(target, results, stored, floor, ctx)
+
+
+def _check_inputs(
+    run_name: str | None,
+    space: SearchSpace | None,
+    n: int,
+    target: Target,
+    jobs_out: str | Path | None,
+    protocol: Protocol,
+    noise: bool,
+) -> None:
+    """`measure`'s inputs checked before the database is opened (or made)."""
+    if run_name is None and space is None:
+        raise UserError(
+            f"give {FIELD} (a trained run) or space (a space, untrained): the subnets to measure",
+            field="run",
+        )
+    if n < 1:
+        raise UserError(f"{FIELD} must be at least 1, got {n}", field="n")
+    if jobs_out is not None:
+        _check_job_file_options(protocol, noise)
+        _check_jobs_out(Path(jobs_out))
+    else:
+        _check_local(target)
 
 
 def source(db: Database, run_name: str | None, space: SearchSpace | None) -> Source:
@@ -160,40 +244,51 @@ def source(db: Database, run_name: str | None, space: SearchSpace | None) -> Sou
     space's with initialised weights."""
     if run_name is None:
         if space is None:
-            raise UserError("give --run NAME or --space NAME|FILE (the subnets to measure)")
+            raise ValueError("no run and no space to measure")  # `measure` said so first
         logger.info(
             f"measuring space {space.name} with initialised weights (no trained run needed)"
         )
         return SpaceContext(space)
-    run = load_run(db, run_name)
-    trained = SearchSpace.from_dict(run.space)
+    run = load_run_record(db, run_name)
+    trained = run.space
     if space is not None and space.key != trained.key:
         raise UserError(
-            f"run {run_name} trained space {trained.name}, not {space.name}; give one of "
-            "--run and --space"
+            f"run {run_name} trained space {trained.name}, not {space.name}; give the run or "
+            "the space, not both",
+            field="space",
         )
-    return RunContext(run)
+    return RunContext(run.row)
 
 
 def _check_jobs_out(path: Path) -> None:
     if path.exists():
-        raise UserError(f"{path} exists; choose another --jobs-out file")
+        raise UserError(f"{path} exists; choose another {FIELD} file", field="jobs_out")
     if not path.parent.is_dir():
-        raise UserError(f"--jobs-out: folder {path.parent} does not exist")
+        raise UserError(f"folder {path.parent} does not exist", field="jobs_out")
 
 
 def _check_job_file_options(protocol: Protocol, noise: bool) -> None:
-    """A job file is measured by the worker, under the worker's own options."""
+    """A job file is measured by the worker, under the worker's own options (the CLI says
+    so in its own words first)."""
     if protocol != Protocol():
         raise UserError(
-            "--passes and --max-reps apply to measuring here; with --jobs-out give them to "
-            "`python -m hwnas.latency.worker`"
+            f"{FIELD} applies to measuring here; a job file is measured under the options of "
+            "`python -m hwnas.latency.worker`",
+            field="protocol",
         )
     if not noise:
-        raise UserError("--no-noise-floor applies to measuring here; drop it with --jobs-out")
+        raise UserError(
+            f"{FIELD}=False applies to measuring here; leave it on with a job file", field="noise"
+        )
 
 
-def _measure_local(jobs, base: Path, protocol: Protocol, refs, baseline) -> list[Result]:
+def _measure_local(
+    jobs: list[Job],
+    base: Path,
+    protocol: Protocol,
+    refs: list[Job] | None,
+    baseline: dict[str, float] | None,
+) -> list[JobResult]:
     """Measure `jobs`; beside `refs` (anchors: subnets measured before, with their stored
     medians as `baseline`) where the target has data, so that the results join it in its
     unit."""
@@ -211,17 +306,21 @@ def _measure_local(jobs, base: Path, protocol: Protocol, refs, baseline) -> list
     return results
 
 
-def _own_noise_floor(jobs, results: list[Result], base: Path, protocol: Protocol) -> dict:
+def _own_noise_floor(
+    jobs: list[Job], results: list[JobResult], base: Path, protocol: Protocol
+) -> NoiseFloor:
     """The last subnets measured again, the first as references: apart where n allows."""
     sub = [j for j in jobs if j.kind == "subnet"]
-    floor = noise_floor(sub[-NOISE_JOBS:], sub[:N_REFS], results, base, protocol)
-    floor.pop("again_ms")
-    return floor
+    return noise_floor(sub[-NOISE_JOBS:], sub[:N_REFS], results, base, protocol)
 
 
 def noise_floor(
-    again, refs, results: list[Result], base: Path, protocol: Protocol = Protocol()
-) -> dict:
+    again: Sequence[Job],
+    refs: Sequence[Job],
+    results: list[JobResult],
+    base: Path,
+    protocol: Protocol = Protocol(),
+) -> NoiseFloor:
     """Measure the `again` jobs a second time, after all the others, and say how often the two
     measurements of a subnet agree within 5% and 10% and how well they rank alike (Kendall
     tau, the ceiling of any predictor's): drift-corrected (the `refs` measured again give the
@@ -229,26 +328,28 @@ def noise_floor(
     first = {r.job: r.stats for r in results}
     baseline = {j.id: first[j.id]["median_ms"] for j in refs}
     second = measure_jobs(again, base, protocol, seed=1, refs=refs, baseline=baseline)
-    pairs = remeasure_agreement([first[r.job] for r in second], [r.stats for r in second])
-    return pairs | {"again_ms": [r.stats["median_ms"] for r in second]}
+    return remeasure_agreement([first[r.job] for r in second], [r.stats for r in second])
 
 
-def remeasure_agreement(first: list[dict], second: list[dict]) -> dict:
+def remeasure_agreement(
+    first: Sequence[Mapping[str, float]], second: Sequence[Mapping[str, float]]
+) -> NoiseFloor:
     """Agreement of two measurements (stats) of the same models: drift-corrected, and raw."""
     a = np.asarray([st["median_ms"] for st in first])
     b = np.asarray([st["median_ms"] for st in second])
     a_raw = a * np.asarray([st.get("drift", 1.0) for st in first])
     b_raw = b * np.asarray([st.get("drift", 1.0) for st in second])
-    return agreement(a, b) | {"raw": agreement(a_raw, b_raw)}
+    return NoiseFloor(**agreement(a, b).to_json(), raw=agreement(a_raw, b_raw))
 
 
-def agreement(first: np.ndarray, second: np.ndarray) -> dict:
+def agreement(first: np.ndarray, second: np.ndarray) -> Agreement:
     """How a second measurement agrees with the first (`hwnas.latency.metrics.agreement`)."""
-    return metrics.agreement(second, first)
+    return Agreement(**metrics.agreement(second, first))
 
 
-def _write_jobs(db: Database, ctx: Source, target: Target, subnets, blocks: bool,
-                path: Path) -> dict:  # fmt: skip
+def _write_jobs(
+    db: Database, ctx: Source, target: Target, subnets: list[Subnet], blocks: bool, path: Path
+) -> JobsResult:
     with db.write() as s:  # the results name the space by its key: the import finds it here
         ensure_space(s, ctx.space.key, ctx.space.name, ctx.space.to_dict())
     model_dir = path.with_name(path.stem + ".models")
@@ -261,35 +362,45 @@ def _write_jobs(db: Database, ctx: Source, target: Target, subnets, blocks: bool
         f"wrote {len(jobs)} jobs to {path}; run: "
         f"python -m hwnas.latency.worker {path} RESULTS.jsonl"
     )
-    return {"target": target.key, "jobs": len(jobs), "path": str(path)}
+    return JobsResult(target.key, len(jobs), str(path))
 
 
-def summary(target: Target, results: list[Result], stored: int) -> dict:
+def summary(
+    target: Target,
+    results: list[JobResult],
+    stored: int,
+    noise: NoiseFloor | None = None,
+    ctx: Source | None = None,
+) -> MeasureResult:
+    """What a measurement here reports: medians over the results, and where they came from."""
     cvs = [r.stats["cv"] for r in results if r.kind == "subnet"]
-    return {
-        "target": target.key,
-        "measured": len(results),
-        "stored": stored,
-        "median_cv": float(np.median(cvs)) if cvs else None,
-        "median_ms": float(np.median([r.stats["median_ms"] for r in results])),
-        "median_reps": float(np.median([r.stats["n_reps"] for r in results])),
-    }
+    return MeasureResult(
+        target=target.key,
+        measured=len(results),
+        stored=stored,
+        median_cv=float(np.median(cvs)) if cvs else None,
+        median_ms=float(np.median([r.stats["median_ms"] for r in results])),
+        median_reps=float(np.median([r.stats["n_reps"] for r in results])),
+        noise=noise,
+        space=ctx.space.name if ctx else "",
+        space_key=ctx.space.key if ctx else "",
+        weights=ctx.weights if ctx else "",
+    )
+
+
+RunSpaces = dict[str, tuple[int, SearchSpace]]  # run name -> (row id, its space)
 
 
 def record_results(
-    db: Database, results: list[Result], spaces: dict[str, SearchSpace] | None = None
+    db: Database, results: list[JobResult], spaces: Mapping[str, SearchSpace] | None = None
 ) -> int:
     """Insert results not yet stored (a result's source is its job id); returns how many.
     Each is recorded under its space: the one it names (known here, or in `spaces`), or for
     results written before spaces were named, its run's."""
     sources = [f"job:{r.job}"[:64] for r in results]
     with db.write() as s:
-        runs = {name: (rid, SearchSpace.from_dict(sp)) for rid, name, sp in s.execute(
-            select(Run.id, Run.name, Run.space)).all()}  # fmt: skip
-        have = set()
-        for i in range(0, len(sources), 500):
-            chunk = sources[i : i + 500]
-            have |= set(s.scalars(select(Measurement.source).where(Measurement.source.in_(chunk))))
+        runs = {r.name: (r.id, SearchSpace.from_dict(r.space)) for r in run_spaces(s)}
+        have = stored_sources(s, sources)
         known = set(space_names(s))
         added = 0
         for r, src in zip(results, sources, strict=True):
@@ -298,30 +409,34 @@ def record_results(
             have.add(src)
             key = _space_key(s, r, runs, known, spaces or {})
             t = ensure_target(s, r.target.key, r.target.kind, r.target.settings(), r.fingerprint)
-            st = r.stats
-            s.add(
-                Measurement(
-                    target_id=t.id,
-                    run_id=runs[r.run][0] if r.run in runs else None,
-                    space_key=key,
-                    subnet_key=r.subnet_key,
-                    subnet=r.subnet,
-                    kind=r.kind,
-                    weights=r.weights,
-                    median_ms=float(st["median_ms"]),
-                    cv=float(st["cv"]),
-                    iqr_ms=float(st["iqr_ms"]),
-                    n_reps=int(st["n_reps"]),
-                    remeasured=bool(st.get("remeasured", False)),
-                    fingerprint=r.fingerprint,
-                    source=src,
-                )
-            )
+            run_id = runs[r.run][0] if r.run in runs else None
+            add_measurement(s, t.id, _new_measurement(r, run_id, key, src))
             added += 1
     return added
 
 
-def _space_key(s, r: Result, runs: dict, known: set[str], spaces: dict) -> str:
+def _new_measurement(r: JobResult, run_id: int | None, space_key: str, src: str) -> NewMeasurement:
+    st = r.stats
+    return NewMeasurement(
+        run_id=run_id,
+        space_key=space_key,
+        subnet_key=r.subnet_key,
+        subnet=r.subnet,
+        kind=r.kind,
+        weights=r.weights,
+        median_ms=float(st["median_ms"]),
+        cv=float(st["cv"]),
+        iqr_ms=float(st["iqr_ms"]),
+        n_reps=int(st["n_reps"]),
+        remeasured=bool(st.get("remeasured", False)),
+        fingerprint=r.fingerprint,
+        source=src,
+    )
+
+
+def _space_key(
+    s: Session, r: JobResult, runs: RunSpaces, known: set[str], spaces: Mapping[str, SearchSpace]
+) -> str:
     """The key of the space `r` was measured on, recorded in the database if it is not yet."""
     key = r.space or (runs[r.run][1].key if r.run in runs else "")
     if key in known:
@@ -338,11 +453,11 @@ def _space_key(s, r: Result, runs: dict, known: set[str], spaces: dict) -> str:
     return key
 
 
-def import_results(db_url: str | None, path: str | Path) -> dict:
+def import_results(db_url: str | None, path: str | Path) -> ImportResult:
     """Import a worker's results file: all lines or none; lines already imported are skipped."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"--import: no such file {path}")
+        raise UserError(f"no such file {path}", field="import")
     try:
         results = read_lines(path, parse_result)
     except JobFileError as e:
@@ -353,4 +468,4 @@ def import_results(db_url: str | None, path: str | Path) -> dict:
         raise UserError(f"{path} holds no results")
     with open_db(db_url) as db:
         added = record_results(db, results)
-    return {"imported": added, "skipped": len(results) - added, "path": str(path)}
+    return ImportResult(added, len(results) - added, str(path))

@@ -4,10 +4,15 @@ learned, so a space can be measured before any training)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 from hwnas.db.models import Run
 from hwnas.search.services.recorded_runs import run_dataset
 from hwnas.supernet.space import SearchSpace
+
+if TYPE_CHECKING:
+    from hwnas.supernet.data import Dataset
 
 TRAINED, INIT = "trained", "init"
 
@@ -24,16 +29,16 @@ class RunContext:
         self.name = run.name
         self.space = SearchSpace.from_dict(run.space)
         self.variables = load_variables(self.space, run.checkpoint)
-        self._data = None
+        self._data: Dataset | None = None
 
     def representative(self, resolution: int) -> np.ndarray:
         from hwnas.supernet.train_step import resize_images
 
         if self._data is None:
             self._data = run_dataset(self.run)
-        rng = np.random.default_rng(7)
-        idx = rng.permutation(len(self._data.x_train))[:64]
-        return resize_images(self._data.x_train[idx], resolution)
+        x = self._data.x_train
+        idx = np.random.default_rng(7).permutation(len(x))[:64]
+        return resize_images(x[idx], resolution)
 
 
 class SpaceContext:

@@ -1,19 +1,27 @@
 """Service functions for latency predictors: fit (with held-out evaluation and baselines side
-by side) and predict."""
+by side) and predict. Measurements and predictors are read and written through
+`db/latency_store.py`."""
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
-from hwnas.db.models import Measurement
-from hwnas.db.models import Predictor as PredictorRow
-from hwnas.db.models import Space as SpaceRow
+from hwnas.db.latency_store import (
+    add_predictor,
+    latest_predictor_id,
+    measured_space_keys,
+    measurements,
+    predictor_row,
+    space_data,
+)
 from hwnas.db.models import Target as TargetRow
 from hwnas.db.queries import space_names, target_keys, target_row
-from hwnas.db.session import Database, open_db
-from hwnas.latency.features import SpaceTables, table_layers
+from hwnas.db.session import Database, Session, open_db
+from hwnas.latency.features import Encoded, SpaceTables, table_layers
 from hwnas.latency.predictor import (
     PREDICTOR_KINDS,
     Predictor,
@@ -27,9 +35,11 @@ from hwnas.latency.predictor import (
 from hwnas.latency.prepare import block_key
 from hwnas.latency.targets import Target
 from hwnas.search.output import UserError
-from hwnas.search.services.recorded_runs import load_run
+from hwnas.search.result import Result
+from hwnas.search.services.recorded_runs import load_run_record
 from hwnas.supernet.space import SearchSpace, SpaceError, Subnet, load_space
-from sqlalchemy import select
+
+from hwnas.exceptions import FIELD
 
 
 @dataclass(frozen=True)
@@ -43,7 +53,48 @@ class TargetData:
     blocks: dict[str, float]
 
 
-def measured_target(s, target: Target) -> TargetRow:
+@dataclass(frozen=True)
+class Scores(Result):
+    """A predictor's figures on measured subnets (`hwnas.latency.predictor.metrics`): shares
+    within +-5% and +-10%, MAPE (%), Kendall tau and the 95th percentile of underestimation."""
+
+    n: int
+    within5: float
+    within10: float
+    mape: float
+    kendall: float
+    under_p95: float
+
+    @classmethod
+    def of(cls, predicted: np.ndarray, measured: np.ndarray) -> Scores:
+        return cls(**metrics(predicted, measured))
+
+
+@dataclass(frozen=True)
+class FitResult(Result):
+    """The predictors of a (space, target) pair fitted and stored (`hwnas predictor fit`):
+    `kind`'s held-out figures, and the other kinds' as baselines (None: not fitted)."""
+
+    target: str
+    space: str
+    space_key: str
+    kind: str
+    n_train: int
+    holdout: Scores
+    baselines: Mapping[str, Scores | None]
+
+
+@dataclass(frozen=True)
+class Prediction(Result):
+    """One subnet's predicted latency (`hwnas predict`)."""
+
+    target: str
+    kind: str
+    latency_ms: float
+    key: str
+
+
+def measured_target(s: Session, target: Target) -> TargetRow:
     """The target's row; a UserError naming the measured ones where it has no measurements."""
     row = target_row(s, target.key)
     if row is None:
@@ -56,12 +107,10 @@ def measured_target(s, target: Target) -> TargetRow:
     return row
 
 
-def resolve_space(s, t: TargetRow, space_key: str | None) -> str:
+def resolve_space(s: Session, t: TargetRow, space_key: str | None) -> str:
     """The space whose measurements of target `t` are meant: `space_key` if it has some, else
     the only space measured on `t`."""
-    keys = sorted(set(s.scalars(select(Measurement.space_key).where(
-        Measurement.target_id == t.id, Measurement.space_key.is_not(None)
-    ))))  # fmt: skip
+    keys = measured_space_keys(s, t.id)
     names = space_names(s)
     label = ", ".join(f"{names.get(k, '?')} ({k})" for k in keys)
     if space_key is not None and space_key not in keys:
@@ -77,26 +126,27 @@ def resolve_space(s, t: TargetRow, space_key: str | None) -> str:
     if len(keys) > 1:
         raise UserError(
             f"target {t.key} has measurements of several spaces ({label}); say which with "
-            "--space NAME|FILE or --run NAME"
+            f"{FIELD} NAME|FILE or the run that trained it",
+            field="space",
         )
     return keys[0]
 
 
 def space_key_for(db_url: str | None, space: str | None, run: str | None) -> str | None:
-    """The key of the space a user means by `--space NAME|FILE` and/or `--run NAME` (None when
-    neither is given); both must name the same space."""
+    """The key of the space a user means by a space (a preset or file) and/or a run (None
+    when neither is given); both must name the same space."""
     key = load_space(space).key if space is not None else None
     if run is None:
         return key
     with open_db(db_url, create=False) as db:
-        trained = SearchSpace.from_dict(load_run(db, run).space)
+        trained = load_run_record(db, run).space
     if key is not None and key != trained.key:
         raise UserError(f"run {run} trained space {trained.name}, not {space}; give one of them")
     return trained.key
 
 
-def load_space_row(s, key: str) -> SearchSpace:
-    data = s.scalar(select(SpaceRow.space).where(SpaceRow.key == key))
+def load_space_row(s: Session, key: str) -> SearchSpace:
+    data = space_data(s, key)
     if data is None:
         raise UserError(f"space {key} is not recorded in this database")
     return SearchSpace.from_dict(data)
@@ -108,10 +158,9 @@ def load_target_data(db: Database, target: Target, space_key: str | None = None)
         t = measured_target(s, target)
         key = resolve_space(s, t, space_key)
         space = load_space_row(s, key)
-        rows = list(s.scalars(select(Measurement).where(
-            Measurement.target_id == t.id, Measurement.space_key == key
-        )))  # fmt: skip
-    per_subnet, blocks = defaultdict(list), defaultdict(list)
+        rows = measurements(s, t.id, key)
+    per_subnet: dict[str, list[float]] = defaultdict(list)
+    blocks: dict[str, list[float]] = defaultdict(list)
     subnet_of = {}
     for m in rows:
         if m.kind == "block":
@@ -131,7 +180,8 @@ def load_target_data(db: Database, target: Target, space_key: str | None = None)
     )
 
 
-def lut_vector(t: SpaceTables, blocks: dict[str, float]) -> np.ndarray:
+def lut_vector(t: SpaceTables, blocks: Mapping[str, float]) -> np.ndarray:
+    """Per lookup-table column, its layer's latency measured alone (NaN where not measured)."""
     return np.asarray([blocks.get(block_key(ly), np.nan) for ly in table_layers(t)])
 
 
@@ -139,7 +189,9 @@ FLOOR = 0.8  # no prediction below 80% of the fastest training measurement (half
 # measured subnets spread over the size range, so the fastest is near the smallest subnet)
 
 
-def _fit_all(data: TargetData, train: np.ndarray, test: np.ndarray):
+def _fit_all(
+    data: TargetData, train: np.ndarray, test: np.ndarray
+) -> tuple[dict[str, Predictor], dict[str, Scores]]:
     t = SpaceTables(data.space)
     enc_all = t.encode(data.subnets)
     y = data.latency_ms
@@ -153,7 +205,7 @@ def _fit_all(data: TargetData, train: np.ndarray, test: np.ndarray):
         fitted["lut"] = fit_lut(data.space, t, sub(train), y[train], lut)
     floor = FLOOR * float(y[train].min())
     fitted = {k: p.with_floor(floor).with_range(t, sub(train)) for k, p in fitted.items()}
-    scores = {k: metrics(p.predict_encoded(t, sub(test)), y[test]) for k, p in fitted.items()}
+    scores = {k: Scores.of(p.predict_encoded(t, sub(test)), y[test]) for k, p in fitted.items()}
     return fitted, scores
 
 
@@ -164,13 +216,15 @@ def fit(
     holdout: float = 0.2,
     seed: int = 0,
     space_key: str | None = None,
-) -> dict:
+) -> FitResult:
     """Fit every predictor kind of the (space, target) pair on the training split, evaluate on
     the held-out split, store them; report `kind` with the others as baselines."""
     if kind not in PREDICTOR_KINDS:
-        raise UserError(f"unknown --kind {kind!r}; choose one of {', '.join(PREDICTOR_KINDS)}")
+        raise UserError(
+            f"unknown {FIELD} {kind!r}; choose one of {', '.join(PREDICTOR_KINDS)}", field="kind"
+        )
     if not 0.05 <= holdout <= 0.5:
-        raise UserError(f"--holdout must be between 0.05 and 0.5, got {holdout}")
+        raise UserError(f"{FIELD} must be between 0.05 and 0.5, got {holdout}", field="holdout")
     with open_db(db_url, create=False) as db:
         data = load_target_data(db, target, space_key)
         n = len(data.subnets)
@@ -186,31 +240,30 @@ def fit(
             raise UserError(str(e)) from None
         if kind not in fitted:
             raise UserError(
-                f"--kind {kind} needs every lookup-table layer measured; run `hwnas measure "
-                f"--target {target.key} --blocks`"
+                f"{FIELD} {kind} needs every lookup-table layer measured; run `hwnas measure "
+                f"--target {target.key} --blocks`",
+                field="kind",
             )
         _store(db, target, data.space.key, fitted, scores, len(train))
-    baselines = {k: v for k, v in scores.items() if k != kind}
+    baselines: dict[str, Scores | None] = {k: v for k, v in scores.items() if k != kind}
     if "lut" not in fitted:
         baselines["lut"] = None
-    return {
-        "target": target.key,
-        "space": data.space.name,
-        "space_key": data.space.key,
-        "kind": kind,
-        "n_train": len(train),
-        "holdout": scores[kind],
-        "baselines": baselines,
-    }
+    return FitResult(target.key, data.space.name, data.space.key, kind, len(train),
+                     scores[kind], baselines)  # fmt: skip
 
 
-def _store(db: Database, target: Target, space_key: str, fitted: dict, scores: dict,
-           n_train: int) -> None:  # fmt: skip
+def _store(
+    db: Database,
+    target: Target,
+    space_key: str,
+    fitted: Mapping[str, Predictor],
+    scores: Mapping[str, Scores],
+    n_train: int,
+) -> None:
     with db.write() as s:
         t = measured_target(s, target)
         for k, p in fitted.items():
-            s.add(PredictorRow(target_id=t.id, space_key=space_key, kind=k, n_train=n_train,
-                               metrics=scores[k], model=p.to_dict()))  # fmt: skip
+            add_predictor(s, t.id, space_key, k, n_train, scores[k].to_json(), p.to_dict())
 
 
 def refit_main(
@@ -239,28 +292,33 @@ def refit_main(
         whole = _fit_weighted(data, t, enc, y, lut, weight)
     except PredictorError as e:
         raise UserError(str(e)) from None
-    scores = metrics(part.predict_encoded(t, enc.take(test)), y[test])
+    scores = Scores.of(part.predict_encoded(t, enc.take(test)), y[test])
     with db.write() as s:
-        row = PredictorRow(target_id=measured_target(s, target).id, space_key=space_key,
-                           kind="main", name=name, n_train=len(y), metrics=scores,
-                           model=whole.to_dict())  # fmt: skip
-        s.add(row)
-        s.flush()
-        return row.id
+        target_id = measured_target(s, target).id
+        return add_predictor(s, target_id, space_key, "main", len(y), scores.to_json(),
+                             whole.to_dict(), name=name)  # fmt: skip
 
 
 FOCUS_MAX = 10.0
 
 
-def _fit_weighted(data: TargetData, t: SpaceTables, enc, y, lut, weight) -> Predictor:
+def _fit_weighted(
+    data: TargetData,
+    t: SpaceTables,
+    enc: Encoded,
+    y: np.ndarray,
+    lut: np.ndarray,
+    weight: np.ndarray,
+) -> Predictor:
     p = fit_main(data.space, t, enc, y, lut, weight)
     return p.with_floor(FLOOR * float(y.min())).with_range(t, enc).with_residual(t, enc, y)
 
 
-def load_predictor_by_id(db: Database, predictor_id: int) -> tuple[Predictor, dict]:
-    """A stored predictor by its row id, and its held-out metrics."""
+def load_predictor_by_id(db: Database, predictor_id: int) -> tuple[Predictor, dict[str, Any]]:
+    """A stored predictor by its row id, and its held-out metrics as stored (the keys of
+    `Scores`; rows fitted before a figure was kept lack it)."""
     with db.read() as s:
-        row = s.get(PredictorRow, predictor_id)
+        row = predictor_row(s, predictor_id)
         if row is None:
             raise UserError(f"predictor {predictor_id} is not in this database")
         model, scores = row.model, dict(row.metrics)
@@ -277,13 +335,7 @@ def newest_predictor_id(
     space `space_key` (None: of any space); the ones a search refits between its rounds
     (named `SEARCH/rN`, weighted towards that search's fronts) serve that search only."""
     with db.read() as s:
-        t = measured_target(s, target)
-        query = select(PredictorRow.id).where(
-            PredictorRow.target_id == t.id, PredictorRow.kind == kind, PredictorRow.name.is_(None)
-        )
-        if space_key is not None:
-            query = query.where(PredictorRow.space_key == space_key)
-        return s.scalar(query.order_by(PredictorRow.id.desc()).limit(1))
+        return latest_predictor_id(s, measured_target(s, target).id, kind, space_key)
 
 
 def load_predictor(
@@ -294,7 +346,7 @@ def load_predictor(
 
 def load_predictor_row(
     db: Database, target: Target, kind: str = "main", space_key: str | None = None
-) -> tuple[Predictor, dict]:
+) -> tuple[Predictor, dict[str, Any]]:
     """The target's own newest predictor of `kind` for `space_key` (`newest_predictor_id`),
     and its held-out metrics."""
     pid = newest_predictor_id(db, target, kind, space_key)
@@ -313,9 +365,10 @@ def predict(
     subnet_json: str,
     kind: str = "main",
     space_key: str | None = None,
-) -> dict:
+) -> Prediction:
+    """One subnet's latency on `target`, by its newest `kind` predictor for the space."""
     with open_db(db_url, create=False) as db:
         predictor = load_predictor(db, target, kind, space_key)
     subnet = predictor.space.subnet_from_json(subnet_json)
     ms = float(predictor.predict([subnet])[0])
-    return {"target": target.key, "kind": kind, "latency_ms": ms, "key": subnet.key}
+    return Prediction(target.key, kind, ms, subnet.key)

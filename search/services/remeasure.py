@@ -11,28 +11,76 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
+from typing import Any
+from typing import Protocol as Shape
 
 import numpy as np
-from hwnas.db.models import Candidate, Run, Search
+from hwnas.db import search_store as store
+from hwnas.db.models import Candidate
 from hwnas.db.session import Database
+from hwnas.latency.drift import FEW_ANCHORS
 from hwnas.latency.metrics import relative_error, within
 from hwnas.latency.protocol import Protocol
 from hwnas.latency.targets import Target
 from hwnas.latency.worker import measure_jobs
+from hwnas.search.result import Result
 from hwnas.search.services.anchors import anchors
 from hwnas.search.services.measuring import anchor_jobs, build_jobs_for, record_results
 from hwnas.search.services.model_source import RunContext
-from sqlalchemy import select
 
 logger = logging.getLogger(__name__)
 
-# Subnets measured before, measured again beside a front: its unit is theirs. A job file's
-# chunk takes 12 references (`latency.worker.N_REFS`) among hundreds of jobs; a front is a few
-# subnets, and 4 keep its measurement short (the demo's final fronts: 18 of 18 tflite and 17
-# of 18 cpu subnets within 10% over four runs, against 7 and 10 of 16 in one without).
-FRONT_ANCHORS = 4
+
+@dataclass(frozen=True)
+class FrontCheck(Result):
+    """One target's measured front against its predictions (and its budget, where it has
+    one); stored as a round's agreement. Optional figures are left out of the JSON."""
+
+    n: int
+    median_measured_over_predicted: float
+    within10_of_predicted: float
+    worst_off: float
+    budget_ms: float | None = None
+    within_budget: float | None = None
+    worst_overshoot: float | None = None
+    fresh: int | None = None  # the subnets measured now (not earlier in the search)
+    fresh_within10: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: v for k, v in super().to_json().items() if v is not None}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> FrontCheck:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    @property
+    def agrees(self) -> bool:
+        return self.within10_of_predicted >= 1.0
+
+
+Checks = dict[str, FrontCheck]  # target key -> its check
+
+
+@dataclass(frozen=True)
+class Measured:
+    """Candidate id -> target -> ms, and per target the subnet keys measured now."""
+
+    ms: dict[int, dict[str, float]]
+    fresh: dict[str, set[str]]
+
+
+class Priced(Shape):
+    """What `budget_check` reads of a front entry: a candidate row or the like."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def predicted_ms(self) -> Mapping[str, Any]: ...
 
 
 def local(target: Target) -> bool:
@@ -45,7 +93,9 @@ def local(target: Target) -> bool:
     return True
 
 
-def remeasure_front(db: Database, search_id: int, spec, protocols: Mapping = {}) -> dict:
+def remeasure_front(
+    db: Database, search_id: int, problem, protocols: Mapping[str, Protocol] = {}
+) -> Checks:
     """Measure the front on every target this machine runs (a subnet measured before for this
     search is not measured again; extrapolated predictions first) and compare it with the
     predictions and budgets."""
@@ -53,45 +103,38 @@ def remeasure_front(db: Database, search_id: int, spec, protocols: Mapping = {})
     if not front:
         return {}
     order = sorted(front, key=lambda c: not c.extrapolated)
-    measured, fresh = measure_candidates(
-        db, search_id, spec.problem.targets, [c.id for c in order], protocols
-    )
-    check = budget_check(front, measured, dict(spec.problem.budgets))
+    got = measure_candidates(db, search_id, problem.targets, [c.id for c in order], protocols)
+    check = budget_check(front, got.ms, dict(problem.budgets))
     for key, entry in check.items():  # the subnets measured now: predicted before measured
-        new = [c for c in front if c.subnet_key in fresh.get(key, ())]
-        entry |= {"fresh": len(new)}
-        if new:
-            part = budget_check(new, measured, {})[key]
-            entry |= {"fresh_within10": part["within10_of_predicted"]}
+        new = [c for c in front if c.subnet_key in got.fresh.get(key, ())]
+        share = budget_check(new, got.ms, {})[key].within10_of_predicted if new else None
+        check[key] = replace(entry, fresh=len(new), fresh_within10=share)
     return check
 
 
 def front_rows(db: Database, search_id: int) -> list[Candidate]:
-    with db.read() as s:
-        rows = s.scalars(
-            select(Candidate).where(Candidate.search_id == search_id, Candidate.pareto)
-        )
-        return list(rows)
+    return store.front(db, search_id)
 
 
 def measure_candidates(
-    db: Database, search_id: int, targets, ids: list[int], protocols: Mapping = {}
-):
+    db: Database, search_id: int, targets: Iterable[str], ids: Sequence[int],
+    protocols: Mapping[str, Protocol] = {},
+) -> Measured:  # fmt: skip
     """Measure the candidates `ids` (in that order) on each of `targets` this machine runs
     (under `protocols[target]`, default the standard protocol), reusing what this search
-    measured before for the same subnet; store `measured_ms`.
-    Returns candidate id -> target -> ms, and per target the subnet keys measured now."""
+    measured before for the same subnet; store `measured_ms`."""
+    targets = list(targets)
     with db.read() as s:
-        search = s.get(Search, search_id)
-        run = s.get(Run, search.run_id)
+        run = store.search_run(s, search_id)
         s.expunge(run)
-        rows = list(s.scalars(select(Candidate).where(Candidate.search_id == search_id)))
+        rows = store.candidates(s, search_id)
     known: dict[str, dict[str, float]] = {}
     for r in rows:
         known.setdefault(r.subnet_key, {}).update(r.measured_ms or {})
     by_id = {r.id: r for r in rows}
     wanted = [by_id[i] for i in ids]
-    ctx, fresh = None, {}
+    ctx: RunContext | None = None
+    fresh: dict[str, set[str]] = {}
     for key in targets:
         target = Target.parse(key)
         if not local(target):
@@ -109,20 +152,17 @@ def measure_candidates(
         c.id: {k: v for k, v in known.get(c.subnet_key, {}).items() if k in targets}
         for c in wanted
     }
-    with db.write() as s:
-        for cid, m in out.items():
-            if m:
-                s.get(Candidate, cid).measured_ms = m
-    return out, fresh
+    store.set_measured(db, out)
+    return Measured(out, fresh)
 
 
 def _measure(
-    db: Database, ctx: RunContext, target: Target, subnets: dict, protocol: Protocol
+    db: Database, ctx: RunContext, target: Target, subnets: Mapping[str, Any], protocol: Protocol
 ) -> dict[str, float]:
     """`subnets`: key -> subnet dict; returns key -> median ms, in the units of the target's
     earlier measurements where it has some (`anchors`)."""
     unique = {k: ctx.space.subnet_from_dict(d) for k, d in subnets.items()}
-    refs, stored = anchors(db, ctx.space, target, list(unique.values()), FRONT_ANCHORS)
+    refs, stored = anchors(db, ctx.space, target, list(unique.values()), FEW_ANCHORS)
     if not refs:
         logger.info(f"{target.key}: the front is measured without anchors (nothing of this "
                     "space measured on it before)")  # fmt: skip
@@ -140,7 +180,10 @@ def _measure(
     return {r.subnet_key: r.stats["median_ms"] for r in results}
 
 
-def budget_check(front, measured: dict, budgets: dict[str, float]) -> dict:
+def budget_check(
+    front: Sequence[Priced], measured: Mapping[int, Mapping[str, float]],
+    budgets: Mapping[str, float],
+) -> Checks:  # fmt: skip
     """Per target: the front's measured/predicted ratio, and for budgeted targets the share
     of candidates within the budget and the worst overshoot."""
     out = {}
@@ -148,18 +191,19 @@ def budget_check(front, measured: dict, budgets: dict[str, float]) -> dict:
         part = [c for c in front if key in measured.get(c.id, {})]
         pred = np.asarray([c.predicted_ms[key] for c in part])
         meas = np.asarray([measured[c.id][key] for c in part])
-        entry = {
-            "n": len(part),
-            "median_measured_over_predicted": float(np.median(meas / pred)),
-            "within10_of_predicted": within(pred, meas, 0.10),
-            "worst_off": float(relative_error(pred, meas).max()),
-        }
+        entry = FrontCheck(
+            n=len(part),
+            median_measured_over_predicted=float(np.median(meas / pred)),
+            within10_of_predicted=within(pred, meas, 0.10),
+            worst_off=float(relative_error(pred, meas).max()),
+        )
         if key in budgets:
             over = meas / budgets[key] - 1
-            entry |= {
-                "budget_ms": budgets[key],
-                "within_budget": float(np.mean(over <= 0)),
-                "worst_overshoot": float(max(over.max(), 0.0)),
-            }
+            entry = replace(
+                entry,
+                budget_ms=budgets[key],
+                within_budget=float(np.mean(over <= 0)),
+                worst_overshoot=float(max(over.max(), 0.0)),
+            )
         out[key] = entry
     return out

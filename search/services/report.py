@@ -12,24 +12,24 @@ import json
 import logging
 import platform
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-import numpy as np
-from hwnas.db.models import AccuracyPredictor, Candidate, Export, Run
-from hwnas.db.models import Predictor as PredictorRow
-from hwnas.db.models import Target as TargetRow
-from hwnas.db.session import Database, open_db
+from hwnas.db import view_store
+from hwnas.db.models import Candidate, Export
+from hwnas.db.queries import target_row
+from hwnas.db.session import Database, open_db, resolve_url
 from hwnas.latency.predictor import Predictor
 from hwnas.latency.targets import Target
 from hwnas.search.output import UserError
+from hwnas.search.report.report_data import Record, ReportData, TargetReport
+from hwnas.search.result import Result, jsonable
 from hwnas.search.services import rounds
 from hwnas.search.services.prediction import load_target_data
 from hwnas.search.services.search import find_search
 from hwnas.supernet.space import SearchSpace
 from hwnas.supernet.train_config import TrainConfig, to_toml
-from sqlalchemy import select
 
 logger = logging.getLogger(__name__)
 
@@ -48,118 +48,63 @@ PACKAGES = (
 OUTPUTS = ("report.md", ".png", "space.json", "train.toml")
 
 
-@dataclass(frozen=True)
-class TargetReport:
-    """One latency target: its measured subnets, every predictor's predictions of them and
-    held-out figures, and the machine that measured it."""
-
-    key: str
-    measured: np.ndarray
-    predicted: dict[str, np.ndarray]
-    holdout: dict[str, dict]
-    fingerprint: dict
+RUN_COLUMNS = ("name", "dataset", "data_dir", "loader", "space", "config", "seconds",
+               "val_acc_largest", "val_acc_smallest")  # fmt: skip
+SEARCH_COLUMNS = ("name", "targets", "objectives", "budgets", "sampler", "seed", "options")
+CANDIDATE_COLUMNS = ("id", "trial_number", "subnet_key", "subnet", "accuracy",
+                     "accuracy_supernet", "params", "macs", "predicted_ms", "measured_ms",
+                     "feasible", "pareto", "extrapolated", "round", "scored_round")  # fmt: skip
 
 
 @dataclass(frozen=True)
-class ReportData:
-    search: dict
-    run: dict
-    candidates: list[dict]
-    targets: dict[str, TargetReport]
-    exports: list[dict]
-    bench: dict = field(default_factory=dict)
+class ReportResult(Result):
+    """`hwnas report`'s result: the report file, its figures' file names and its sections."""
 
-    @property
-    def latency_keys(self) -> list[str]:
-        return [k for k in self.search["targets"] if k in self.targets]
+    report: str
+    figures: tuple[str, ...]
+    sections: tuple[str, ...]
 
 
 # ---- gathering --------------------------------------------------------------------------------
 
 
-def gather(db: Database, name: str, bench: dict) -> ReportData:
+def gather(db: Database, name: str, bench: Record) -> ReportData:
     with db.read() as s:
         row = find_search(s, name)
-        run = s.get(Run, row.run_id)
-        search = {
-            c: getattr(row, c)
-            for c in ("name", "targets", "objectives", "budgets", "sampler", "seed", "options")
-        }
-        search_id = row.id
-        space_key = SearchSpace.from_dict(run.space).key
-        run_info = {
-            c: getattr(run, c)
-            for c in (
-                "name",
-                "dataset",
-                "data_dir",
-                "loader",
-                "space",
-                "config",
-                "seconds",
-                "val_acc_largest",
-                "val_acc_smallest",
-            )
-        }
-        cands = [
-            _candidate(c)
-            for c in s.scalars(
-                select(Candidate)
-                .where(Candidate.search_id == row.id)
-                .order_by(Candidate.trial_number)
-            )
-        ]
+        run = view_store.search_run(s, row)
+        search = {c: getattr(row, c) for c in SEARCH_COLUMNS}
+        run_info = {c: getattr(run, c) for c in RUN_COLUMNS}
+        cands = [_candidate(c) for c in view_store.search_candidates(s, row.id)]
         ids = {c["candidate"] for c in cands}
-        exports = [
-            _export(e)
-            for e in s.scalars(select(Export).order_by(Export.id))
-            if e.candidate_id in ids
-        ]
+        exports = [_export(e) for e in view_store.exports_of(s) if e.candidate_id in ids]
     if not cands:
         raise UserError(f"search {name!r} has no finished trial yet; run `hwnas search` first")
-    search["rounds"] = rounds.history(db, search_id)
+    space_key = SearchSpace.from_dict(run_info["space"]).key
+    search["rounds"] = [jsonable(r) for r in rounds.history(db, row.id)]
     search["accuracy_fit"] = _accuracy_fit(db, search["rounds"])
     keys = [k for k in search["targets"] if k in cands[0]["predicted_ms"]]
     targets = {k: t for k in keys if (t := target_report(db, k, space_key)) is not None}
     return ReportData(search, run_info, cands, targets, exports, bench)
 
 
-def _accuracy_fit(db: Database, history: list[dict]) -> dict | None:
+def _accuracy_fit(db: Database, history: list[Record]) -> dict[str, int] | None:
     """How the accuracy predictor of the search's first round was fitted (None: the supernet
     scored its trials): `hwnas accuracy fit`'s --n and --held-out."""
     pid = history[0].get("accuracy_predictor") if history else None
-    if pid is None:
+    row = None if pid is None else view_store.accuracy_predictor(db, pid)
+    if row is None:
         return None
-    with db.read() as s:
-        row = s.get(AccuracyPredictor, pid)
-        return {"n": row.n_train, "held_out": row.metrics.get("held_out", {}).get("n", 0)}
+    return {"n": row.n_train, "held_out": row.metrics.get("held_out", {}).get("n", 0)}
 
 
-def _candidate(c: Candidate) -> dict:
-    keep = (
-        "id",
-        "trial_number",
-        "subnet_key",
-        "subnet",
-        "accuracy",
-        "accuracy_supernet",
-        "params",
-        "macs",
-        "predicted_ms",
-        "measured_ms",
-        "feasible",
-        "pareto",
-        "extrapolated",
-        "round",
-        "scored_round",
-    )
-    out = {k: getattr(c, k) for k in keep}
+def _candidate(c: Candidate) -> Record:
+    out = {k: getattr(c, k) for k in CANDIDATE_COLUMNS}
     out["candidate"] = out.pop("id")
     out["measured_ms"] = out["measured_ms"] or {}
     return out
 
 
-def _export(e: Export) -> dict:
+def _export(e: Export) -> Record:
     keep = {"candidate": e.candidate_id, "precision": e.precision, "path": e.path}
     return e.proof | keep | {"bytes": e.bytes, "sha256": e.sha256}
 
@@ -172,18 +117,10 @@ def target_report(db: Database, key: str, space_key: str) -> TargetReport | None
     except UserError:
         return None
     with db.read() as s:
-        t = s.scalars(select(TargetRow).where(TargetRow.key == key)).one()
-        rows = s.scalars(
-            select(PredictorRow)
-            .where(
-                PredictorRow.target_id == t.id,
-                PredictorRow.space_key == space_key,
-                PredictorRow.name.is_(None),
-            )
-            .order_by(PredictorRow.id)
-        ).all()
+        t = target_row(s, key)
+        fingerprint = dict(t.fingerprint) if t is not None else {}
+        rows = view_store.own_predictors(s, key, space_key)
         newest = {r.kind: (r.model, r.metrics) for r in rows}  # later rows win
-        fingerprint = dict(t.fingerprint)
     predicted = {}
     for kind, (model, _) in newest.items():
         p = Predictor.from_dict(model)
@@ -193,13 +130,14 @@ def target_report(db: Database, key: str, space_key: str) -> TargetReport | None
     return TargetReport(key, data.latency_ms, predicted, holdout, fingerprint)
 
 
-def load_bench(folder: Path | None) -> dict:
+def load_bench(folder: Path | None) -> Record:
     """The JSON files `python -m bench --out DIR` wrote, by bench name (never unpickled)."""
     if folder is None:
         return {}
     if not folder.is_dir():
         raise UserError(
-            f"--bench {folder} is not a folder; give the --out folder of `python -m bench`"
+            f"{{field}} {folder} is not a folder; give the --out folder of `python -m bench`",
+            field="bench",
         )
     out = {}
     for f in sorted(folder.glob("*.json")):
@@ -210,7 +148,7 @@ def load_bench(folder: Path | None) -> dict:
     return out
 
 
-def versions() -> dict:
+def versions() -> dict[str, str]:
     out = {"python": sys.version.split()[0], "platform": platform.platform()}
     for p in PACKAGES:
         try:
@@ -226,44 +164,48 @@ def versions() -> dict:
 def check_out(out: Path) -> None:
     """DIR must be new, empty, or an earlier report (only report.md and PNGs in it)."""
     if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} is a file; give a folder for report.md and its figures")
+        raise UserError(
+            f"{{field}} {out} is a file; give a folder for report.md and its figures", field="out"
+        )
     if out.is_dir():
         other = [p.name for p in out.iterdir() if not p.name.endswith(OUTPUTS)]
         if other:
             raise UserError(
-                f"--out {out} holds other files ({', '.join(sorted(other)[:3])}); "
-                "give a new or empty folder"
+                f"{{field}} {out} holds other files ({', '.join(sorted(other)[:3])}); "
+                "give a new or empty folder",
+                field="out",
             )
     parent = out.resolve().parent
     if not parent.is_dir():
-        raise UserError(f"--out {out}: folder {parent} does not exist")
+        raise UserError(f"{{field}} {out}: folder {parent} does not exist", field="out")
 
 
-def report(db_url: str | None, name: str, out: str | Path, bench_dir: str | Path | None) -> dict:
+def report(
+    db_url: str | None, name: str, out: str | Path, bench: str | Path | None = None
+) -> ReportResult:
+    """Write the report on search `name` into folder `out` (with the bench's JSON in folder
+    `bench`, if given)."""
     from hwnas.search.report.figures import draw_all
     from hwnas.search.report.markdown import markdown
 
     out = Path(out)
     check_out(out)
-    bench = load_bench(Path(bench_dir) if bench_dir else None)
+    bench_json = load_bench(Path(bench) if bench else None)
     with open_db(db_url, create=False) as db:
-        data = gather(db, name, bench)
+        data = gather(db, name, bench_json)
     out.mkdir(exist_ok=True)
     (out / "space.json").write_text(json.dumps(data.run["space"], indent=1) + "\n")
     (out / "train.toml").write_text(to_toml(TrainConfig.from_dict(data.run["config"])))
     figures = draw_all(data, out)
     text = markdown(data, figures, versions(), db_url_shown(db_url), str(out))
     (out / "report.md").write_text(text)
-    return {
-        "report": str(out / "report.md"),
-        "figures": sorted(figures.values()),
-        "sections": [line[3:] for line in text.splitlines() if line.startswith("## ")],
-    }
+    return ReportResult(
+        report=str(out / "report.md"),
+        figures=tuple(sorted(figures.values())),
+        sections=tuple(line[3:] for line in text.splitlines() if line.startswith("## ")),
+    )
 
 
 def db_url_shown(db_url: str | None) -> str:
     """The database URL without its password."""
-    from hwnas.db.session import resolve_url
-    from sqlalchemy.engine import make_url
-
-    return make_url(resolve_url(db_url)).render_as_string(hide_password=True)
+    return view_store.shown_url(resolve_url(db_url))

@@ -28,12 +28,12 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import optuna
-from hwnas.db.models import Candidate, Run, Search, SearchRound, utcnow
-from hwnas.db.models import Predictor as PredictorRow
-from hwnas.db.models import Target as TargetRow
+from hwnas.db import search_store as store
+from hwnas.db.models import Candidate, SearchRound, utcnow
 from hwnas.db.session import Database
 from hwnas.latency.predictor import Predictor
 from hwnas.latency.targets import Target
@@ -41,11 +41,12 @@ from hwnas.search import candidates
 from hwnas.search.accuracy_predictor import AccuracyPredictor
 from hwnas.search.objective import Problem, score
 from hwnas.search.pareto import pareto_mask
+from hwnas.search.result import Result
 from hwnas.search.services.prediction import refit_main
+from hwnas.search.services.remeasure import Checks, FrontCheck
 from hwnas.search.storage import optuna_storage
 from hwnas.supernet.space import SearchSpace
-from optuna.trial import TrialState, create_trial
-from sqlalchemy import select
+from optuna.trial import FrozenTrial, TrialState, create_trial
 
 BEHIND_MAX = 4  # extrapolated subnets behind the front measured between rounds, at most
 
@@ -55,31 +56,76 @@ def study_name(search: str, round_: int) -> str:
 
 
 @dataclass(frozen=True)
+class AccuracyFront(Result):
+    """A predictor-driven round's front re-scored with the supernet: subnets evaluated then,
+    the front's size and how many of its subnets are new to it (0: settled)."""
+
+    rescored: int
+    n: int
+    new: int
+    keys: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:  # as stored with the round
+        return {"rescored": self.rescored, "n": self.n, "new": self.new,
+                "keys": list(self.keys)}  # fmt: skip
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> AccuracyFront:
+        return cls(data["rescored"], data["n"], data["new"], tuple(data.get("keys", ())))
+
+
+@dataclass(frozen=True)
+class FrontCounts(Result):
+    """An accuracy front as a round's record shows it (its subnet keys left out)."""
+
+    rescored: int
+    n: int
+    new: int
+
+
+@dataclass(frozen=True)
+class PredictorRef(Result):
+    id: int
+    name: str | None
+
+
+@dataclass(frozen=True)
+class RoundRecord(Result):
+    """One round of a search as `hwnas search` and `hwnas pareto` report it."""
+
+    round: int
+    study: str
+    trials: int
+    predictors: dict[str, PredictorRef]
+    accuracy_predictor: int | None
+    agreement: Checks | None
+    accuracy_front: FrontCounts | None
+
+
+@dataclass(frozen=True)
 class RoundState:
     round: int
     study: str
     predictors: tuple[tuple[str, int], ...]  # target key -> predictor row id
     trials: int  # the study's finished trials at which the round ends
-    agreement: Mapping | None = None  # target key -> the measured front's agreement
+    agreement: Checks | None = None  # target key -> the measured front's agreement
     accuracy_predictor: int | None = None  # its row id; None: the supernet scores accuracy
-    accuracy_front: Mapping | None = None  # its front re-scored with the supernet (`settled`)
+    accuracy_front: AccuracyFront | None = None  # its front re-scored with the supernet
+
+
+def _checks(data: Mapping[str, Any] | None) -> Checks | None:
+    return None if data is None else {k: FrontCheck.from_json(v) for k, v in data.items()}
+
+
+def _json(checks: Checks) -> dict[str, Any]:
+    return {k: c.to_json() for k, c in checks.items()}
 
 
 def _state(row: SearchRound) -> RoundState:
     preds = tuple((k, int(v)) for k, v in row.predictors.items())
-    agreement = dict(row.agreement) if row.agreement is not None else None
-    front = dict(row.accuracy_front) if row.accuracy_front is not None else None
-    return RoundState(row.round, row.study_name, preds, row.trials, agreement,
+    front = AccuracyFront.from_json(row.accuracy_front) if row.accuracy_front else None
+    return RoundState(row.round, row.study_name, preds, row.trials, _checks(row.agreement),
                       row.accuracy_predictor, front)  # fmt: skip
-
-
-def _latest(s, search_id: int) -> SearchRound | None:
-    return s.scalars(
-        select(SearchRound)
-        .where(SearchRound.search_id == search_id)
-        .order_by(SearchRound.round.desc())
-        .limit(1)
-    ).first()
 
 
 def begin(
@@ -91,7 +137,7 @@ def begin(
     N ends at `trials + N * step` finished trials (as the arguments of this invocation say:
     asked for more than it ran, its front is measured again)."""
     with db.write() as s:
-        row = _latest(s, search_id)
+        row = store.latest_round(s, search_id)
         if row is None:
             row = SearchRound(search_id=search_id, round=0, study_name=study_name(name, 0),
                               predictors=predictors, trials=trials,
@@ -105,78 +151,67 @@ def begin(
         return _state(row)
 
 
-def history(db: Database, search_id: int) -> list[dict]:
+def history(db: Database, search_id: int) -> tuple[RoundRecord, ...]:
     """Every round of a search: its study, predictors (ids and names), trials, agreement."""
     with db.read() as s:
-        rows = s.scalars(
-            select(SearchRound)
-            .where(SearchRound.search_id == search_id)
-            .order_by(SearchRound.round)
-        ).all()
-        names = dict(s.execute(select(PredictorRow.id, PredictorRow.name)).all())
-        return [
-            {
-                "round": r.round,
-                "study": r.study_name,
-                "trials": r.trials,
-                "predictors": {
-                    k: {"id": v, "name": names.get(v)} for k, v in r.predictors.items()
-                },
-                "accuracy_predictor": r.accuracy_predictor,
-                "agreement": r.agreement,
-                "accuracy_front": _front_counts(r.accuracy_front),
-            }
-            for r in rows
-        ]
+        names = store.predictor_names(s)
+        return tuple(
+            RoundRecord(
+                round=r.round,
+                study=r.study_name,
+                trials=r.trials,
+                predictors={k: PredictorRef(v, names.get(v)) for k, v in r.predictors.items()},
+                accuracy_predictor=r.accuracy_predictor,
+                agreement=_checks(r.agreement),
+                accuracy_front=_front_counts(r.accuracy_front),
+            )
+            for r in store.rounds(s, search_id)
+        )
 
 
-def _front_counts(front: Mapping | None) -> dict | None:
-    return None if front is None else {k: front[k] for k in ("rescored", "n", "new")}
+def _front_counts(front: Mapping[str, Any] | None) -> FrontCounts | None:
+    return None if front is None else FrontCounts(front["rescored"], front["n"], front["new"])
 
 
-def record(db: Database, search_id: int, round_: int, agreement: dict) -> None:
+def record(db: Database, search_id: int, round_: int, agreement: Checks) -> None:
     with db.write() as s:
-        row = _round_row(s, search_id, round_)
-        row.agreement, row.finished_at = agreement, utcnow()
+        row = store.round_row(s, search_id, round_)
+        row.agreement, row.finished_at = _json(agreement), utcnow()
 
 
-def _round_row(s, search_id: int, round_: int) -> SearchRound:
-    return s.scalars(
-        select(SearchRound).where(SearchRound.search_id == search_id, SearchRound.round == round_)
-    ).one()
-
-
-def record_accuracy_front(db: Database, search_id: int, round_: int, rescored: int) -> dict:
+def record_accuracy_front(
+    db: Database, search_id: int, round_: int, rescored: int
+) -> AccuracyFront:
     """After a predictor-driven round's front was re-scored with the supernet (`rescored`
     subnets evaluated now): the front's size and how many of its subnets are new to it, i.e.
     were not on the front the previous round recorded. Stored on the round; returned."""
     with db.write() as s:
-        keys = set(s.scalars(select(Candidate.subnet_key).where(
-            Candidate.search_id == search_id, Candidate.pareto)))  # fmt: skip
-        before = _round_row(s, search_id, round_ - 1).accuracy_front if round_ else None
+        keys = store.front_keys(s, search_id)
+        before = store.round_row(s, search_id, round_ - 1).accuracy_front if round_ else None
         old = set((before or {}).get("keys", ()))
-        front = {"rescored": rescored, "n": len(keys), "new": len(keys - old),
-                 "keys": sorted(keys)}  # fmt: skip
-        _round_row(s, search_id, round_).accuracy_front = front
+        front = AccuracyFront(rescored, len(keys), len(keys - old), tuple(sorted(keys)))
+        store.round_row(s, search_id, round_).accuracy_front = front.to_json()
     return front
 
 
-def settled(front: Mapping | None) -> bool:
+def settled(front: AccuracyFront | None) -> bool:
     """A predictor-driven search's front is settled when a round brought no new subnet onto
     the front re-scored with the supernet (None: a supernet-driven round, always settled)."""
-    return front is None or front["new"] == 0
+    return front is None or front.new == 0
 
 
-def told(cand: Mapping) -> Mapping:
+def told(cand: Mapping[str, Any]) -> Mapping[str, Any]:
     """A candidate as the sampler is told of it: with its supernet accuracy where it has one
     (a predictor-driven search's re-scored subnets), else the accuracy that scored it."""
     sup = cand.get("accuracy_supernet")
     return cand if sup is None else {**cand, "accuracy": sup}
 
 
-def agrees(agreement: Mapping | None) -> bool:
+def agrees(agreement: Checks | None) -> bool:
     """Every measured target's front within +-10% of its predictions."""
-    return bool(agreement) and all(a["within10_of_predicted"] >= 1.0 for a in agreement.values())
+    if not agreement:
+        return False
+    return all(a.agrees for a in agreement.values())
 
 
 # ---- between rounds ---------------------------------------------------------------------------
@@ -188,8 +223,7 @@ def behind_front(
     """Up to `limit` extrapolated feasible candidates of the layer just behind the front (the
     front of the rest), most accurate first: the subnets a refit most likely moves onto it.
     `by_supernet`: among those with a supernet accuracy, by it (a predictor-driven search)."""
-    with db.read() as s:
-        rows = list(s.scalars(select(Candidate).where(Candidate.search_id == search_id)))
+    rows = store.read_candidates(db, search_id)
     rest = [r for r in rows if r.feasible and not r.pareto]
     if by_supernet:
         rest = [r for r in rest if r.accuracy_supernet is not None]
@@ -202,48 +236,39 @@ def behind_front(
     return [r.id for r in sorted(layer, key=lambda r: points[unique.index(r)][0])[:limit]]
 
 
-def refit(db: Database, search: str, search_id: int, state: RoundState, round_: int) -> dict:
+def refit(
+    db: Database, search: str, search_id: int, state: RoundState, round_: int
+) -> dict[str, int]:
     """Predictor ids for `round_`: refitted (`SEARCH/rN`, reused when a run killed after the
     refit stored it) for targets whose front this search measured and that did not agree in
     `state`'s round; the old one otherwise (a target whose front agreed keeps its predictor
     while the loop goes on for another: the demo's tflite front, 10 of 10 within 10% after
     round 2, fell to 6 of 9 after a refit it did not need)."""
-    with db.read() as s:
-        rows = list(s.scalars(select(Candidate).where(Candidate.search_id == search_id)))
-        trained = s.scalar(select(Run.space).join(Search).where(Search.id == search_id))
-    space_key = SearchSpace.from_dict(trained).key
+    rows = store.read_candidates(db, search_id)
+    space_key = SearchSpace.from_dict(store.search_space(db, search_id)).key
     out = dict(state.predictors)
-    agreed = {k for k, a in (state.agreement or {}).items() if a["within10_of_predicted"] >= 1}
+    agreed = {k for k, a in (state.agreement or {}).items() if a.agrees}
     for key in set(out) - agreed:
         focus = {r.subnet_key for r in rows if r.measured_ms and key in r.measured_ms}
         if not focus:
             continue
         name = f"{search}/r{round_}"
         target = Target.parse(key)
-        out[key] = _named(db, key, name) or refit_main(db, target, space_key, name, focus)
+        out[key] = store.named_predictor(db, key, name) or refit_main(
+            db, target, space_key, name, focus
+        )
     return out
 
 
-def _named(db: Database, key: str, name: str) -> int | None:
-    with db.read() as s:
-        return s.scalar(
-            select(PredictorRow.id)
-            .join(TargetRow, TargetRow.id == PredictorRow.target_id)
-            .where(TargetRow.key == key, PredictorRow.name == name)
-            .order_by(PredictorRow.id.desc())
-            .limit(1)
-        )
-
-
 def rescore(
-    db: Database, search_id: int, predictors: Mapping[str, Predictor], round_: int, problem,
-    accuracy: AccuracyPredictor | None = None,
-) -> dict[int, dict]:  # fmt: skip
+    db: Database, search_id: int, predictors: Mapping[str, Predictor], round_: int,
+    problem: Problem, accuracy: AccuracyPredictor | None = None,
+) -> dict[int, dict[str, Any]]:  # fmt: skip
     """Re-score every candidate with `predictors` (and `accuracy`, where the search is driven
     by an accuracy predictor): predictions, extrapolation flags, feasibility; mark the front
     again. Returns trial number -> the re-scored candidate."""
     with db.write() as s:
-        rows = list(s.scalars(select(Candidate).where(Candidate.search_id == search_id)))
+        rows = store.candidates(s, search_id)
         if rows:
             space = next(iter(predictors.values())).space
             subnets = [space.subnet_from_dict(r.subnet) for r in rows]
@@ -262,7 +287,7 @@ def rescore(
     return out
 
 
-def _candidate_dict(r: Candidate) -> dict:
+def _candidate_dict(r: Candidate) -> dict[str, Any]:  # as a trial carries it (`Evaluation`)
     return {"subnet": r.subnet, "key": r.subnet_key, "accuracy": r.accuracy,
             "accuracy_supernet": r.accuracy_supernet,
             "latency_ms": dict(r.predicted_ms), "params": r.params, "macs": r.macs,
@@ -270,8 +295,9 @@ def _candidate_dict(r: Candidate) -> dict:
 
 
 def next_study(
-    db_url: str, old: optuna.Study, name: str, problem: Problem, rescored: dict, round_: int
-) -> optuna.Study:
+    db_url: str, old: optuna.Study, name: str, problem: Problem,
+    rescored: Mapping[int, Mapping[str, Any]], round_: int,
+) -> optuna.Study:  # fmt: skip
     """Round `round_`'s study: every trial of `old` copied in order, finished ones with their
     re-scored values (a half-made copy from a killed run is made again)."""
     storage = optuna_storage(db_url)
@@ -283,14 +309,19 @@ def next_study(
     return new
 
 
-def copy_trials(trials: list, problem: Problem, rescored: Mapping, round_: int) -> list:
+def copy_trials(
+    trials: list[FrozenTrial], problem: Problem, rescored: Mapping[int, Mapping[str, Any]],
+    round_: int,
+) -> list[FrozenTrial]:  # fmt: skip
     """`trials` as round `round_`'s study starts with them: finished ones with the values of
     their re-scored candidate (`rescored`: trial number -> candidate dict) as the sampler is
     `told` of it, the rest as failed."""
     return [_copy(t, problem, rescored, round_) for t in trials]
 
 
-def _copy(t, problem: Problem, rescored: Mapping, round_: int):
+def _copy(
+    t: FrozenTrial, problem: Problem, rescored: Mapping[int, Mapping[str, Any]], round_: int
+) -> FrozenTrial:
     cand = rescored.get(t.number)
     attrs = {"round": int(t.user_attrs.get("round", 0)), "scored_round": round_}
     if t.state != TrialState.COMPLETE or cand is None:
@@ -306,13 +337,13 @@ def _copy(t, problem: Problem, rescored: Mapping, round_: int):
 
 
 def start(
-    db: Database, search_id: int, state: RoundState, predictors: dict, trials: int,
+    db: Database, search_id: int, state: RoundState, predictors: dict[str, int], trials: int,
     accuracy_predictor: int | None = None,
 ) -> RoundState:  # fmt: skip
     """Record round `state.round + 1` and point the search at its study."""
     r = state.round + 1
     with db.write() as s:
-        search = s.get(Search, search_id)
+        search = store.search_by_id(s, search_id)
         name = study_name(search.name, r)
         s.add(SearchRound(search_id=search_id, round=r, study_name=name,
                           predictors=predictors, trials=trials,

@@ -15,10 +15,10 @@ from sqlalchemy import select, text, update
 def test_init_creates_prefixed_tables_and_records_the_version(db_url):
     with open_db(db_url) as db:
         st = status(db)
-        assert st["schema_version"] == SCHEMA_VERSION == schema_version(db)
-        assert set(st["tables"]) == {t.name for t in Base.metadata.sorted_tables}
-        assert all(name.startswith("hwnas_") for name in st["tables"])
-        assert st["tables"]["hwnas_meta"] == 1
+        assert st.schema_version == SCHEMA_VERSION == schema_version(db)
+        assert set(st.tables) == {t.name for t in Base.metadata.sorted_tables}
+        assert all(name.startswith("hwnas_") for name in st.tables)
+        assert st.tables["hwnas_meta"] == 1
 
 
 def test_optuna_tables_live_beside_ours(db_url):
@@ -27,8 +27,8 @@ def test_optuna_tables_live_beside_ours(db_url):
         study = optuna.create_study(storage=db_url, study_name="s")
         study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
         st = status(db)
-        assert st["other_tables"]["studies"] == 1 and st["other_tables"]["trials"] == 2
-        assert not set(st["tables"]) & set(st["other_tables"])
+        assert st.other_tables["studies"] == 1 and st.other_tables["trials"] == 2
+        assert not set(st.tables) & set(st.other_tables)
 
 
 def test_writes_commit_and_reads_see_them(db_url):
@@ -109,7 +109,7 @@ def test_four_processes_write_one_sqlite_file_without_locking_errors(sqlite_url)
         p.join(120)
     assert [p.exitcode for p in procs] == [0, 0, 0, 0]
     with open_db(sqlite_url, create=False) as db:
-        assert status(db)["tables"]["hwnas_runs"] == 100
+        assert status(db).tables["hwnas_runs"] == 100
 
 
 def _drop_v7(conn) -> None:

@@ -40,7 +40,7 @@ def test_predictor_metrics_agree():
 def test_the_closed_loops_front_check_agrees():
     front = [SimpleNamespace(id=i, predicted_ms={"cpu": p}) for i, p in enumerate(PRED)]
     measured = {i: {"cpu": m} for i, m in enumerate(MEAS)}
-    got = budget_check(front, measured, {})["cpu"]
+    got = budget_check(front, measured, {})["cpu"].to_json()
     assert got["within10_of_predicted"] == WITHIN10
     assert got["worst_off"] == pytest.approx(relative_error(PRED, MEAS).max())
 

@@ -103,7 +103,7 @@ def test_two_processes_train_like_one_process_with_two_devices(tmp_path, two_dev
 def test_a_dead_process_stops_the_job_with_one_line(tmp_path):
     procs = job("dies", tmp_path, 50, 128, "--checkpoint-minutes", "0.00001")
     deadline = time.time() + 300
-    ckpt = tmp_path / "runs" / "dies" / "hwnas.supernet.ckpt"
+    ckpt = tmp_path / "runs" / "dies" / "supernet.ckpt"
     while not ckpt.exists() and time.time() < deadline and procs[0].poll() is None:
         time.sleep(0.2)  # training has begun: the first step's checkpoint is written
     os.kill(procs[1].pid, signal.SIGKILL)

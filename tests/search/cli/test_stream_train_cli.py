@@ -58,7 +58,7 @@ def test_kill_9_mid_epoch_then_resume_streams_on_where_it_stopped(folder, tmp_pa
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    cut, _ = checkpoint.read_state_dict(tmp_path / "runs" / "cut" / "hwnas.supernet.ckpt")
+    cut, _ = checkpoint.read_state_dict(tmp_path / "runs" / "cut" / "supernet.ckpt")
     assert 0 < int(cut["state"]["step"]) < ref["steps"]
     # resumed without --loader stream: the run reads the data as it was started
     resume = [a for a in stream_args("cut", url, folder) if a not in ("--loader", "stream")]
@@ -105,7 +105,7 @@ def test_resuming_on_a_changed_folder_is_refused(tmp_path):
     args = [a if a != "2" else "1" for a in stream_args("run", url, folder)]  # one epoch
     hwnas(*args, cwd=tmp_path)
     (folder / "class0" / "0000.jpg").rename(folder / "class0" / "zzzz.jpg")
-    ckpt = tmp_path / "runs" / "run" / "hwnas.supernet.ckpt"
+    ckpt = tmp_path / "runs" / "run" / "supernet.ckpt"
     before = ckpt.read_bytes()
     done = hwnas(*args, "--resume", cwd=tmp_path, check=False)
     last = done.stderr.strip().splitlines()[-1]

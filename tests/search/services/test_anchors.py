@@ -8,9 +8,9 @@ from hwnas.db.models import Measurement, Run
 from hwnas.db.models import Target as TargetRow
 from hwnas.db.queries import ensure_space
 from hwnas.db.session import open_db
+from hwnas.latency.drift import FEW_ANCHORS as ANCHORS
 from hwnas.latency.targets import Target
 from hwnas.search.services.anchors import anchors
-from hwnas.search.services.remeasure import FRONT_ANCHORS as ANCHORS
 from hwnas.supernet.space import load_space
 
 CPU = Target("cpu")

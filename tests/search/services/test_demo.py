@@ -13,7 +13,7 @@ RESULT = json.loads((Path(__file__).parents[2] / "data" / "demo_result.json").re
 
 
 def test_the_summary_says_each_step_with_its_time():
-    result = DemoResult(**RESULT)
+    result = DemoResult.from_json(RESULT)
     lines = summary_text(result).splitlines()
     assert lines[0] == f"hwnas demo: done in {result.seconds:.0f} s"
     by_start = {line.split()[0]: line for line in lines[1:]}
@@ -30,9 +30,9 @@ def test_the_summary_says_each_step_with_its_time():
 
 def test_a_reused_step_says_so():
     steps = RESULT["steps"] | {"train": RESULT["steps"]["train"] | {"reused": True}}
-    text = summary_text(DemoResult(**RESULT | {"steps": steps}))
+    text = summary_text(DemoResult.from_json(RESULT | {"steps": steps}))
     assert "(smallest) [reused]" in text
 
 
 def test_the_result_is_json_as_the_cli_prints_it():
-    assert json.loads(json.dumps(DemoResult(**RESULT).to_json())) == RESULT
+    assert json.loads(json.dumps(DemoResult.from_json(RESULT).to_json())) == RESULT

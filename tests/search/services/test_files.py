@@ -8,6 +8,8 @@ import pytest
 from hwnas.search.output import UserError
 from hwnas.search.services.files import check_destination, write_new
 
+from hwnas.exceptions import shown
+
 
 def test_write_new_writes_and_leaves_no_temporary(tmp_path):
     out = tmp_path / "m.tflite"
@@ -19,8 +21,9 @@ def test_write_new_writes_and_leaves_no_temporary(tmp_path):
 def test_no_overwrite_without_force(tmp_path):
     out = tmp_path / "m.tflite"
     out.write_bytes(b"old")
-    with pytest.raises(UserError, match="--force"):
+    with pytest.raises(UserError) as e:
         check_destination(out, force=False, suffix=".tflite")
+    assert "--force" in shown(e.value, flags=True)  # as the CLI says it
     with pytest.raises(UserError, match="appeared meanwhile"):
         write_new(out, b"new", force=False)  # the name appeared after the check
     assert out.read_bytes() == b"old"

@@ -1,4 +1,4 @@
-"""Between the rounds of the closed loop (`hwnas.search.rounds`), on a real SQLite file."""
+"""Between the rounds of the closed loop (`search/services/rounds.py`), on a real SQLite file."""
 
 from __future__ import annotations
 
@@ -9,13 +9,15 @@ from hwnas.search import candidates
 from hwnas.search.objective import Problem
 from hwnas.search.output import UserError
 from hwnas.search.services import rounds
+from hwnas.search.services.remeasure import FrontCheck
 from search_helpers import make_search, trial
 
 KEY = "tflite-fp32-t1"
 
 
 def agreement(share: float) -> dict:
-    return {KEY: {"n": 4, "within10_of_predicted": share, "worst_off": 0.2}}
+    return {KEY: FrontCheck(n=4, median_measured_over_predicted=1.0,
+                            within10_of_predicted=share, worst_off=0.2)}  # fmt: skip
 
 
 def test_only_targets_whose_front_disagreed_are_refitted(sqlite_url):
@@ -46,19 +48,23 @@ def test_a_predictor_driven_front_is_settled_when_a_round_brings_no_new_subnet(s
         def round_(r: int, trials: list, evaluated: int) -> dict:
             candidates.sync(db, sid, trials, problem, r)
             candidates.mark_pareto(db, sid, problem)
-            return rounds.record_accuracy_front(db, sid, r, evaluated)
+            return rounds.record_accuracy_front(db, sid, r, evaluated).to_json()
 
         state = rounds.begin(db, sid, "s", {"t": 1}, 2, 1, accuracy_predictor=5)
         first = round_(0, [trial(0, 0.9, 1.0), trial(1, 0.8, 0.5)], 2)
         assert (first["n"], first["new"], first["rescored"]) == (2, 2, 2)
-        assert not rounds.settled(first)  # a first front is all new
+        assert not rounds.settled(rounds.AccuracyFront.from_json(first))  # all new at first
         state = rounds.start(db, sid, state, {"t": 1}, 3, 5)
         second = round_(1, [trial(2, 0.7, 0.9)], 1)  # behind the front
-        assert (second["n"], second["new"]) == (2, 0) and rounds.settled(second)
+        assert (second["n"], second["new"]) == (2, 0) and rounds.settled(
+            rounds.AccuracyFront.from_json(second)
+        )
         state = rounds.start(db, sid, state, {"t": 1}, 4, 5)
         third = round_(2, [trial(3, 0.95, 0.4)], 1)  # dominates both: the front is new
-        assert (third["n"], third["new"]) == (1, 1) and not rounds.settled(third)
-        assert [r["accuracy_front"] for r in rounds.history(db, sid)] == [
+        assert (third["n"], third["new"]) == (1, 1) and not rounds.settled(
+            rounds.AccuracyFront.from_json(third)
+        )
+        assert [r.to_json()["accuracy_front"] for r in rounds.history(db, sid)] == [
             {"rescored": 2, "n": 2, "new": 2}, {"rescored": 1, "n": 2, "new": 0},
             {"rescored": 1, "n": 1, "new": 1},
         ]  # fmt: skip

@@ -31,7 +31,8 @@ def test_training_restarts_above_32_px(calls, space, expected):
 def test_a_resumed_run_is_judged_on_its_recorded_space(sqlite_url, tmp_path):
     digits, ofa = load_space("digits"), load_space("ofa-mbv3")
     with open_db(sqlite_url) as db:
-        train._create_run(db, "big", "folder", None, ofa, TrainConfig(), tmp_path / "c", "memory")
+        spec = train.RunSpec("folder", None, ofa, 0, "memory", TrainConfig())
+        train._create_run(db, "big", spec, tmp_path / "c")
     assert train._space_to_train(sqlite_url, digits, "big", resume=True) == ofa
     assert train._space_to_train(sqlite_url, digits, "big", resume=False) == digits
     assert train._space_to_train(sqlite_url, digits, "other", resume=True) == digits

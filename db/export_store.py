@@ -1,0 +1,39 @@
+"""What `hwnas export` reads and writes: the candidate it starts from, and the export's row."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from hwnas.db.models import Candidate, Export, Run, Search
+from hwnas.db.session import Database
+
+
+@dataclass(frozen=True)
+class CandidateOrigin:
+    """A candidate's subnet (as stored) and the name of the run whose supernet it is."""
+
+    candidate: int
+    run: str
+    subnet: dict[str, Any]
+
+
+def candidate_origin(db: Database, candidate: int) -> CandidateOrigin | None:
+    """Where candidate `candidate` comes from (None: no such candidate)."""
+    with db.read() as s:
+        cand = s.get(Candidate, candidate)
+        if cand is None:
+            return None
+        search = s.get(Search, cand.search_id)
+        run = s.get(Run, search.run_id) if search is not None else None
+        if run is None:
+            return None
+        return CandidateOrigin(candidate, run.name, dict(cand.subnet))
+
+
+def record_export(db: Database, row: Export) -> int:
+    """Store an export's row; its id."""
+    with db.write() as s:
+        s.add(row)
+        s.flush()
+        return row.id
