@@ -12,12 +12,12 @@ import contextlib
 
 import numpy as np
 import optuna
+from hwnas.db import search_store as store
 from hwnas.db.models import Candidate
 from hwnas.db.session import Database
 from hwnas.search.objective import Problem
 from hwnas.search.pareto import pareto_mask
 from optuna.trial import FrozenTrial, TrialState
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 
@@ -79,9 +79,7 @@ def _sync(
     db: Database, search_id: int, trials: list[FrozenTrial], problem: Problem, round_: int
 ) -> int:
     with db.write() as s:
-        have = set(
-            s.scalars(select(Candidate.trial_number).where(Candidate.search_id == search_id))
-        )
+        have = store.trial_numbers(s, search_id)
         new = [t for t in finished(trials) if t.number not in have]
         for t in new:
             s.add(candidate_row(search_id, t, problem, round_))
@@ -107,13 +105,7 @@ def mark_pareto(db: Database, search_id: int, problem: Problem, by_supernet: boo
     returns the front's size. `by_supernet`: the front of those with a supernet accuracy, on
     it (a predictor-driven search's final front, `accuracy_fit.rescore_front`)."""
     with db.write() as s:
-        rows = list(
-            s.scalars(
-                select(Candidate)
-                .where(Candidate.search_id == search_id)
-                .order_by(Candidate.trial_number)
-            )
-        )
+        rows = store.candidates(s, search_id)
         seen: set[str] = set()
         first = []
         for r in rows:
