@@ -139,13 +139,17 @@ def fit_predictor(
     run: str | None = None,
     space: SpaceArg | None = None,
     kind: str = "main",
+    holdout: float = 0.2,
+    seed: int = 0,
     db: str | None = None,
 ) -> FitResult:
     """Fit the latency predictors of `target` for the space of `run` (or `space`) on its
-    measurements, with held-out scores and the baselines beside (`hwnas predictor fit`)."""
+    measurements, with held-out scores and the baselines beside (`hwnas predictor fit`): a
+    share `holdout` of the subnets held out (split by `seed`), `kind` reported."""
     from hwnas.search.services.prediction import fit
 
-    return fit(db, _target(target), kind, space_key=_space_key(db, space, run))
+    key = _space_key(db, space, run)
+    return fit(db, _target(target), kind, holdout, seed, space_key=key)
 
 
 def predict(
@@ -169,22 +173,25 @@ def search(
     run: str,
     targets: Sequence[Target | str],
     *,
-    budgets: Mapping[str, float] | None = None,
+    budgets: Mapping[str, float] | Sequence[str] | None = None,
     objectives: Sequence[str] = (),
     config: SearchConfig | None = None,
     db: str | None = None,
 ) -> SearchResult:
     """Search `run`'s accuracy/latency Pareto front on `targets` under hard `budgets` (target
-    -> ms), in closed-loop rounds that measure each front (`hwnas search`); every other
-    setting in `config` (`hwnas.SearchConfig`: trials, rounds, sampler, workers, ...).
-    Running it again with the same name continues the search."""
+    -> ms, or `TARGET=MS` strings), in closed-loop rounds that measure each front (`hwnas
+    search`); every other setting in `config` (`hwnas.SearchConfig`: trials, rounds, sampler,
+    workers, ...). Running it again with the same name continues the search."""
     from hwnas.search.search_config import SearchConfig
     from hwnas.search.services.search import parse_problem
     from hwnas.search.services.search import search as run_search
 
-    keys = [_target(t).key for t in targets]
-    limits = [f"{_target(t).key}={ms}" for t, ms in (budgets or {}).items()]
-    problem = parse_problem(keys, limits, list(objectives))
+    names = [t if isinstance(t, str) else t.key for t in targets]
+    if isinstance(budgets, Mapping):
+        limits = [f"{t if isinstance(t, str) else t.key}={ms}" for t, ms in budgets.items()]
+    else:
+        limits = list(budgets or ())
+    problem = parse_problem(names, limits, list(objectives))
     return run_search(run, problem, config or SearchConfig(), db_url=db)
 
 
@@ -203,19 +210,22 @@ def export(
     subnet: Subnet | Mapping | str | None = None,
     precision: str = "fp32",
     int8_io: bool = False,
+    threads: int = 1,
+    measure: bool = True,
     force: bool = False,
     db: str | None = None,
 ) -> ExportResult:
     """Export a search's `candidate` (or `run`'s `subnet`) to TFLite at `out` with its proof:
     ops, JAX-vs-LiteRT difference, accuracies, predicted and measured latency (`hwnas
-    export`); `precision` fp32, fp16 or int8; `force` replaces an existing file."""
+    export`); `precision` fp32, fp16 or int8; the latency check on LiteRT with `threads`
+    (`measure=False`: predicted only); `force` replaces an existing file."""
     from hwnas.search.services.export import ExportRequest
     from hwnas.search.services.export import export as run_export
 
     request = ExportRequest(
         out=str(out), candidate=candidate, run=run,
         subnet=None if subnet is None else _subnet_json(subnet), precision=precision,
-        int8_io=int8_io, force=force,
+        int8_io=int8_io, threads=threads, force=force, measure=measure,
     )  # fmt: skip
     return run_export(db, request)
 

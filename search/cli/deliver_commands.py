@@ -13,6 +13,7 @@ from hwnas.search.cli.options import DbOpt, JsonOpt
 from hwnas.search.output import UserError, emit
 from hwnas.search.search_config import DemoConfig
 
+from hwnas import api
 from hwnas.exceptions import HwnasError
 
 
@@ -48,13 +49,12 @@ def export(
     """Export a subnet to TFLite with proof: op list, JAX-vs-LiteRT logits, accuracy of both
     on the validation split, measured vs predicted latency; writes FILE.json (the input
     contract) beside it."""
-    from hwnas.search.services import export as export_service
-
     check_export_flags(candidate, run, subnet, precision, int8_io)
-    req = export_service.ExportRequest(
-        out, candidate, run, subnet, precision, int8_io, threads, force, measure
-    )
-    emit(export_service.export(db, req), json)
+    exported = api.export(
+        out, candidate=candidate, run=run, subnet=subnet, precision=precision, int8_io=int8_io,
+        threads=threads, measure=measure, force=force, db=db,
+    )  # fmt: skip
+    emit(exported, json)
 
 
 def check_export_flags(
@@ -102,9 +102,7 @@ def report(
     """Write a Markdown report with PNG figures on a search: fronts per target, predicted vs
     measured latency with baselines, samplers, weight sharing, cross-target specialisation,
     exports, and the commands and versions behind every number."""
-    from hwnas.search.services import report as report_service
-
-    emit(report_service.report(db, search, out, bench), json)
+    emit(api.report(search, out, bench=bench, db=db), json)
 
 
 @app.command()
@@ -131,9 +129,8 @@ def demo(
     best feasible subnet. About 10 minutes on 2 cores; a second run reuses what the first made."""
     from hwnas.search.services import demo as demo_service
 
-    cfg = demo_service.config_from(folder, epochs=epochs, trials=trials)
     with flags_named({"folder": "dir"}):
-        result = demo_service.demo(cfg)
+        result = api.demo(folder, epochs=epochs, trials=trials)
     emit(result, json, None if json else demo_service.summary_text(result))
 
 

@@ -21,6 +21,8 @@ from hwnas.search.cli.options import (
 )
 from hwnas.search.output import UserError, emit
 
+from hwnas import api
+
 
 @app.command()
 def measure(
@@ -135,11 +137,11 @@ def predictor_fit(
 ) -> None:
     """Fit the latency predictors of a (space, target) pair; evaluate them on held-out
     subnets."""
-    from hwnas.search.services import measuring, prediction
+    from hwnas.search.services import measuring
 
     t = measuring.parse_target(target, threads, precision, device)
-    key = prediction.space_key_for(db, space, run)
-    emit(prediction.fit(db, t, kind, holdout, seed, key), json)
+    emit(api.fit_predictor(t, run=run, space=space, kind=kind, holdout=holdout, seed=seed,
+                           db=db), json)  # fmt: skip
 
 
 @app.command()
@@ -156,8 +158,7 @@ def predict(
     json: JsonOpt = False,
 ) -> None:
     """Predict one subnet's latency on a target with the predictor fitted for its space."""
-    from hwnas.search.services import measuring, prediction
+    from hwnas.search.services import measuring
 
     t = measuring.parse_target(target, threads, precision, device)
-    key = prediction.space_key_for(db, space, run)
-    emit(prediction.predict(db, t, subnet, kind, key), json)
+    emit(api.predict(t, subnet, run=run, space=space, kind=kind, db=db), json)

@@ -12,6 +12,8 @@ from hwnas.search.cli.options import DbOpt, JsonOpt, SpaceOpt
 from hwnas.search.output import UserError, emit
 from hwnas.supernet.train_config import LaunchConfig, TrainConfig
 
+from hwnas import api
+
 
 @app.command()
 def space(
@@ -30,7 +32,7 @@ def space(
         presets = spaces.space_presets()
         emit(presets, json, human=presets.text())
     else:
-        emit(spaces.space_summary(space), json)
+        emit(api.space(space), json)
 
 
 def _expert(help: str, *names: str, envvar: str | None = None) -> Any:

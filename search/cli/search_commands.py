@@ -18,6 +18,8 @@ from hwnas.search.search_config import (
     read_search_toml,
 )
 
+from hwnas import api
+
 
 def _expert(help_: str) -> dict[str, Any]:
     """An expert setting: kept working as a flag, hidden from `--help`, a config key."""
@@ -113,7 +115,6 @@ def search(
     json: JsonOpt = False,
 ) -> None:
     """Search the accuracy/latency Pareto front with Optuna under hard latency budgets."""
-    from hwnas.search.services import search as search_service
 
     given = {k: v for k, v in locals().items() if k in CONFIG_FIELDS}
     file = read_search_toml(config) if config is not None else SearchFile({}, {})
@@ -123,10 +124,11 @@ def search(
         raise UserError("give the {field} to search (a finished training run)", field="run")
     lists = {"target": target, "budget": budget, "objective": objective}
     given_lists = {k: v if v is not None else file.problem.get(k, []) for k, v in lists.items()}
-    problem = search_service.parse_problem(
-        given_lists["target"], given_lists["budget"], given_lists["objective"]
-    )
-    emit(search_service.search(run, problem, settings, db_url=db), json)
+    found = api.search(
+        run, given_lists["target"], budgets=given_lists["budget"],
+        objectives=given_lists["objective"], config=settings, db=db,
+    )  # fmt: skip
+    emit(found, json)
 
 
 CONFIG_FIELDS = {f.name for f in fields(SearchConfig)}
@@ -139,9 +141,7 @@ def pareto(
     json: JsonOpt = False,
 ) -> None:
     """List the Pareto front of a search (with measured_ms where it was measured)."""
-    from hwnas.search.services import search as search_service
-
-    emit(search_service.pareto(db, search), json)
+    emit(api.pareto(search, db=db), json)
 
 
 @accuracy_app.command("fit")
