@@ -30,11 +30,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 _HERE = Path(__file__).resolve().parent
-if not (_HERE / "supernet").is_dir() and (_HERE.parent / "supernet" / "__init__.py").is_file():
-    __path__.append(str(_HERE.parent))  # a checkout: hwnas.search is ../search
-
-# `hwnas.search` is both the package and the verb: the package is callable (search/__init__.py).
-from hwnas import search  # noqa: E402
+if not (_HERE / "latency").is_dir() and (_HERE.parent / "latency" / "__init__.py").is_file():
+    __path__.append(str(_HERE.parent))  # a checkout, or a copy: hwnas.latency is ../latency
 from hwnas.api import (  # noqa: E402
     demo,
     export,
@@ -67,6 +64,8 @@ _LAZY = {
 
 
 def __getattr__(name: str) -> Any:
+    if name == "search":  # both the package and the verb: the package is callable
+        return import_module("hwnas.search")  # (search/__init__.py), imported when first used
     if name in _LAZY:
         return getattr(import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'hwnas' has no attribute {name!r}")

@@ -126,10 +126,9 @@ def measure(
     from hwnas.search.services.measuring import measure as run_measure
     from hwnas.supernet.space import load_space
 
-    untrained = load_space(space) if space is not None and run is None else None
+    given = load_space(space) if space is not None else None  # with a run: checked against it
     return run_measure(
-        db, run, _target(target), n=n, seed=seed, jobs_out=jobs_out, blocks=blocks,
-        space=untrained,
+        db, run, _target(target), n=n, seed=seed, jobs_out=jobs_out, blocks=blocks, space=given,
     )  # fmt: skip
 
 

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from hwnas.search.cli.app import app
-from hwnas.search.cli.options import DbOpt, JsonOpt
+from hwnas.search.cli.options import DbOpt, JsonOpt, flags_named
 from hwnas.search.output import UserError, emit
 from hwnas.search.search_config import DemoConfig
 
 from hwnas import api
-from hwnas.exceptions import HwnasError
 
 
 @app.command()
@@ -132,14 +129,3 @@ def demo(
     with flags_named({"folder": "dir"}):
         result = api.demo(folder, epochs=epochs, trials=trials)
     emit(result, json, None if json else demo_service.summary_text(result))
-
-
-@contextmanager
-def flags_named(flags: dict[str, str]) -> Iterator[None]:
-    """Errors whose field a flag of another name sets (`folder`: `--dir`) name that flag."""
-    try:
-        yield
-    except HwnasError as e:
-        if e.field not in flags:
-            raise
-        raise HwnasError(e.message, field=flags[e.field]) from None

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 import typer
+
+from hwnas.exceptions import HwnasError
 
 DbOpt = Annotated[
     str | None,
@@ -56,3 +60,14 @@ PrecisionOpt = Annotated[str, typer.Option(help="tflite: fp32 or int8 (part of t
 DeviceOpt = Annotated[
     str, typer.Option(help="Label of the measured device when it is not this machine.")
 ]
+
+
+@contextmanager
+def flags_named(flags: dict[str, str]) -> Iterator[None]:
+    """Errors whose field a flag of another name sets (`folder`: `--dir`) name that flag."""
+    try:
+        yield
+    except HwnasError as e:
+        if e.field not in flags:
+            raise
+        raise HwnasError(e.message, field=flags[e.field]) from None

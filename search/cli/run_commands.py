@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 from hwnas.search.cli.app import app, db_app
-from hwnas.search.cli.options import DbOpt, JsonOpt, SpaceOpt
+from hwnas.search.cli.options import DbOpt, JsonOpt, SpaceOpt, flags_named
 from hwnas.search.output import UserError, emit
 from hwnas.supernet.train_config import LaunchConfig, TrainConfig
 
@@ -118,19 +118,20 @@ def train(
         process_id=process_id,
         progress=not quiet,
     )
-    result = training.train(
-        db,
-        dataset,
-        data_dir=data_dir,
-        space_file=space,
-        epochs=epochs,
-        batch_size=batch_size,
-        seed=seed,
-        name=name,
-        resume=resume,
-        launch=launch,
-        config_file=config,
-    )
+    with flags_named({"decode_workers": "workers"}):  # the flag's documented name
+        result = training.train(
+            db,
+            dataset,
+            data_dir=data_dir,
+            space_file=space,
+            epochs=epochs,
+            batch_size=batch_size,
+            seed=seed,
+            name=name,
+            resume=resume,
+            launch=launch,
+            config_file=config,
+        )
     emit(result, json)
 
 

@@ -20,7 +20,10 @@ from sqlalchemy import delete, func, select
 
 ROOT = Path(__file__).resolve().parents[3]
 # What a measurement box lacks: everything but numpy and the target's runtime.
-BLOCKED = ["optuna", "sqlalchemy", "tensorflow", "flax", "optax", "supernet", "search", "db"]
+BLOCKED = [
+    "optuna", "sqlalchemy", "tensorflow", "flax", "optax",
+    "hwnas.supernet", "hwnas.search", "hwnas.db",
+]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +41,7 @@ def worker(
     prelude = (
         "import sys\n"
         f"for m in {blocked!r}: sys.modules[m] = None\n"
-        "from latency.worker import main\n"
+        "from hwnas.latency.worker import main\n"
         f"sys.exit(main({argv!r}))\n"
     )
     env = os.environ | {"PYTHONPATH": str(ROOT)}
