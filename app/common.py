@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import streamlit as st
+
 from hwnas.db.session import Database, DbError, open_db, resolve_url
 
 FIRST_STEPS = """No {what} in this database yet. From the command line:

@@ -6,14 +6,14 @@ import os
 from pathlib import Path
 
 import streamlit as st
+
 from hwnas.app import view_data as data
 from hwnas.app.common import db_url
 from hwnas.db.session import Database
+from hwnas.exceptions import shown
 from hwnas.search.output import is_user_error
 from hwnas.search.services.export import ExportRequest, ExportResult, export
 from hwnas.supernet.convert import PRECISIONS
-
-from hwnas.exceptions import shown
 
 
 def export_dir() -> Path:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import pandas as pd
+
 from hwnas.db import view_store
 from hwnas.db.session import Database
 from hwnas.latency.metrics import agreement

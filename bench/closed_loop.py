@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 from hwnas.db.session import open_db, sqlite_path
 from hwnas.latency.targets import Target
 from hwnas.search.objective import Problem

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 from hwnas.db.models import Candidate, Run, Search
 from hwnas.db.session import open_db
 from hwnas.search.services.dashboard import free_port, stop, wait_serving

@@ -27,6 +27,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+
 from hwnas.supernet.compile_cache import enable_compile_cache
 from hwnas.supernet.depthwise import FORMS, depthwise
 

@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 from hwnas.latency import drift
 from hwnas.latency.drift import N_REFS
 from hwnas.latency.jobs import parse_job

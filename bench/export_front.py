@@ -21,13 +21,14 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from sqlalchemy import select
+
 from hwnas.db.models import Candidate
 from hwnas.db.session import open_db
 from hwnas.latency.metrics import within
 from hwnas.search.output import show_logs
 from hwnas.search.services.export import ExportRequest, export
 from hwnas.search.services.search import find_search
-from sqlalchemy import select
 
 
 def front_ids(db_url: str | None, search: str) -> list[int]:

@@ -30,9 +30,8 @@ import sys
 import time
 from pathlib import Path
 
-from hwnas.supernet.host_memory import block_cache_library, block_cache_stats
-
 from bench.train_throughput import positive_int
+from hwnas.supernet.host_memory import block_cache_library, block_cache_stats
 
 SETTINGS = ("default", "reuse")
 
@@ -44,12 +43,11 @@ def child(args: argparse.Namespace) -> dict:
     changed = reuse_host_memory() if args.child == "reuse" else False
     if args.child == "reuse" and not changed:
         raise SystemExit("the block cache did not load: no reuse to measure")
+    from bench.train_throughput import peak_rss_gb, sandwich_runner, supernet_runner
     from hwnas.search.services.training import default_batch_size
     from hwnas.supernet.compile_cache import enable_compile_cache
     from hwnas.supernet.space import load_space
     from hwnas.supernet.train_step import TrainConfig, make_optimizer
-
-    from bench.train_throughput import peak_rss_gb, sandwich_runner, supernet_runner
 
     enable_compile_cache()
     space = load_space(args.space)

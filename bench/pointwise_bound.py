@@ -31,9 +31,10 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+from train_throughput import matmul_peak  # bench/ is on the path: run as bench/NAME.py
+
 from hwnas.search.services.training import default_batch_size
 from hwnas.supernet.space import SearchSpace, load_space
-from train_throughput import matmul_peak  # bench/ is on the path: run as bench/NAME.py
 
 
 def pointwise_shapes(space: SearchSpace, batch: int) -> list[tuple[int, int, int]]:

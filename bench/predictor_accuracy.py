@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 from hwnas.db.session import open_db
 from hwnas.latency.drift import N_REFS
 from hwnas.latency.features import SpaceTables, table_layers

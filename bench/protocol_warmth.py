@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+from scipy.stats import kendalltau
+
 from hwnas.latency.protocol import Protocol
 from hwnas.latency.runners import make_runner
 from hwnas.latency.targets import Target
@@ -33,7 +35,6 @@ from hwnas.search.output import show_logs
 from hwnas.search.services.measuring import build_jobs_for, sample_subnets
 from hwnas.search.services.model_source import SpaceContext
 from hwnas.supernet.space import load_space
-from scipy.stats import kendalltau
 
 PLAIN_WARMUP, PLAIN_ROUNDS, PLAIN_CALLS = 20, 9, 30
 

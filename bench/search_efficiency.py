@@ -58,6 +58,7 @@ from pathlib import Path
 
 import numpy as np
 import optuna
+
 from hwnas.db.session import open_db
 from hwnas.latency.targets import Target
 from hwnas.search.accuracy_predictor import encode

@@ -48,6 +48,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+
 from hwnas.search.services.training import BLOCK_CACHE_ABOVE_PX, default_batch_size
 from hwnas.supernet.compile_cache import enable_compile_cache
 from hwnas.supernet.host_memory import allow_restart, restart_with_block_cache, reuse_host_memory

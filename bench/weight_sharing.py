@@ -19,6 +19,7 @@ import sys
 import time
 
 import numpy as np
+
 from hwnas.db.session import open_db
 from hwnas.search.output import show_logs
 from hwnas.search.services.recorded_runs import load_run, run_dataset

@@ -7,10 +7,11 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from hwnas.db.models import Measurement, Run, Space
-from hwnas.db.models import Predictor as PredictorRow
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+
+from hwnas.db.models import Measurement, Run, Space
+from hwnas.db.models import Predictor as PredictorRow
 
 CHUNK = 500  # sources looked up per IN (...) query
 

@@ -8,8 +8,9 @@ import json
 import sys
 from collections.abc import Callable
 
-from hwnas.db.models import SCHEMA_VERSION, Base, Meta, Space, utcnow
 from sqlalchemy import JSON, Connection, column, inspect, table, text, update
+
+from hwnas.db.models import SCHEMA_VERSION, Base, Meta, Space, utcnow
 
 
 def _v2_to_v3(conn: Connection) -> None:

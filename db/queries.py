@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hwnas.db.models import SCHEMA_VERSION, Base, Meta, Space, Target
-from hwnas.db.session import Database
 from sqlalchemy import func, inspect, select, table
 from sqlalchemy.orm import Session
+
+from hwnas.db.models import SCHEMA_VERSION, Base, Meta, Space, Target
+from hwnas.db.session import Database
 
 
 def schema_version(db: Database) -> int | None:

@@ -10,10 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from hwnas.db.models import Checkpoint, EpochMetric, Run, utcnow
-from hwnas.db.session import Database
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
+
+from hwnas.db.models import Checkpoint, EpochMetric, Run, utcnow
+from hwnas.db.session import Database
 
 
 def _by_name(s: Session, name: str) -> Run | None:

@@ -12,6 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
 from hwnas.db.models import (
     AccuracyPredictor,
     AccuracySample,
@@ -23,8 +26,6 @@ from hwnas.db.models import (
     Target,
 )
 from hwnas.db.session import Database
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 # ---- searches ---------------------------------------------------------------------------------
 

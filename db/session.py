@@ -14,13 +14,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from hwnas.db.migrate import can_migrate, migrate
-from hwnas.db.models import SCHEMA_VERSION, Base, Meta
 from sqlalchemy import Engine, create_engine, event, inspect, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from hwnas.db.migrate import can_migrate, migrate
+from hwnas.db.models import SCHEMA_VERSION, Base, Meta
 from hwnas.exceptions import HwnasError
 
 DEFAULT_URL = "sqlite:///hwnas.db"

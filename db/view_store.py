@@ -7,6 +7,10 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+from sqlalchemy import String, case, cast, func, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
+
 from hwnas.db.models import (
     AccuracyPredictor,
     Candidate,
@@ -20,9 +24,6 @@ from hwnas.db.models import (
 )
 from hwnas.db.models import Target as TargetRow
 from hwnas.db.session import Database
-from sqlalchemy import String, case, cast, func, select
-from sqlalchemy.engine import make_url
-from sqlalchemy.orm import Session
 
 # ---- by name ----------------------------------------------------------------------------------
 

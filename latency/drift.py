@@ -75,6 +75,7 @@ def corrected(
     take out the interference that made it an outlier, where `measure` alone kept the quieter
     of the two."""
     import numpy as np
+
     from hwnas.latency.protocol import Stats
     from hwnas.latency.timing import summarise
 

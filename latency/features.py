@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
 from hwnas.supernet.space import LayerShape, SearchSpace, Subnet
 
 

@@ -7,8 +7,9 @@ parameters, so the logits are comparable with JAX's whatever the precision.
 from __future__ import annotations
 
 import numpy as np
-from hwnas.latency.runners import tflite_interpreter
 from numpy.typing import DTypeLike
+
+from hwnas.latency.runners import tflite_interpreter
 
 
 def _quant(detail: dict) -> dict | None:

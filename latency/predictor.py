@@ -24,6 +24,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.optimize import lsq_linear
+
 from hwnas.latency.features import (
     Encoded,
     SpaceTables,
@@ -36,7 +38,6 @@ from hwnas.latency.features import (
 from hwnas.latency.metrics import kendall, relative_error, within
 from hwnas.latency.residual import correction, fit_residual
 from hwnas.supernet.space import SearchSpace, Subnet
-from scipy.optimize import lsq_linear
 
 PREDICTOR_KINDS = ("main", "macs", "lut")
 RANGE_SLACK = 1e-6  # relative: a feature equal to a measured extreme is inside the range

@@ -19,6 +19,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import numpy as np
+
 from hwnas.latency.jobs import Job
 from hwnas.latency.targets import Target
 from hwnas.supernet.convert import to_tflite

@@ -46,6 +46,7 @@ from collections.abc import Callable, Hashable, Mapping
 from typing import TypeVar
 
 import numpy as np
+
 from hwnas.latency.protocol import Protocol, Stats
 
 

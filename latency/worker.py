@@ -16,14 +16,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from hwnas.exceptions import HwnasError, shown
 from hwnas.latency.drift import N_REFS, corrected
 from hwnas.latency.fingerprint import fingerprint
 from hwnas.latency.jobs import Job, JobFileError, Result, parse_job, read_lines
 from hwnas.latency.protocol import Protocol, Stats
 from hwnas.latency.runners import RuntimeUnavailable, gpu_name, make_runner
 from hwnas.latency.timing import combine, measure
-
-from hwnas.exceptions import HwnasError, shown
 
 # Jobs interleaved at once, so drift spreads over all of them. XLA's CPU executables each map
 # many memory regions (LLVM JIT), and several hundred in one process exhaust the kernel's map

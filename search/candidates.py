@@ -12,13 +12,14 @@ import contextlib
 
 import numpy as np
 import optuna
+from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy.exc import IntegrityError
+
 from hwnas.db import search_store as store
 from hwnas.db.models import Candidate
 from hwnas.db.session import Database
 from hwnas.search.objective import Problem
 from hwnas.search.pareto import pareto_mask
-from optuna.trial import FrozenTrial, TrialState
-from sqlalchemy.exc import IntegrityError
 
 
 def candidate_row(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 import optuna
+
 from hwnas.search.objective import subnet_params
 from hwnas.supernet.space import SearchSpace, Subnet
 

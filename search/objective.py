@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import optuna
+
 from hwnas.latency.features import SpaceTables
 from hwnas.latency.predictor import Predictor
 from hwnas.supernet.space import SearchSpace, Subnet

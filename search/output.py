@@ -11,9 +11,8 @@ import logging
 import sys
 from typing import Any
 
-from hwnas.search.result import Result
-
 from hwnas.exceptions import HwnasError
+from hwnas.search.result import Result
 
 EXIT_USER_ERROR = 2
 
@@ -22,24 +21,14 @@ class UserError(HwnasError):
     """Bad input from the user: reported as one line, exit status 2, nothing written."""
 
 
-def _default(value: Any) -> Any:
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    if isinstance(value, set | frozenset | tuple):
-        return list(value)
-    raise TypeError(f"cannot encode {type(value).__name__} as JSON")
-
-
-def emit(result: Result | dict[str, Any], as_json: bool, human: str | None = None) -> None:
-    """Print a command's result: one JSON line with `as_json`, else readable text."""
-    if isinstance(result, Result):
-        result = result.to_json()
+def emit(result: Result, as_json: bool, human: str | None = None) -> None:
+    """Print a command's result: its JSON object as one line with `as_json` (plain JSON
+    values: `Result.to_json`), else readable text."""
+    data = result.to_json()
     if as_json:
-        sys.stdout.write(json.dumps(result, default=_default, sort_keys=False) + "\n")
+        sys.stdout.write(json.dumps(data, sort_keys=False) + "\n")
     else:
-        sys.stdout.write((human if human is not None else _pretty(result)) + "\n")
+        sys.stdout.write((human if human is not None else _pretty(data)) + "\n")
     sys.stdout.flush()
 
 
@@ -51,7 +40,7 @@ def _pretty(result: dict[str, Any], indent: int = 0) -> str:
             lines.append(f"{pad}{key}:")
             lines.append(_pretty(value, indent + 1))
         else:
-            text = json.dumps(value, default=_default) if not isinstance(value, str) else value
+            text = json.dumps(value) if not isinstance(value, str) else value
             lines.append(f"{pad}{key}: {text}")
     return "\n".join(lines)
 

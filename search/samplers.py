@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.util
 
 import optuna
+
 from hwnas.search.output import UserError
 
 SAMPLERS = ("tpe", "nsga2", "gp", "random")

@@ -10,7 +10,6 @@ from typing import Any
 
 from hwnas.search.output import UserError
 
-DEFAULT_RUNS_DIR = Path("runs")  # where `hwnas train` writes runs/NAME/supernet.ckpt
 N_INITIAL = 10  # a new study's first trials, spread over the size range (search.initial_design)
 DEFAULT_ROUNDS = 3  # closed-loop rounds after a search's first (search.closed_loop)
 SAMPLERS = ("tpe", "nsga2", "gp", "random")  # Optuna samplers by name (search.samplers)

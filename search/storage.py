@@ -32,8 +32,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import optuna
-from hwnas.db.session import BUSY_TIMEOUT_MS, configure_sqlite
-from hwnas.search.output import UserError
 from optuna import distributions
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages._rdb import models
@@ -42,6 +40,9 @@ from optuna.trial import TrialState
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+
+from hwnas.db.session import BUSY_TIMEOUT_MS, configure_sqlite
+from hwnas.search.output import UserError
 
 OPTUNA_MAJOR = 5  # the Optuna whose internals this module is written against
 HEARTBEAT_S = 2

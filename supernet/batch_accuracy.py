@@ -17,6 +17,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+
 from hwnas.supernet.data import Dataset
 from hwnas.supernet.evaluate import batch_moments, resized_calibration
 from hwnas.supernet.model import SuperNet, arch_arrays

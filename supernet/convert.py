@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import flax.linen as nn
 import jax
 import numpy as np
+
 from hwnas.supernet.extract import StandaloneNet
 from hwnas.supernet.space import SearchSpace, Subnet
 

@@ -14,6 +14,7 @@ from numbers import Integral
 from pathlib import Path
 
 import numpy as np
+
 from hwnas.supernet.splits import DataError, check_fractions, split_sizes, stratified_parts
 
 DATASETS = ("digits", "cifar10", "folder", "npz")

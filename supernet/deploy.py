@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import jax
 import numpy as np
+
 from hwnas.supernet.evaluate import Evaluator, eval_batch, resized_calibration
 from hwnas.supernet.extract import StandaloneNet, standalone
 from hwnas.supernet.model import SuperNet, arch_arrays

@@ -49,8 +49,9 @@ from functools import cache, partial
 import jax
 import jax.numpy as jnp
 import numpy as np
-from hwnas.supernet import native
 from jax import lax
+
+from hwnas.supernet import native
 
 FORMS = ("matmul", "shift", "native", "conv")
 MATMUL_MAX_POSITIONS = 400  # 20x20: above 14x14 (matmul wins), below 28x28 (shift wins)

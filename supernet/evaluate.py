@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 import numpy as np
+
 from hwnas.supernet.model import Arch, SuperNet
 from hwnas.supernet.train_config import TrainConfig
 from hwnas.supernet.train_step import resize_images

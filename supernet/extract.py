@@ -15,6 +15,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+
 from hwnas.supernet.layers import BN_EPS, activation, center_kernel, hsigmoid, hswish
 from hwnas.supernet.space import LayerShape, SearchSpace, Subnet
 

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
+
 from hwnas.supernet.data import Dataset
 from hwnas.supernet.evaluate import eval_batch, resized_calibration
 from hwnas.supernet.folder import FolderIndex

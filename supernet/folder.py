@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 from hwnas.supernet.splits import DataError, split_sizes, stratified_parts
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")

@@ -11,8 +11,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-from hwnas.supernet.depthwise import pad_same, tap_window
 from jax import lax
+
+from hwnas.supernet.depthwise import pad_same, tap_window
 
 BN_EPS = 1e-5
 BN_MOMENTUM = 0.9

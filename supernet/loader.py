@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import grain
 import numpy as np
+
 from hwnas.supernet.data import DataError
 from hwnas.supernet.folder import FolderIndex, decode
 from hwnas.supernet.order import epoch_order, step_resolution

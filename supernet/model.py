@@ -19,6 +19,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
+
 from hwnas.supernet.depthwise import depthwise
 from hwnas.supernet.layers import (
     BN_MOMENTUM,
@@ -31,7 +33,6 @@ from hwnas.supernet.layers import (
     patches,
 )
 from hwnas.supernet.space import SearchSpace, Subnet, se_width
-from jax import lax
 
 BN_NAMES = ("bn1", "bn2", "bn3")
 # Blocks whose input map has at least this many positions (28x28 and up: 224 px inputs) keep

@@ -16,6 +16,8 @@ from pathlib import Path
 import jax
 import numpy as np
 from flax import serialization
+from tqdm import tqdm
+
 from hwnas.supernet import checkpoint
 from hwnas.supernet.checkpoint import CheckpointError
 from hwnas.supernet.data import Dataset
@@ -37,7 +39,6 @@ from hwnas.supernet.train_step import (
     resize_images,
     step_subnets,
 )
-from tqdm import tqdm
 
 CHECKPOINT_S = 600.0  # mid-epoch checkpoints at most this far apart
 

@@ -18,13 +18,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax import lax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
 from hwnas.supernet.model import Arch, SuperNet, arch_arrays
 from hwnas.supernet.order import epoch_order
 from hwnas.supernet.sorting import sort_channels
 from hwnas.supernet.space import SearchSpace, Subnet
 from hwnas.supernet.train_config import TrainConfig
-from jax import lax
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 MEAN, STD = 0.5, 0.25  # input normalisation of [0, 1] pixels (part of the export contract)
 

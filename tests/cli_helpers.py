@@ -96,8 +96,9 @@ def prepare(cwd, url: str) -> None:
 
 def stored(url: str, model) -> list:
     """Every row of `model` (an hwnas table) in the database at `url`."""
-    from hwnas.db.session import open_db
     from sqlalchemy import select
+
+    from hwnas.db.session import open_db
 
     with open_db(url, create=False) as db, db.read() as s:
         return list(s.scalars(select(model)))
@@ -134,12 +135,13 @@ def halve(model: dict) -> dict:
 def fool(url: str, key: str = KEY) -> None:
     """Make the newest predictor of target `key` one that underestimates the device by 2x, so
     a measured front disagrees and the closed loop has to refit and continue."""
+    from sqlalchemy import select
+
     from hwnas.db.models import Predictor as PredictorRow
     from hwnas.db.models import Target as TargetRow
     from hwnas.db.session import open_db
     from hwnas.latency.targets import Target
     from hwnas.search.services.prediction import load_predictor_row
-    from sqlalchemy import select
 
     with open_db(url, create=False) as db:
         p, metrics = load_predictor_row(db, Target.parse(key))

@@ -4,6 +4,7 @@ trials carrying candidates, for the tests of candidates and of the closed loop's
 from __future__ import annotations
 
 import optuna
+
 from hwnas.db.models import Run, Search
 from hwnas.supernet.space import load_space
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
+
 from hwnas.app import charts
 from hwnas.app import view_data as data
 from hwnas.app.common import database, first_steps

@@ -7,6 +7,7 @@ from typing import Any
 
 import pandas as pd
 import streamlit as st
+
 from hwnas.app import charts
 from hwnas.app import view_data as data
 from hwnas.app.arch import arch_figure, layers_table

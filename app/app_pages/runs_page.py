@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import streamlit as st
+
 from hwnas.app import charts
 from hwnas.app import view_data as data
 from hwnas.app.common import database, first_steps

@@ -4,6 +4,7 @@ refreshes itself while a search runs."""
 from __future__ import annotations
 
 import streamlit as st
+
 from hwnas.app import view_data as data
 from hwnas.app.common import database, first_steps
 from hwnas.db.session import Database

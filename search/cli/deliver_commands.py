@@ -6,12 +6,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from hwnas import api
 from hwnas.search.cli.app import app
 from hwnas.search.cli.options import DbOpt, JsonOpt, flags_named
 from hwnas.search.output import UserError, emit
 from hwnas.search.search_config import DemoConfig
-
-from hwnas import api
 
 
 @app.command()

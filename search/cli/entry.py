@@ -11,12 +11,12 @@ import sys
 from importlib import import_module
 
 import typer
-from hwnas.search.cli.app import app
-from hwnas.search.output import EXIT_USER_ERROR, fail, is_user_error, show_logs
-from hwnas.supernet.host_memory import allow_restart
 from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
 
 from hwnas.exceptions import shown
+from hwnas.search.cli.app import app
+from hwnas.search.output import EXIT_USER_ERROR, fail, is_user_error, show_logs
+from hwnas.supernet.host_memory import allow_restart
 
 # The modules whose commands register on `app`, in the order `hwnas --help` lists them.
 for _name in ("run_commands", "latency_commands", "search_commands", "deliver_commands"):

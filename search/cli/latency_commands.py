@@ -6,6 +6,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from hwnas import api
 from hwnas.latency.drift import NOISE_JOBS
 from hwnas.latency.protocol import Protocol
 from hwnas.search.cli.app import app, predictor_app
@@ -20,8 +22,6 @@ from hwnas.search.cli.options import (
     ThreadsOpt,
 )
 from hwnas.search.output import UserError, emit
-
-from hwnas import api
 
 
 @app.command()

@@ -7,12 +7,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+
+from hwnas import api
 from hwnas.search.cli.app import app, db_app
 from hwnas.search.cli.options import DbOpt, JsonOpt, SpaceOpt, flags_named
 from hwnas.search.output import UserError, emit
 from hwnas.supernet.train_config import LaunchConfig, TrainConfig
-
-from hwnas import api
 
 
 @app.command()

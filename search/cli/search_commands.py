@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+
+from hwnas import api
 from hwnas.search.cli.app import accuracy_app, app
 from hwnas.search.cli.options import DbOpt, JsonOpt
 from hwnas.search.output import UserError, emit
@@ -17,8 +19,6 @@ from hwnas.search.search_config import (
     merged,
     read_search_toml,
 )
-
-from hwnas import api
 
 
 def _expert(help_: str) -> dict[str, Any]:

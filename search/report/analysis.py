@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+
 from hwnas.search.pareto import hypervolume_2d, pareto_mask
 from hwnas.search.report.report_data import Record
 

@@ -9,6 +9,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+
 from hwnas.search.report.analysis import front_of, hv_curve
 from hwnas.search.report.report_data import Record, ReportData, TargetReport
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from hwnas.latency.metrics import within
 from hwnas.search.report.analysis import specialisation
 from hwnas.search.report.report_data import Record, ReportData

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
+
 from hwnas.db import search_store as store
 from hwnas.db.models import AccuracyPredictor as AccuracyPredictorRow
 from hwnas.db.models import AccuracySample, Run
@@ -47,7 +49,6 @@ from hwnas.search.search_config import ACCURACY_MODES as MODES
 from hwnas.search.services.recorded_runs import load_run, oracle_for, run_dataset
 from hwnas.supernet.space import SearchSpace, Subnet
 from hwnas.supernet.train_config import TrainConfig
-from tqdm import tqdm
 
 logger = logging.getLogger(__name__)
 

@@ -11,6 +11,7 @@ machine's pace more than the models.
 from __future__ import annotations
 
 import numpy as np
+
 from hwnas.db.session import Database
 from hwnas.latency.targets import Target
 from hwnas.search.output import UserError

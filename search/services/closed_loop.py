@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from enum import Enum
 
 import optuna
+from optuna.trial import FrozenTrial
+
 from hwnas.db.session import Database, open_db
 from hwnas.latency.protocol import Protocol
 from hwnas.search import candidates
@@ -47,7 +49,6 @@ from hwnas.search.services.remeasure import (
 from hwnas.search.services.trial_workers import SearchSpec, run_round_trials
 from hwnas.search.storage import optuna_storage
 from hwnas.supernet.space import SearchSpace
-from optuna.trial import FrozenTrial
 
 logger = logging.getLogger(__name__)
 

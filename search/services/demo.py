@@ -20,6 +20,7 @@ from types import SimpleNamespace
 from typing import Any, TypeVar
 
 import numpy as np
+
 from hwnas.db import view_store
 from hwnas.db.session import Database, open_db
 from hwnas.latency.protocol import Protocol

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from hwnas.db.export_store import candidate_origin, record_export
 from hwnas.db.models import Export, Run
 from hwnas.db.session import Database, open_db

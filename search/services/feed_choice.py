@@ -13,6 +13,7 @@ import logging
 from pathlib import Path
 
 import numpy as np
+
 from hwnas.search.output import UserError
 from hwnas.supernet.data import DataError, Dataset, load_dataset
 from hwnas.supernet.feed import MemoryFeed, StreamFeed

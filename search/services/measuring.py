@@ -15,9 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
+
 from hwnas.db.latency_store import NewMeasurement, add_measurement, run_spaces, stored_sources
 from hwnas.db.queries import ensure_space, ensure_target, space_names
 from hwnas.db.session import Database, Session, open_db
+from hwnas.exceptions import FIELD
 from hwnas.latency import metrics
 from hwnas.latency.drift import N_REFS, NOISE_JOBS, RUN_ANCHORS
 from hwnas.latency.jobs import Job, JobFileError, parse_result, read_lines
@@ -32,9 +35,6 @@ from hwnas.search.services.model_source import RunContext, SpaceContext
 from hwnas.search.services.recorded_runs import load_run_record
 from hwnas.supernet.compile_cache import enable_compile_cache
 from hwnas.supernet.space import SearchSpace, Subnet
-from tqdm import tqdm
-
-from hwnas.exceptions import FIELD
 
 logger = logging.getLogger(__name__)
 

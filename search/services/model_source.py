@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
+
 from hwnas.db.models import Run
 from hwnas.search.services.recorded_runs import run_dataset
 from hwnas.supernet.space import SearchSpace

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
 from hwnas.db.latency_store import (
     add_predictor,
     latest_predictor_id,
@@ -21,6 +22,7 @@ from hwnas.db.latency_store import (
 from hwnas.db.models import Target as TargetRow
 from hwnas.db.queries import space_names, target_keys, target_row
 from hwnas.db.session import Database, Session, open_db
+from hwnas.exceptions import FIELD
 from hwnas.latency.features import Encoded, SpaceTables, table_layers
 from hwnas.latency.predictor import (
     PREDICTOR_KINDS,
@@ -38,8 +40,6 @@ from hwnas.search.output import UserError
 from hwnas.search.result import Result
 from hwnas.search.services.recorded_runs import load_run_record
 from hwnas.supernet.space import SearchSpace, SpaceError, Subnet, load_space
-
-from hwnas.exceptions import FIELD
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
+
 from hwnas.db.models import Run
 from hwnas.db.run_store import find_run, run_names
 from hwnas.db.session import Database, open_db

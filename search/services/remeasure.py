@@ -18,6 +18,7 @@ from typing import Any
 from typing import Protocol as Shape
 
 import numpy as np
+
 from hwnas.db import search_store as store
 from hwnas.db.models import Candidate
 from hwnas.db.session import Database

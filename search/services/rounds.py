@@ -32,6 +32,8 @@ from typing import Any
 
 import numpy as np
 import optuna
+from optuna.trial import FrozenTrial, TrialState, create_trial
+
 from hwnas.db import search_store as store
 from hwnas.db.models import Candidate, SearchRound, utcnow
 from hwnas.db.session import Database
@@ -46,7 +48,6 @@ from hwnas.search.services.prediction import refit_main
 from hwnas.search.services.remeasure import Checks, FrontCheck
 from hwnas.search.storage import optuna_storage
 from hwnas.supernet.space import SearchSpace
-from optuna.trial import FrozenTrial, TrialState, create_trial
 
 BEHIND_MAX = 4  # extrapolated subnets behind the front measured between rounds, at most
 
@@ -64,10 +65,6 @@ class AccuracyFront(Result):
     n: int
     new: int
     keys: tuple[str, ...] = ()
-
-    def to_json(self) -> dict[str, Any]:  # as stored with the round
-        return {"rescored": self.rescored, "n": self.n, "new": self.new,
-                "keys": list(self.keys)}  # fmt: skip
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> AccuracyFront:

@@ -20,6 +20,10 @@ from typing import Any
 
 import numpy as np
 import optuna
+from optuna.trial import FrozenTrial
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
 from hwnas.db import search_store as store
 from hwnas.db.models import Candidate, Run, Search
 from hwnas.db.session import Database, open_db
@@ -45,9 +49,6 @@ from hwnas.search.services.trial_workers import (
 )
 from hwnas.search.storage import optuna_storage
 from hwnas.supernet.space import SearchSpace, Subnet
-from optuna.trial import FrozenTrial
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 

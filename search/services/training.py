@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 from hwnas.db import run_store
 from hwnas.db.session import Database, DbError, open_db
+from hwnas.exceptions import shown
 from hwnas.search.output import UserError, is_user_error
 from hwnas.search.result import Result
 from hwnas.search.services.recorded_runs import RunRecord, image_size_for
@@ -29,8 +30,6 @@ from hwnas.supernet.distributed import Cluster
 from hwnas.supernet.host_memory import restart_with_block_cache, reuse_host_memory
 from hwnas.supernet.space import SearchSpace, load_space
 from hwnas.supernet.train_config import LaunchConfig, TrainConfig, TrainFile, read_toml
-
-from hwnas.exceptions import shown
 
 if TYPE_CHECKING:  # the feeds import JAX, which must wait for `prepare_host_memory`
     from hwnas.supernet.feed import MemoryFeed, StreamFeed

@@ -18,6 +18,11 @@ from typing import Any
 
 import numpy as np
 import optuna
+from optuna.study import MaxTrialsCallback
+from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy.exc import IntegrityError
+from tqdm import tqdm
+
 from hwnas.db import search_store as store
 from hwnas.db.session import Database, open_db
 from hwnas.latency.predictor import Predictor, PredictorError
@@ -35,10 +40,6 @@ from hwnas.search.services.recorded_runs import oracle_for
 from hwnas.search.services.rounds import RoundState
 from hwnas.search.storage import GRACE_S, HEARTBEAT_S, fail_stale, optuna_storage
 from hwnas.supernet.space import SearchSpace
-from optuna.study import MaxTrialsCallback
-from optuna.trial import FrozenTrial, TrialState
-from sqlalchemy.exc import IntegrityError
-from tqdm import tqdm
 
 
 @dataclass(frozen=True)

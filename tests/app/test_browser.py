@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from cli_helpers import run_json, search_args
+
 from hwnas.search.services.dashboard import free_port, stop, wait_serving
 
 CHROMIUM = "/usr/bin/chromium"

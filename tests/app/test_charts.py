@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+
 from hwnas.app.charts import WEBGL_ABOVE, pareto_figure
 
 

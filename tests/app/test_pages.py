@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 from cli_helpers import run_json, search_args
-from hwnas.db.session import open_db
 from streamlit.testing.v1 import AppTest
+
+from hwnas.db.session import open_db
 
 PAGES = Path(__file__).resolve().parents[2] / "app" / "app_pages"
 NAMES = ["searches", "pareto", "latency", "runs"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from cli_helpers import run_json, search_args
+
 from hwnas.app import view_data as data
 from hwnas.db.session import open_db
 

@@ -5,11 +5,12 @@ import multiprocessing as mp
 
 import optuna
 import pytest
+from sqlalchemy import select, text, update
+
 from hwnas.db.models import SCHEMA_VERSION, Base, Measurement, Meta, Predictor, Run, Space, Target
 from hwnas.db.queries import schema_version, status
 from hwnas.db.session import DbError, open_db
 from hwnas.supernet.space import load_space
-from sqlalchemy import select, text, update
 
 
 def test_init_creates_prefixed_tables_and_records_the_version(db_url):

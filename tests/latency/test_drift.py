@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from hwnas.latency.drift import corrected, visit_factors
 
 

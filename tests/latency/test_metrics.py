@@ -8,13 +8,13 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
+
+from bench.export_front import summarise
 from hwnas.app.view_data import noise
 from hwnas.latency.metrics import agreement, relative_error, within
 from hwnas.latency.predictor import metrics
 from hwnas.search.report.markdown import honesty
 from hwnas.search.services.remeasure import budget_check
-
-from bench.export_front import summarise
 
 # Predicted 1.0 against measured 0.905 is 10.5% off the measurement (outside +-10%), though the
 # measurement is only 9.5% off the prediction: the two ways of dividing disagree here.

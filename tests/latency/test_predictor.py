@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+
 from hwnas.latency.features import SpaceTables, macs, physical, table, table_layers, table_size
 from hwnas.latency.predictor import (
     Predictor,

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 
 import numpy as np
+from test_predictor import sample, space, synthetic_latency  # noqa: F401  (fixtures)
+
 from hwnas.latency.features import SpaceTables, physical
 from hwnas.latency.predictor import Predictor, fit_main
 from hwnas.latency.residual import fit_residual
-from test_predictor import sample, space, synthetic_latency  # noqa: F401  (fixtures)
 
 
 def bumped(space, subnets):  # noqa: F811

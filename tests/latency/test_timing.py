@@ -7,6 +7,8 @@ import dataclasses
 
 import numpy as np
 import pytest
+
+from hwnas.exceptions import HwnasError
 from hwnas.latency.protocol import Protocol, Stats
 from hwnas.latency.timing import (
     combine,
@@ -17,8 +19,6 @@ from hwnas.latency.timing import (
     rewarm,
     summarise,
 )
-
-from hwnas.exceptions import HwnasError
 
 
 class FakeClock:

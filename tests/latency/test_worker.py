@@ -3,8 +3,9 @@ real runtimes are exercised in tests/search/test_latency_cli.py)."""
 
 from __future__ import annotations
 
-import hwnas.latency.worker as worker
 import pytest
+
+import hwnas.latency.worker as worker
 from hwnas.latency.jobs import Job
 from hwnas.latency.protocol import Protocol, Stats
 from hwnas.latency.targets import Target

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from hwnas.latency.metrics import kendall
 from hwnas.search import accuracy_predictor as ap
 from hwnas.supernet.space import SearchSpace, load_space

@@ -3,12 +3,13 @@ front over feasible and distinct subnets."""
 
 from __future__ import annotations
 
+from search_helpers import make_search, trial
+from sqlalchemy import select
+
 from hwnas.db.models import Candidate
 from hwnas.db.session import open_db
 from hwnas.search import candidates
 from hwnas.search.objective import Problem
-from search_helpers import make_search, trial
-from sqlalchemy import select
 
 PROBLEM = Problem(("t",), budgets=(("t", 3.0),))
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import optuna
 import pytest
+
 from hwnas.search.initial_design import enqueue_initial, initial_subnets
 from hwnas.search.objective import subnet_params, suggest_subnet
 from hwnas.supernet.space import SearchSpace, default_space

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+
 from hwnas.search.objective import Evaluation, Problem, make_objective, suggest_subnet
 from hwnas.supernet.space import SearchSpace
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from hwnas.search.pareto import hypervolume_2d, pareto_mask
 
 

@@ -6,6 +6,7 @@ import importlib.util
 
 import optuna
 import pytest
+
 from hwnas.search.output import UserError
 from hwnas.search.samplers import make_sampler
 

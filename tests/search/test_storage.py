@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import optuna
 import pytest
-from hwnas.search.storage import GRACE_S, backdate_trial, fail_stale, optuna_storage
 from optuna.trial import TrialState
+
+from hwnas.search.storage import GRACE_S, backdate_trial, fail_stale, optuna_storage
 
 # The tests drive trials by hand (ask/tell); Optuna warns that heartbeats expect optimize().
 pytestmark = pytest.mark.filterwarnings("ignore:Heartbeat of storage:UserWarning")
@@ -47,8 +48,9 @@ def test_the_optuna_internals_storage_uses_still_exist():
     import inspect
     from importlib import metadata
 
-    from hwnas.search import storage
     from optuna.storages import RDBStorage
+
+    from hwnas.search import storage
 
     assert int(metadata.version("optuna").split(".")[0]) == storage.OPTUNA_MAJOR
     for name in ("_set_trial_param", "_get_stale_trial_ids", "_get_trials", "_create_new_trial"):

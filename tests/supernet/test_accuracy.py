@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from hwnas.supernet.batch_accuracy import AccuracyOracle
 from hwnas.supernet.data import load_dataset
 from hwnas.supernet.model import SuperNet

@@ -7,6 +7,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+
 from hwnas.latency.runners import tflite_interpreter, tflite_ops
 from hwnas.supernet.convert import ConversionError, to_tflite
 from hwnas.supernet.extract import StandaloneNet

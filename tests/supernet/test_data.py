@@ -6,8 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hwnas.supernet.data import CIFAR10_CLASSES, DATASETS, DataError, Dataset, load_dataset
 from PIL import Image
+
+from hwnas.supernet.data import CIFAR10_CLASSES, DATASETS, DataError, Dataset, load_dataset
 
 # --- helpers --------------------------------------------------------------------------------
 

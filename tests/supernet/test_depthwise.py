@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+
 from hwnas.supernet import depthwise as dw
 from hwnas.supernet import native
 from hwnas.supernet.model import SuperNet, arch_arrays, stack_archs

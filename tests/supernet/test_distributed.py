@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from cli_helpers import TINY, cli_env
+
 from hwnas.supernet import checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+
 from hwnas.supernet.evaluate import Evaluator
 from hwnas.supernet.extract import StandaloneNet, extract_variables, param_count, standalone
 from hwnas.supernet.model import SuperNet, arch_arrays

@@ -14,6 +14,7 @@ import subprocess
 import sys
 
 import pytest
+
 from hwnas.supernet import host_memory
 
 library = host_memory.block_cache_library() if sys.platform.startswith("linux") else None

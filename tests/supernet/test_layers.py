@@ -7,9 +7,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax import lax
+
 from hwnas.supernet.layers import BN_EPS, batch_norm, conv1x1, patches
 from hwnas.supernet.model import Pointwise, Stem
-from jax import lax
 
 
 def _rand(shape, seed):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from folders import make_folder
+
 from hwnas.supernet.data import DataError, load_dataset
 from hwnas.supernet.folder import decode, index_folder
 from hwnas.supernet.loader import Shard, decode_all, train_batches

@@ -9,6 +9,7 @@ import sys
 
 import jax.numpy as jnp
 import pytest
+
 from hwnas.supernet import depthwise as dw
 from hwnas.supernet import native
 

@@ -5,6 +5,9 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from hwnas.supernet.space import (
     SearchSpace,
     SpaceError,
@@ -14,8 +17,6 @@ from hwnas.supernet.space import (
     load_space,
     presets,
 )
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 SPACE = default_space()
 

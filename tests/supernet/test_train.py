@@ -6,6 +6,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+
 from hwnas.supernet import checkpoint
 from hwnas.supernet.data import load_dataset
 from hwnas.supernet.evaluate import Evaluator

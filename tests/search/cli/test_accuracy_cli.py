@@ -7,10 +7,11 @@ from __future__ import annotations
 import optuna
 import pytest
 from cli_helpers import KEY, copy_db, fool, hwnas, run_json, search_args
+from sqlalchemy import func, select
+
 from hwnas.db.models import AccuracyPredictor, AccuracySample, Candidate, Run, Search
 from hwnas.db.session import open_db
 from hwnas.search.storage import optuna_storage
-from sqlalchemy import func, select
 
 
 @pytest.fixture(scope="module")

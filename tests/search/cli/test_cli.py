@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+
 from hwnas.db.models import SCHEMA_VERSION
 from hwnas.search.cli import main
 

@@ -14,11 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from cli_helpers import hwnas, run_json, search_args, stored
+from sqlalchemy import select
+
 from hwnas.db.models import Candidate, Export, Search
 from hwnas.db.session import open_db
 from hwnas.search.cli import main
 from hwnas.supernet.data import load_dataset
-from sqlalchemy import select
 
 # The tiny space's subnet at the digits' own 8x8 size, so a user needs no resize.
 NATIVE = {"resolution": 8, "depths": [1, 2], "kernels": [3, 0, 5, 3], "expands": [2, 0, 3, 2]}

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 from cli_helpers import copy_db, hwnas, run_json, train_args
+from sqlalchemy import delete, func, select
+
 from hwnas.db.models import Measurement, Predictor
 from hwnas.db.models import Target as TargetRow
 from hwnas.db.session import open_db
-from sqlalchemy import delete, func, select
 
 ROOT = Path(__file__).resolve().parents[3]
 # What a measurement box lacks: everything but numpy and the target's runtime.

@@ -10,11 +10,12 @@ from importlib import metadata
 
 import pytest
 from cli_helpers import hwnas, run_json
+from PIL import Image
+from sqlalchemy import select
+
 from hwnas.db.models import Candidate, Search
 from hwnas.db.session import open_db
 from hwnas.search.cli import main
-from PIL import Image
-from sqlalchemy import select
 
 SECTIONS = [
     "Setup", "Pareto front per target", "Predicted against measured latency",

@@ -16,11 +16,12 @@ import time
 import optuna
 import pytest
 from cli_helpers import KEY, cli_env, copy_db, fool, run_json
+from optuna.trial import TrialState
+from sqlalchemy import func, select
+
 from hwnas.db.models import Candidate, Search, SearchRound
 from hwnas.db.models import Predictor as PredictorRow
 from hwnas.db.session import open_db
-from optuna.trial import TrialState
-from sqlalchemy import func, select
 
 
 @pytest.fixture

@@ -13,11 +13,12 @@ import time
 import optuna
 import pytest
 from cli_helpers import cli_env, hwnas, prepare, run_json, search_args
+from optuna.trial import TrialState
+from sqlalchemy import func, select
+
 from hwnas.db.models import Candidate, Measurement, Search
 from hwnas.db.models import Target as TargetRow
 from hwnas.db.session import open_db
-from optuna.trial import TrialState
-from sqlalchemy import func, select
 
 
 def trials_of(url: str, name: str) -> list:

@@ -8,9 +8,10 @@ import json
 
 import pytest
 from cli_helpers import TINY, hwnas, run_json, search_args, stored, train_args
+from test_latency_cli import BLOCKED, count, worker
+
 from hwnas.db.models import Measurement, Predictor, Space
 from hwnas.supernet.space import load_space
-from test_latency_cli import BLOCKED, count, worker
 
 SUBNET = json.dumps(
     {"resolution": 8, "depths": [1, 1], "kernels": [3, 0, 5, 0], "expands": [2, 0, 3, 0]}

@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 from cli_helpers import cli_env, hwnas
 from folders import make_folder
+from sqlalchemy import func, select
+
 from hwnas.db.models import Checkpoint, Run
 from hwnas.db.session import open_db
 from hwnas.supernet import checkpoint
-from sqlalchemy import func, select
 
 TINY_64 = str(Path(__file__).parents[2] / "data" / "tiny_64.json")
 

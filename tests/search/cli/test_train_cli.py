@@ -12,10 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from cli_helpers import cli_env, hwnas, train_args
+from sqlalchemy import select
+
 from hwnas.db.models import Checkpoint, EpochMetric, Run
 from hwnas.db.session import open_db
 from hwnas.supernet import checkpoint
-from sqlalchemy import select
 
 
 def params_of(path: str) -> dict:

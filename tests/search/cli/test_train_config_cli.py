@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 from cli_helpers import TINY, hwnas
-from hwnas.supernet.train_config import LaunchConfig, TrainConfig, read_toml
 
 from hwnas.exceptions import HwnasError
+from hwnas.supernet.train_config import LaunchConfig, TrainConfig, read_toml
 
 
 def listed_options(help_text: str) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+
 from hwnas.search.report.analysis import front_of, hv_curve, specialisation
 
 

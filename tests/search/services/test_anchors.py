@@ -4,6 +4,7 @@ file: subnets measured before on the same target and space, near the new ones in
 from __future__ import annotations
 
 import numpy as np
+
 from hwnas.db.models import Measurement, Run
 from hwnas.db.models import Target as TargetRow
 from hwnas.db.queries import ensure_space

@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from hwnas.search.services.export import ExportRequest, ExportResult, export
-from hwnas.search.services.export_latency import LatencyCheck
 
 from hwnas.exceptions import HwnasError, shown
+from hwnas.search.services.export import ExportRequest, ExportResult, export
+from hwnas.search.services.export_latency import LatencyCheck
 
 NATIVE = {"resolution": 8, "depths": [1, 2], "kernels": [3, 0, 5, 3], "expands": [2, 0, 3, 2]}
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 
 import pytest
-from hwnas.search.output import UserError
-from hwnas.search.services.files import check_destination, write_new
 
 from hwnas.exceptions import shown
+from hwnas.search.output import UserError
+from hwnas.search.services.files import check_destination, write_new
 
 
 def test_write_new_writes_and_leaves_no_temporary(tmp_path):

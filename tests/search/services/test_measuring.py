@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 from cli_helpers import TINY
+
+from hwnas.exceptions import HwnasError, shown
 from hwnas.latency.jobs import Result as JobResult
 from hwnas.latency.protocol import Protocol
 from hwnas.latency.targets import Target
 from hwnas.latency.worker import main as worker_main
 from hwnas.search.services import measuring, prediction
 from hwnas.supernet.space import load_space
-
-from hwnas.exceptions import HwnasError, shown
 
 TFLITE = Target("tflite")
 QUICK = measuring.protocol_for(1, 20)

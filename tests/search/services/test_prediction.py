@@ -9,15 +9,15 @@ import json
 import numpy as np
 import pytest
 from cli_helpers import TINY
+
 from hwnas.db.latency_store import NewMeasurement, add_measurement
 from hwnas.db.queries import ensure_space, ensure_target
 from hwnas.db.session import open_db
+from hwnas.exceptions import HwnasError, shown
 from hwnas.latency.targets import Target
 from hwnas.search.services import prediction
 from hwnas.search.services.measuring import sample_subnets
 from hwnas.supernet.space import SearchSpace, load_space
-
-from hwnas.exceptions import HwnasError, shown
 
 CPU = Target("cpu")
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 from cli_helpers import run_json, search_args
-from hwnas.search.services.report import ReportResult, check_out, load_bench, report
 
 from hwnas.exceptions import HwnasError, shown
+from hwnas.search.services.report import ReportResult, check_out, load_bench, report
 
 
 def test_a_search_reports_to_a_typed_result(ready, tmp_path):

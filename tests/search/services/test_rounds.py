@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from search_helpers import make_search, trial
+
 from hwnas.db.models import Candidate
 from hwnas.db.session import open_db
 from hwnas.search import candidates
@@ -10,7 +12,6 @@ from hwnas.search.objective import Problem
 from hwnas.search.output import UserError
 from hwnas.search.services import rounds
 from hwnas.search.services.remeasure import FrontCheck
-from search_helpers import make_search, trial
 
 KEY = "tflite-fp32-t1"
 

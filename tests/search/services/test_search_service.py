@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from cli_helpers import copy_db, fool, hwnas, run_json, search_args
+
 from hwnas.search.cli import main
 from hwnas.search.objective import Problem
 from hwnas.search.output import UserError

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from hwnas.db.session import open_db
 from hwnas.search.services import training as train
 from hwnas.supernet.space import load_space

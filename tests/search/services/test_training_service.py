@@ -8,16 +8,16 @@ from pathlib import Path
 
 import pytest
 from cli_helpers import SHARED_CACHE, TINY
+
 from hwnas.db import run_store
 from hwnas.db.models import SCHEMA_VERSION, Checkpoint, EpochMetric
 from hwnas.db.session import open_db
+from hwnas.exceptions import HwnasError, shown
 from hwnas.search.services import database, recorded_runs, spaces, training
 from hwnas.search.services.recorded_runs import RunRecord, SubnetInfo
 from hwnas.search.services.training import Job, Launch, TrainResult
 from hwnas.supernet.space import SearchSpace, load_space
 from hwnas.supernet.train_config import LaunchConfig, TrainConfig
-
-from hwnas.exceptions import HwnasError, shown
 
 
 def test_space_summary_is_typed_and_its_json_is_the_commands():
