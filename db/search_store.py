@@ -69,13 +69,12 @@ def rounds_begun(db: Database, name: str) -> RoundsBegun:
 
 @dataclass(frozen=True)
 class RoundRows:
-    """What a worker of a search round reads, in one transaction: the search's id, its run
-    (detached), the stored models (`to_dict()`) of the latency predictors the round uses, by
+    """What a worker of a search round reads, in one transaction: the search's id, the stored
+    models (`to_dict()`) of the latency predictors the round uses, by
     target key (None: no such row), and of its accuracy predictor (None: the supernet
     scores)."""
 
     search_id: int
-    run: Run
     predictors: dict[str, dict[str, Any] | None]
     accuracy: dict[str, Any] | None
 
@@ -87,12 +86,9 @@ def round_rows(
     with db.read() as s:
         search = search_row(s, name)
         assert search is not None, name
-        run = s.get(Run, search.run_id)
-        assert run is not None, search.run_id
-        s.expunge(run)
         models = {k: _model(s.get(Predictor, i)) for k, i in predictors.items()}
         acc = None if accuracy_predictor is None else s.get(AccuracyPredictor, accuracy_predictor)
-        return RoundRows(search.id, run, models, _model(acc))
+        return RoundRows(search.id, models, _model(acc))
 
 
 def _model(row: Predictor | AccuracyPredictor | None) -> dict[str, Any] | None:

@@ -71,8 +71,18 @@ class AccuracyPredictor:
 
     @classmethod
     def from_dict(cls, data: dict) -> AccuracyPredictor:
+        """The predictor `to_dict` stored, of the space stored with it."""
         try:
             space = SearchSpace.from_dict(data["space"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise AccuracyPredictorError(f"unreadable accuracy predictor ({e})") from None
+        return cls.of_space(space, data)
+
+    @classmethod
+    def of_space(cls, space: SearchSpace, data: dict) -> AccuracyPredictor:
+        """The predictor `to_dict` stored, read as one of `space` (a run's space, for a row
+        known to be of that run) without parsing the stored space again."""
+        try:
             layers = tuple(
                 (np.asarray(w, np.float64), np.asarray(b, np.float64)) for w, b in data["layers"]
             )

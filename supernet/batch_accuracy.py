@@ -6,25 +6,74 @@ does all of a trial's work in a single call: the subnet's BatchNorm moments on t
 calibration batches (`lax.map` over them, averaged, exactly as `Evaluator.recalibrate`), then
 its accuracy on the whole validation split (never the test split). The subnet arrives as `Arch`
 arrays, so no subnet recompiles anything; results are cached by subnet key.
+
+What an oracle needs (the weights, the calibration batches and the validation split) is an
+`OracleInputs`: a search's parent process prepares it once and writes it as one `.npz` file,
+and each of its trial workers reads that file instead of decoding the run's data and reading
+its checkpoint again.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax.traverse_util import flatten_dict, unflatten_dict
 
+from hwnas.supernet.compile_cache import enable_compile_cache
 from hwnas.supernet.data import Dataset
-from hwnas.supernet.evaluate import batch_moments, resized_calibration
+from hwnas.supernet.evaluate import batch_moments, calibration_batches
 from hwnas.supernet.model import SuperNet, arch_arrays
 from hwnas.supernet.space import SearchSpace, Subnet
 from hwnas.supernet.train_config import TrainConfig
-from hwnas.supernet.train_loop import load_variables
 from hwnas.supernet.train_step import resize_images
+
+_VAR = "variables/"
+
+
+@dataclass(frozen=True, eq=False)
+class OracleInputs:
+    """The supernet's weights, its BN calibration batches (uint8, `[n, B, H, W, 3]`, the
+    training images `Evaluator.recalibrate` uses) and the validation split (uint8 images,
+    int32 labels)."""
+
+    variables: dict
+    calibration: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+
+    @classmethod
+    def of(cls, variables: dict, data: Dataset, config: TrainConfig) -> OracleInputs:
+        """The inputs of a run trained with `config` on `data`."""
+        batches = calibration_batches(
+            data.x_train, config.recalib_batches, config.batch_size, config.seed
+        )
+        return cls(variables, np.stack(batches), data.x_val, data.y_val)
+
+    def write(self, path: str | Path) -> Path:
+        """One uncompressed `.npz` (no pickles), written whole or not at all."""
+        path = Path(path)
+        flat = flatten_dict(self.variables, sep="/")
+        arrays: dict[str, Any] = {_VAR + k: np.asarray(v) for k, v in flat.items()}
+        arrays.update(calibration=self.calibration, x_val=self.x_val, y_val=self.y_val)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        with tmp.open("wb") as f:
+            np.savez(f, **arrays)
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def read(cls, path: str | Path) -> OracleInputs:
+        with np.load(path, allow_pickle=False) as z:
+            flat = {k[len(_VAR) :]: z[k] for k in z.files if k.startswith(_VAR)}
+            return cls(unflatten_dict(flat, sep="/"), z["calibration"], z["x_val"], z["y_val"])
 
 
 def make_accuracy_fn(net: SuperNet) -> Callable:
@@ -45,33 +94,30 @@ def make_accuracy_fn(net: SuperNet) -> Callable:
 class AccuracyOracle:
     """Validation accuracy of any subnet of `space`, BatchNorm recalibrated as in training."""
 
-    def __init__(
-        self, space: SearchSpace, variables: dict, data: Dataset, config: TrainConfig
-    ) -> None:
+    def __init__(self, space: SearchSpace, inputs: OracleInputs) -> None:
         self.space = space
-        self._variables = jax.device_put(variables)
-        self._data = data
-        self._config = config
+        self._variables = jax.device_put(inputs.variables)
+        self._calibration = inputs.calibration
+        self._x_val, self._y_val = inputs.x_val, inputs.y_val
         self._fn = make_accuracy_fn(SuperNet(space))
         self._inputs: dict[int, tuple] = {}
         self._cache: dict[str, tuple[float, float, float]] = {}
 
     @classmethod
-    def load(
-        cls, space: SearchSpace, checkpoint: str | Path, data: Dataset, config: TrainConfig
-    ) -> AccuracyOracle:
-        """The oracle of a trained supernet: its weights read from `checkpoint` (verified by
-        its hash), `data` as the run was split, compiled for every resolution."""
-        oracle = cls(space, load_variables(space, checkpoint), data, config)
+    def read(cls, space: SearchSpace, path: str | Path) -> AccuracyOracle:
+        """The oracle of the inputs written to `path` (`OracleInputs.write`), compiled for
+        every resolution (through XLA's persistent cache: a worker process compiles what its
+        siblings compiled before only once)."""
+        enable_compile_cache()
+        oracle = cls(space, OracleInputs.read(path))
         oracle.warm_up()
         return oracle
 
     def _inputs_for(self, r: int) -> tuple:
         if r not in self._inputs:
-            c = self._config
-            calib = np.stack(resized_calibration(self._data.x_train, r, c))
-            val = resize_images(self._data.x_val, r)
-            self._inputs[r] = tuple(jax.device_put((calib, val, self._data.y_val)))
+            calib = np.stack([resize_images(b, r) for b in self._calibration])
+            val = resize_images(self._x_val, r)
+            self._inputs[r] = tuple(jax.device_put((calib, val, self._y_val)))
         return self._inputs[r]
 
     def __call__(self, subnet: Subnet) -> float:
@@ -92,7 +138,7 @@ class AccuracyOracle:
     @property
     def n_val(self) -> int:
         """Validation images: one of them is 1 / n_val of accuracy, the finest step it has."""
-        return len(self._data.y_val)
+        return len(self._y_val)
 
     def clear_cache(self) -> None:
         """Forget every evaluated subnet (a benchmark's runs each pay for their own)."""

@@ -48,7 +48,6 @@ from hwnas.search.services.remeasure import (
 )
 from hwnas.search.services.trial_workers import SearchSpec, run_round_trials
 from hwnas.search.storage import optuna_storage
-from hwnas.supernet.space import SearchSpace
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +65,6 @@ class Loop:
 
     spec: SearchSpec  # its `round` is the state's
     search_id: int
-    space: SearchSpace
     protocols: Mapping[str, Protocol] = dataclasses.field(default_factory=dict)
 
     def at(self, state: rounds_.RoundState) -> SearchSpec:
@@ -88,7 +86,7 @@ def run(loop: Loop, state: rounds_.RoundState) -> LoopRun:
     while phase is not Phase.SETTLED:
         spec = loop.at(state)
         if phase is Phase.SEARCHING:
-            new.append(tuple(run_round_trials(spec, loop.space)))
+            new.append(tuple(run_round_trials(spec)))
             phase = after_trials(spec)
         elif phase is Phase.MEASURING:
             state, phase = measure_front(loop, state)

@@ -19,7 +19,7 @@ from hwnas.supernet.space import SearchSpace, Subnet
 from hwnas.supernet.train_config import TrainConfig
 
 if TYPE_CHECKING:
-    from hwnas.supernet.batch_accuracy import AccuracyOracle
+    from hwnas.supernet.batch_accuracy import AccuracyOracle, OracleInputs
 
 
 def load_run(db: Database, name: str) -> Run:
@@ -152,5 +152,17 @@ def _oracle(run: Run | RunRecord) -> AccuracyOracle:
 
     enable_compile_cache()
     record = _record(run)
-    data = run_dataset(record)
-    return AccuracyOracle.load(record.space, record.checkpoint, data, record.config)
+    oracle = AccuracyOracle(record.space, oracle_inputs(record))
+    oracle.warm_up()
+    return oracle
+
+
+def oracle_inputs(run: Run | RunRecord) -> OracleInputs:
+    """What the run's accuracy oracle needs: its weights (read from its checkpoint, verified
+    by its hash), BN calibration batches and validation split, as it was trained."""
+    from hwnas.supernet.batch_accuracy import OracleInputs
+    from hwnas.supernet.train_loop import load_variables
+
+    record = _record(run)
+    variables = load_variables(record.space, record.checkpoint)
+    return OracleInputs.of(variables, run_dataset(record), record.config)

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState, create_trial
+from sqlalchemy.exc import IntegrityError
 
 from hwnas.db import search_store as store
 from hwnas.db.models import Candidate, SearchRound, utcnow
@@ -132,7 +133,18 @@ def begin(
     """The round to work in: the latest one, or a new round 0 scored by `predictors` (and
     `accuracy_predictor`, None: the supernet). Round
     N ends at `trials + N * step` finished trials (as the arguments of this invocation say:
-    asked for more than it ran, its front is measured again)."""
+    asked for more than it ran, its front is measured again). Another machine joining the same
+    search may add round 0 meanwhile: then its row is the one to work in."""
+    try:
+        return _begin(db, search_id, name, predictors, trials, step, accuracy_predictor)
+    except IntegrityError:  # round 0 added by another machine since this one looked
+        return _begin(db, search_id, name, predictors, trials, step, accuracy_predictor)
+
+
+def _begin(
+    db: Database, search_id: int, name: str, predictors: dict[str, int], trials: int, step: int,
+    accuracy_predictor: int | None,
+) -> RoundState:  # fmt: skip
     with db.write() as s:
         row = store.latest_round(s, search_id)
         if row is None:

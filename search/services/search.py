@@ -11,11 +11,14 @@ joins it. Rounds of trials, each ended by measuring the front, make the closed l
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import tempfile
 import time
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -39,7 +42,7 @@ from hwnas.search.services import accuracy_fit
 from hwnas.search.services import closed_loop as loop_
 from hwnas.search.services import rounds as rounds_
 from hwnas.search.services.accuracy_fit import AccuracyChoice
-from hwnas.search.services.recorded_runs import load_run
+from hwnas.search.services.recorded_runs import load_run, oracle_inputs
 from hwnas.search.services.remeasure import Checks, budget_check, front_rows
 from hwnas.search.services.trial_workers import (
     LatencyModel,
@@ -277,9 +280,13 @@ def search(
     drives the search. `protocols`: target key -> the measurement protocol of its fronts
     (default: standard)."""
     config.check()
-    loop, state, choice = _prepare(db_url, run, checked_problem(problem), config, protocols)
     t0 = time.perf_counter()
-    ran = loop_.run(loop, state)
+    with prepared(db_url, run, checked_problem(problem), config, protocols) as (
+        loop,
+        state,
+        choice,
+    ):
+        ran = loop_.run(loop, state)
     wall = time.perf_counter() - t0
     found, check = finish(ran.spec, loop.search_id)
     rate = trial_rate(ran.new_trials)
@@ -306,12 +313,31 @@ def _prepare(
         choice = accuracy_fit.choose(db, run, config.accuracy, config.accuracy_predictor)
         if begun.accuracy_predictor is not None:  # a predictor-driven search continued
             accuracy_fit.load(db, run, begun.accuracy_predictor)  # still valid?
-        spec = SearchSpec(db.url, name, run_name, problem, config)
+        spec = SearchSpec(db.url, name, run_name, space, problem, config)
         search_id = open_search(db, spec, run)
         ids = {k: m.id for k, m in rows.items()}
         state = rounds_.begin(db, search_id, name, ids, config.trials, config.step,
                               choice.predictor)  # fmt: skip
-    return loop_.Loop(spec, search_id, space, protocols), state, choice
+    return loop_.Loop(spec, search_id, protocols), state, choice
+
+
+@contextlib.contextmanager
+def prepared(
+    db_url: str | None, run_name: str, problem: Problem, config: SearchConfig,
+    protocols: Mapping[str, Protocol],
+) -> Iterator[tuple[loop_.Loop, rounds_.RoundState, AccuracyChoice]]:  # fmt: skip
+    """The search's loop, ready to run from its round (`_prepare`). A supernet-driven search's
+    workers read the supernet's accuracy oracle from one file: its inputs prepared once here
+    (`recorded_runs.oracle_inputs`), in a temporary folder that lives as long as the loop."""
+    loop, state, choice = _prepare(db_url, run_name, problem, config, protocols)
+    if state.accuracy_predictor is not None:
+        yield loop, state, choice
+        return
+    with open_db(db_url, create=False) as db:
+        run = load_run(db, run_name)
+    with tempfile.TemporaryDirectory(prefix="hwnas-oracle-") as tmp:
+        oracle = str(oracle_inputs(run).write(Path(tmp) / "oracle.npz"))
+        yield dataclasses.replace(loop, spec=loop.spec.with_oracle(oracle)), state, choice
 
 
 def trial_rate(rounds: Sequence[Sequence[FrozenTrial]]) -> TrialRate:

@@ -4,12 +4,16 @@ Every worker (a local process, or the same command on another machine sharing a 
 `--db`) loads the study from Optuna's RDB storage and runs trials until the study has the
 round's number of finished ones; each finished trial is recorded as a candidate as it ends,
 so a dashboard sees the search live. What a worker needs travels in a `SearchSpec`, a frozen
-value that a spawned process receives pickled.
+value that a spawned process receives pickled: the run's space, and for a supernet-driven
+search the file of the accuracy oracle's inputs that the parent prepared once
+(`batch_accuracy.OracleInputs`), so no worker decodes the run's data or reads its checkpoint.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import functools
 import multiprocessing
 import time
 from collections.abc import Mapping
@@ -39,6 +43,7 @@ from hwnas.search.services.prediction import load_predictor_by_id, newest_predic
 from hwnas.search.services.recorded_runs import oracle_for
 from hwnas.search.services.rounds import RoundState
 from hwnas.search.storage import GRACE_S, HEARTBEAT_S, fail_stale, optuna_storage
+from hwnas.supernet.batch_accuracy import AccuracyOracle
 from hwnas.supernet.space import SearchSpace
 
 
@@ -49,9 +54,14 @@ class SearchSpec:
     db_url: str
     name: str
     run: str
+    space: SearchSpace  # the run's
     problem: Problem
     config: SearchConfig
     round: RoundState | None = None  # None: before round 0 is begun
+    oracle: str | None = None  # the accuracy oracle's inputs (a supernet-driven search)
+
+    def with_oracle(self, path: str | None) -> SearchSpec:
+        return dataclasses.replace(self, oracle=path)
 
     @property
     def study_name(self) -> str:
@@ -136,22 +146,33 @@ def build_evaluator(run: Any, predictors: Mapping[str, Predictor]) -> TrialEvalu
 
 def round_evaluator(spec: SearchSpec, rows: store.RoundRows) -> TrialEvaluator:
     """The trial evaluator of a round, from the rows it names (`search_store.round_rows`):
-    its latency predictors, and its accuracy predictor or else the supernet's accuracy."""
-    space = SearchSpace.from_dict(rows.run.space)
+    its latency predictors, and its accuracy predictor or else the supernet's accuracy (the
+    oracle whose inputs the parent wrote to `spec.oracle`)."""
     predictors = {
-        k: _checked(k, _latency_predictor(model), space, spec.run)
+        k: _checked(k, _latency_predictor(model), spec.space, spec.run)
         for k, model in rows.predictors.items()
     }
-    if spec.accuracy_predictor is None:
-        return TrialEvaluator(space, oracle_for(rows.run), predictors)
+    if spec.accuracy_predictor is not None:
+        acc = _accuracy_predictor(spec, rows.accuracy)
+        return TrialEvaluator(spec.space, acc, predictors, supernet=False)
+    assert spec.oracle is not None, "a supernet-driven round's parent writes the oracle's inputs"
+    return TrialEvaluator(spec.space, _read_oracle(spec.space, spec.oracle), predictors)
+
+
+@functools.lru_cache(maxsize=1)
+def _read_oracle(space: SearchSpace, path: str) -> AccuracyOracle:
+    """The oracle of `path`, once per process (one worker in the parent runs every round)."""
+    return AccuracyOracle.read(space, path)
+
+
+def _accuracy_predictor(spec: SearchSpec, row: Mapping[str, Any] | None) -> AccuracyPredictor:
     pid, how = spec.accuracy_predictor, f"fit one with `hwnas accuracy fit --run {spec.run}`"
-    if rows.accuracy is None:
+    if row is None:
         raise UserError(f"no accuracy predictor {pid} for run {spec.run!r}; {how}")
     try:
-        acc = AccuracyPredictor.from_dict(rows.accuracy)
+        return AccuracyPredictor.of_space(spec.space, dict(row))
     except AccuracyPredictorError as e:
         raise UserError(f"accuracy predictor {pid}: {e}; {how}") from None
-    return TrialEvaluator(space, acc, predictors, supernet=False)
 
 
 def _latency_predictor(model: Mapping[str, Any] | None) -> Predictor | None:
@@ -172,7 +193,6 @@ class WorkerContext:
         rows = store.round_rows(self.db, spec.name, ids, spec.accuracy_predictor)
         self.search_id = rows.search_id
         self.evaluate = round_evaluator(spec, rows)
-        self.space = self.evaluate.space
 
 
 def run_worker(spec: SearchSpec, index: int, progress: bool) -> None:
@@ -190,7 +210,7 @@ def run_worker(spec: SearchSpec, index: int, progress: bool) -> None:
         bar = _Bar(study, spec, enabled=progress)
         if progress:
             callbacks.append(bar)
-        objective = make_objective(ctx.space, spec.problem, ctx.evaluate, spec.round_no)
+        objective = make_objective(spec.space, spec.problem, ctx.evaluate, spec.round_no)
         study.optimize(objective, n_trials=remaining, callbacks=callbacks)
         bar.close()
     finally:
@@ -278,12 +298,12 @@ def settle_stale(study: optuna.Study) -> bool:
     return bool(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
 
 
-def run_round_trials(spec: SearchSpec, space: SearchSpace) -> list[FrozenTrial]:
+def run_round_trials(spec: SearchSpec) -> list[FrozenTrial]:
     """Run the round's study up to `spec.trials` finished trials; returns the new ones."""
     study = _create_study(spec)
     if spec.round_no == 0:
         c = spec.config
-        enqueue_initial(study, space, c.sampler, min(c.initial, spec.trials), c.seed)
+        enqueue_initial(study, spec.space, c.sampler, min(c.initial, spec.trials), c.seed)
     before = {t.number for t in complete(study)}
     if len(before) < spec.trials:
         _run_workers(spec, study)

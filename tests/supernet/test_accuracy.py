@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hwnas.supernet.batch_accuracy import AccuracyOracle
+from hwnas.supernet.batch_accuracy import AccuracyOracle, OracleInputs
 from hwnas.supernet.data import load_dataset
 from hwnas.supernet.model import SuperNet
 from hwnas.supernet.space import SearchSpace
@@ -31,7 +31,7 @@ def oracle_setup():
 
 def test_oracle_matches_the_batchwise_evaluation(oracle_setup):
     space, config, variables, data = oracle_setup
-    oracle = AccuracyOracle(space, variables, data, config)
+    oracle = AccuracyOracle(space, OracleInputs.of(variables, data, config))
     rng = np.random.default_rng(1)
     for subnet in [space.largest(), space.smallest(), space.sample(rng), space.sample(rng)]:
         slow = subnet_val_accuracy(space, variables, data, subnet, config)
@@ -40,7 +40,7 @@ def test_oracle_matches_the_batchwise_evaluation(oracle_setup):
 
 def test_one_compile_per_resolution_and_a_cache_per_subnet(oracle_setup):
     space, config, variables, data = oracle_setup
-    oracle = AccuracyOracle(space, variables, data, config)
+    oracle = AccuracyOracle(space, OracleInputs.of(variables, data, config))
     rng = np.random.default_rng(2)
     subnets = [space.sample(rng) for _ in range(12)]
     values = [oracle(s) for s in subnets]
@@ -53,15 +53,30 @@ def test_the_halves_are_the_even_and_odd_validation_images(oracle_setup):
     space, config, variables, data = oracle_setup
     half = dataclasses.replace(data, x_val=data.x_val[0::2], y_val=data.y_val[0::2])
     subnet = space.largest()
-    full, even, odd = AccuracyOracle(space, variables, data, config).evaluate(subnet)
+    full, even, odd = AccuracyOracle(space, OracleInputs.of(variables, data, config)).evaluate(
+        subnet
+    )
     n_even, n = len(half.y_val), len(data.y_val)
-    assert even == pytest.approx(AccuracyOracle(space, variables, half, config)(subnet))
+    assert even == pytest.approx(
+        AccuracyOracle(space, OracleInputs.of(variables, half, config))(subnet)
+    )
     assert full == pytest.approx((even * n_even + odd * (n - n_even)) / n)
 
 
 def test_accuracy_moves_in_steps_of_one_validation_image(oracle_setup):
     space, config, variables, data = oracle_setup
-    oracle = AccuracyOracle(space, variables, data, config)
+    oracle = AccuracyOracle(space, OracleInputs.of(variables, data, config))
     assert oracle.n_val == len(data.y_val)
     correct = oracle(space.smallest()) * oracle.n_val
     assert correct == pytest.approx(round(correct), abs=1e-9)
+
+
+def test_an_oracle_read_from_its_inputs_file_scores_the_same(oracle_setup, tmp_path):
+    space, config, variables, data = oracle_setup
+    inputs = OracleInputs.of(variables, data, config)
+    path = inputs.write(tmp_path / "oracle.npz")
+    assert [p.name for p in tmp_path.iterdir()] == ["oracle.npz"]  # no temporary left
+    read = AccuracyOracle.read(space, path)
+    rng = np.random.default_rng(3)
+    for subnet in [space.largest(), space.sample(rng), space.sample(rng)]:
+        assert read.evaluate(subnet) == AccuracyOracle(space, inputs).evaluate(subnet)

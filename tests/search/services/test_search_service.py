@@ -3,6 +3,8 @@ loop's states (pure transitions, and a tiny real run), and the `--config` file a
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from cli_helpers import copy_db, fool, hwnas, run_json, search_args
 
@@ -15,6 +17,7 @@ from hwnas.search.services.accuracy_fit import AUTO_GMAC, AUTO_MIN_TAU, auto_rul
 from hwnas.search.services.remeasure import FrontCheck
 from hwnas.search.services.rounds import AccuracyFront, RoundState
 from hwnas.search.services.trial_workers import SearchSpec
+from hwnas.supernet.space import SearchSpace
 
 KEY = "tflite-fp32-t1"
 
@@ -74,10 +77,13 @@ def test_auto_takes_the_predictor_only_when_it_is_good_and_the_supernet_costly()
 # ---- the closed loop's transitions ------------------------------------------------------------
 
 
+TINY = SearchSpace.from_file(Path(__file__).parents[2] / "data" / "tiny_space.json")
+
+
 def spec(round_: int = 0, rounds: int = 2, measure: bool = True, acc: int | None = None):
     state = RoundState(round_, "s", ((KEY, 1),), 10, accuracy_predictor=acc)
     config = SearchConfig(rounds=rounds, measure=measure)
-    return SearchSpec("sqlite://", "s", "tiny", Problem((KEY,)), config, state)
+    return SearchSpec("sqlite://", "s", "tiny", TINY, Problem((KEY,)), config, state)
 
 
 def check(share: float) -> dict:
@@ -111,9 +117,9 @@ def test_a_tiny_run_goes_through_the_states(ready, tmp_path):
     config = SearchConfig(trials=6, rounds=1, round_trials=4, seed=0, name="states",
                           quiet=True, accuracy="supernet")  # fmt: skip
     problem = search_service.parse_problem(["tflite"])
-    loop, state, choice = search_service._prepare(url, "tiny", problem, config, {})
-    assert choice.mode == "supernet" and state.round == 0
-    ran = closed_loop.run(loop, state)
+    with search_service.prepared(url, "tiny", problem, config, {}) as (loop, state, choice):
+        assert choice.mode == "supernet" and state.round == 0
+        ran = closed_loop.run(loop, state)
     P = closed_loop.Phase
     assert ran.phases == (P.SEARCHING, P.MEASURING, P.REFITTING, P.SEARCHING, P.MEASURING,
                           P.SETTLED)  # fmt: skip
