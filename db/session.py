@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from hwnas.db.migrate import can_migrate, migrate
 from hwnas.db.models import SCHEMA_VERSION, Base, Meta
 from hwnas.exceptions import HwnasError
+from hwnas.extras import require
 
 DEFAULT_URL = "sqlite:///hwnas.db"
 BUSY_TIMEOUT_MS = 60_000
@@ -83,6 +84,8 @@ def make_engine(url: str) -> Engine:
             f"{url!r} is not a database URL; use e.g. sqlite:///hwnas.db or "
             "postgresql+psycopg://user:pass@host/dbname"
         ) from None
+    if u.get_backend_name() == "postgresql" and u.get_driver_name() == "psycopg":
+        require("postgres", "a PostgreSQL database")
     try:
         if u.get_backend_name() == "sqlite":
             return _sqlite_engine(u)

@@ -75,7 +75,9 @@ def tflite_interpreter(model: bytes, threads: int) -> Any:
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:
-        raise RuntimeUnavailable("the tflite target needs ai-edge-litert installed") from None
+        raise RuntimeUnavailable(
+            "the tflite target needs LiteRT (ai-edge-litert): pip install 'hwnas[export]'"
+        ) from None
     it = Interpreter(model_content=model, num_threads=threads)
     it.allocate_tensors()
     return it
@@ -104,7 +106,9 @@ def tflite_ops(model: bytes) -> list[str]:
     try:
         from ai_edge_litert.interpreter import Interpreter, OpResolverType
     except ImportError:
-        raise RuntimeUnavailable("listing tflite ops needs ai-edge-litert installed") from None
+        raise RuntimeUnavailable(
+            "listing tflite ops needs LiteRT (ai-edge-litert): pip install 'hwnas[export]'"
+        ) from None
     it = Interpreter(
         model_content=model,
         experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,

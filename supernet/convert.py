@@ -20,6 +20,7 @@ import flax.linen as nn
 import jax
 import numpy as np
 
+from hwnas.extras import require
 from hwnas.supernet.extract import StandaloneNet
 from hwnas.supernet.space import SearchSpace, Subnet
 
@@ -41,6 +42,7 @@ class Converted:
 
 
 def _tf_function(module: nn.Module, variables: dict, shape: tuple[int, ...]):
+    require("export", "converting a subnet to TFLite")
     import tensorflow as tf
     from jax.experimental import jax2tf
 
@@ -84,6 +86,7 @@ def to_tflite(
             for the lookup-table baseline); its input is (1, H, H, C) of `variables`' first
             layer.
     """
+    require("export", "converting a subnet to TFLite")
     import tensorflow as tf
 
     if precision not in PRECISIONS:

@@ -12,6 +12,7 @@ import urllib.request
 from typing import NoReturn
 
 from hwnas.db.session import open_db, resolve_url
+from hwnas.extras import require
 from hwnas.search.output import UserError
 
 
@@ -37,6 +38,7 @@ def dashboard(db_url: str | None, port: int, host: str) -> NoReturn:
     server itself: a child process would outlive a terminated parent and keep serving."""
     if not 1 <= port <= 65535:
         raise UserError(f"{{field}} must be between 1 and 65535, got {port}", field="port")
+    require("dashboard", "hwnas dashboard")
     url = resolve_url(db_url)
     open_db(url, create=False).dispose()  # a wrong URL fails here, in one line
     env = os.environ | {"HWNAS_DB": url}

@@ -23,6 +23,7 @@ import numpy as np
 
 from hwnas.db import view_store
 from hwnas.db.session import Database, open_db
+from hwnas.extras import require
 from hwnas.latency.protocol import Protocol
 from hwnas.latency.targets import Target
 from hwnas.search.objective import Problem
@@ -278,6 +279,7 @@ def export_step(db: Database, cfg: DemoConfig, candidate: int) -> Step:
 
 def demo(cfg: DemoConfig) -> DemoResult:
     cfg.check()
+    require("export", "hwnas demo (it measures and exports TFLite)")
     cfg.folder.mkdir(parents=True, exist_ok=True)
     logger.info(f"hwnas demo: everything goes to {cfg.folder.resolve()} (database {cfg.db_url})")
     t_all = time.perf_counter()

@@ -24,6 +24,7 @@ import numpy as np
 from hwnas.db.export_store import candidate_origin, record_export
 from hwnas.db.models import Export, Run
 from hwnas.db.session import Database, open_db
+from hwnas.extras import require
 from hwnas.search.output import UserError
 from hwnas.search.result import Result
 from hwnas.search.services.export_latency import LatencyCheck, latency, latency_target
@@ -114,6 +115,7 @@ def sidecar(path: Path) -> Path:
 
 
 def export(db_url: str | None, req: ExportRequest) -> ExportResult:
+    require("export", "hwnas export")
     req.check()
     dest = check_destination(req.out, req.force, ".tflite")
     check_destination(sidecar(dest), req.force)

@@ -21,6 +21,7 @@ from hwnas.db.latency_store import NewMeasurement, add_measurement, run_spaces, 
 from hwnas.db.queries import ensure_space, ensure_target, space_names
 from hwnas.db.session import Database, Session, open_db
 from hwnas.exceptions import FIELD
+from hwnas.extras import require
 from hwnas.latency import metrics
 from hwnas.latency.drift import N_REFS, NOISE_JOBS, RUN_ANCHORS
 from hwnas.latency.jobs import Job, JobFileError, parse_result, read_lines
@@ -133,6 +134,8 @@ Source = RunContext | SpaceContext
 
 
 def _check_local(target: Target) -> None:
+    if target.kind == "tflite":
+        require("export", "the tflite target")
     if target.kind == "gpu":
         from hwnas.latency.runners import gpu_name
 

@@ -20,6 +20,7 @@ from hwnas.db import view_store
 from hwnas.db.models import Candidate, Export
 from hwnas.db.queries import target_row
 from hwnas.db.session import Database, open_db, resolve_url
+from hwnas.extras import require
 from hwnas.latency.predictor import Predictor
 from hwnas.latency.targets import Target
 from hwnas.search.output import UserError
@@ -185,6 +186,7 @@ def report(
 ) -> ReportResult:
     """Write the report on search `name` into folder `out` (with the bench's JSON in folder
     `bench`, if given)."""
+    require("report", "hwnas report (its figures)")
     from hwnas.search.report.figures import draw_all
     from hwnas.search.report.markdown import markdown
 
