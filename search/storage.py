@@ -51,20 +51,78 @@ MAX_RETRY = 3
 
 
 class BatchedRDBStorage(RDBStorage):
-    """Optuna's RDB storage, writing the parameters of a trial in one transaction."""
+    """Optuna's RDB storage, writing the parameters of a trial in one transaction.
+
+    A parameter of a RUNNING trial this storage created (or took from the queue) waits until
+    the next read or write of any trial; everything Optuna's contract says `set_trial_param`
+    raises it raises at once: KeyError (no such trial), `UpdateFinishedTrialError` (finished)
+    and ValueError (a distribution unlike the study's earlier one for that name, as this
+    storage or `_CachedStorage` knows it; the database's is checked again when written).
+    A parameter of any other trial is written at once, as Optuna writes it.
+    """
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        self._init_batching()
+
+    def _init_batching(self) -> None:
         self._pending: list[tuple] = []
         self._pending_lock = threading.Lock()
+        self._running: dict[int, int] = {}  # trial id -> study id: RUNNING, made here
+        self._dists: dict[tuple[int, str], distributions.BaseDistribution] = {}
+
+    def __getstate__(self) -> dict[Any, Any]:
+        """Picklable (Optuna's contract): the pending parameters are written first, and the
+        lock and what this process knows of its running trials stay behind."""
+        self.flush()
+        state = super().__getstate__()
+        for key in ("_pending", "_pending_lock", "_running", "_dists"):
+            state.pop(key, None)
+        return state
+
+    def __setstate__(self, state: dict[Any, Any]) -> None:
+        super().__setstate__(state)
+        self._init_batching()
+        u = make_url(self.url)
+        if u.get_backend_name() == "sqlite":
+            configure_sqlite(self.engine, u.database, begin="IMMEDIATE")
 
     def _set_trial_param(self, trial_id, param_name, value, distribution, previous) -> None:
+        study_id = self._running.get(trial_id)
+        if study_id is None:  # not a running trial of this process: Optuna's own way
+            self.flush()
+            super()._set_trial_param(trial_id, param_name, value, distribution, previous)
+            return
+        known = previous or self._dists.get((study_id, param_name))
+        if known is not None:
+            distributions.check_distribution_compatibility(known, distribution)
+        self._dists.setdefault((study_id, param_name), distribution)
         with self._pending_lock:
             self._pending.append((trial_id, param_name, value, distribution, previous))
 
+    def _create_new_trial(self, study_id: int, template_trial=None):
+        self.flush()
+        trial = super()._create_new_trial(study_id, template_trial)
+        if trial.state == TrialState.RUNNING:
+            self._running[trial._trial_id] = study_id
+        return trial
+
+    def set_trial_state_values(self, trial_id: int, state: TrialState, values=None) -> bool:
+        self.flush()
+        done = super().set_trial_state_values(trial_id, state, values)
+        if done and state == TrialState.RUNNING:  # taken from the queue by this process
+            with _create_scoped_session(self.scoped_session) as session:
+                trial = models.TrialModel.find_or_raise_by_id(trial_id, session)
+                self._running[trial_id] = int(trial.study_id)
+        if state.is_finished():
+            self._running.pop(trial_id, None)
+        return done
+
     def _get_stale_trial_ids(self, study_id: int) -> list[int]:
         """Optuna's stale trials, and also RUNNING trials that never beat: a worker killed
-        between creating a trial and its first heartbeat left them, and Optuna skips them."""
+        between creating a trial and its first heartbeat left them, and Optuna skips them.
+        The one departure from Optuna's contract, by design: Optuna's storage test
+        `test_fail_stale_trials[2]` expects such a trial to stay RUNNING."""
         stale = set(super()._get_stale_trial_ids(study_id))
         cutoff = _utc_now() - timedelta(seconds=self.grace_period or 2 * HEARTBEAT_S)
         with _create_scoped_session(self.scoped_session, True) as session:
@@ -128,13 +186,12 @@ def _flushing(name: str):
 # Every other read or write of a trial sees the parameters written before it.
 for _name in (
     "set_trial_param",
-    "set_trial_state_values",
     "set_trial_intermediate_value",
     "set_trial_user_attr",
     "set_trial_system_attr",
     "get_trial",
+    "get_trial_param",
     "_get_trials",
-    "_create_new_trial",
 ):
     setattr(BatchedRDBStorage, _name, _flushing(_name))
 
@@ -218,14 +275,9 @@ def fail_stale(study: optuna.Study) -> None:
 
 
 def optuna_storage(url: str, heartbeat: bool = True) -> RDBStorage:
+    """hwnas's storage of the studies in database `url`, with heartbeats (a dead worker's
+    trials are retried) unless `heartbeat` is False."""
     check_optuna_version()
-    u = make_url(url)
-    sqlite = u.get_backend_name() == "sqlite"
-    kwargs: dict[str, Any] = (
-        {"connect_args": {"timeout": BUSY_TIMEOUT_MS / 1000}} if sqlite else {}
-    )
-    if not sqlite:
-        kwargs["pool_pre_ping"] = True
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     # Heartbeats and their retry callback are marked experimental since Optuna 2.8-2.9; hwnas
     # depends on them (tested with this module), so the warning says nothing to a user.
@@ -240,7 +292,17 @@ def optuna_storage(url: str, heartbeat: bool = True) -> RDBStorage:
             if heartbeat
             else {}
         )
-        storage = _create(url, kwargs, beat)
+        return rdb_storage(url, **beat)
+
+
+def rdb_storage(url: str, **rdb_kwargs: Any) -> BatchedRDBStorage:
+    """The storage at `url`, `rdb_kwargs` passed to Optuna's `RDBStorage` (its heartbeat
+    settings: how Optuna's own storage tests construct it, `.ci/optuna_contract.py`)."""
+    u = make_url(url)
+    sqlite = u.get_backend_name() == "sqlite"
+    timeout = {"connect_args": {"timeout": BUSY_TIMEOUT_MS / 1000}}
+    kwargs: dict[str, Any] = timeout if sqlite else {"pool_pre_ping": True}
+    storage = _create(url, kwargs, rdb_kwargs)
     if sqlite:
         configure_sqlite(storage.engine, u.database, begin="IMMEDIATE")
         storage.engine.dispose()  # connections opened while creating tables lack the settings

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import optuna
 import pytest
 from optuna.trial import TrialState
@@ -26,6 +28,28 @@ def test_parameters_are_written_once_read(db_url):
     study.tell(trial, 1.0)
     fresh = optuna.load_study(study_name="s", storage=db_url)
     assert set(fresh.trials[0].params) == {"a", "b"}
+
+
+def test_a_batched_parameter_reads_back_and_a_clash_raises_at_once(db_url):
+    study, storage = _study(db_url)
+    trial = study.ask()
+    trial.suggest_int("x", 0, 9)
+    assert storage._pending and "x" in study.trials[0].params  # a read writes it first
+    other = study.ask()
+    x = optuna.distributions.FloatDistribution(0.0, 1.0)
+    with pytest.raises(ValueError):  # "x" is an int in this study
+        storage.set_trial_param(other._trial_id, "x", 0.5, x)
+    assert storage._pending == []
+
+
+def test_the_storage_pickles_and_keeps_its_sqlite_settings(sqlite_url):
+    study, storage = _study(sqlite_url)
+    trial = study.ask()
+    trial.suggest_int("x", 0, 9)
+    again = pickle.loads(pickle.dumps(storage))
+    assert again.get_trial(trial._trial_id).params == trial.params  # pending written first
+    with again.engine.connect() as c:
+        assert c.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
 
 
 def test_a_trial_killed_before_its_first_heartbeat_is_retried(db_url):
