@@ -24,8 +24,10 @@ MIN_GAIN = 0.95  # a correction is kept when its leave-one-out error is below th
 
 
 def _kernel(a: np.ndarray, b: np.ndarray, length: float) -> np.ndarray:
-    d2 = (a**2).sum(1)[:, None] + (b**2).sum(1)[None] - 2 * a @ b.T
-    return np.exp(-np.maximum(d2, 0.0) / (2 * length**2))
+    """The Gaussian (RBF) kernel of length scale `length` (scikit-learn's `rbf_kernel`)."""
+    from sklearn.metrics.pairwise import rbf_kernel
+
+    return rbf_kernel(a, b, gamma=1.0 / (2 * length**2))
 
 
 def _standardise(f: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -42,11 +44,12 @@ def _standardise(f: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mu, np.where(relevance > 0.05, sd / np.maximum(relevance, 1e-12), np.inf)
 
 
-def _loo(k: np.ndarray, r: np.ndarray, noise: float) -> tuple[float, np.ndarray]:
-    """Mean absolute leave-one-out residual of kernel ridge with `noise`, and its weights."""
+def _loo(k: np.ndarray, r: np.ndarray, noise: float) -> float:
+    """Mean absolute leave-one-out residual of kernel ridge with `noise`, in closed form
+    (residual_i = alpha_i / inv(K + noise I)_ii: one inverse instead of n fits; scikit-learn
+    has this shortcut for linear ridge, `RidgeCV`, not for kernel ridge)."""
     inv = np.linalg.inv(k + noise * np.eye(len(r)))
-    alpha = inv @ r
-    return float(np.mean(np.abs(alpha / np.diag(inv)))), alpha
+    return float(np.mean(np.abs((inv @ r) / np.diag(inv))))
 
 
 def fit_residual(features: np.ndarray, log_resid: np.ndarray) -> dict[str, list[float]]:
@@ -61,12 +64,13 @@ def fit_residual(features: np.ndarray, log_resid: np.ndarray) -> dict[str, list[
     for ls in LENGTH_SCALES:
         k = _kernel(z, z, ls * scale)
         for noise in NOISE_RATIOS:
-            err, alpha = _loo(k, log_resid, noise)
+            err = _loo(k, log_resid, noise)
             if err < best_err:
-                best, best_err = (ls * scale, alpha), err
+                best, best_err = (ls * scale, noise), err
     if best is None:
         return {}
-    length, alpha = best
+    length, noise = best
+    alpha = _kernel_ridge(z, log_resid, length, noise)
     return {
         "resid_mu": mu.tolist(),
         "resid_sd": np.where(np.isfinite(sd), sd, 0.0).tolist(),  # 0: the feature is ignored
@@ -74,6 +78,15 @@ def fit_residual(features: np.ndarray, log_resid: np.ndarray) -> dict[str, list[
         "resid_alpha": alpha.tolist(),
         "resid_length": [float(length)],
     }
+
+
+def _kernel_ridge(z: np.ndarray, r: np.ndarray, length: float, noise: float) -> np.ndarray:
+    """The dual weights of scikit-learn's `KernelRidge` on the Gaussian kernel: a prediction
+    is `kernel(z_new, z) @ weights` (stored as JSON, `correction`)."""
+    from sklearn.kernel_ridge import KernelRidge
+
+    model = KernelRidge(alpha=noise, kernel="precomputed").fit(_kernel(z, z, length), r)
+    return np.asarray(model.dual_coef_, np.float64)
 
 
 def correction(coef: dict[str, np.ndarray], features: np.ndarray) -> np.ndarray:
