@@ -25,9 +25,11 @@ which Optuna never calls stale; here it is stale once it started more than the g
 
 from __future__ import annotations
 
+import copy
 import threading
 import time
 import warnings
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -36,8 +38,8 @@ from optuna import distributions
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages._rdb import models
 from optuna.storages._rdb.storage import _create_scoped_session
-from optuna.trial import TrialState
-from sqlalchemy import func, insert, select, update
+from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
@@ -50,15 +52,55 @@ GRACE_S = 10
 MAX_RETRY = 3
 
 
-class BatchedRDBStorage(RDBStorage):
-    """Optuna's RDB storage, writing the parameters of a trial in one transaction.
+@dataclass
+class _Own:
+    """A RUNNING trial this storage began: the trial as the database had it then, and every
+    parameter and attribute set on it since (`params`: name -> (internal value,
+    distribution)), with which of them are not written yet."""
 
-    A parameter of a RUNNING trial this storage created (or took from the queue) waits until
-    the next read or write of any trial; everything Optuna's contract says `set_trial_param`
-    raises it raises at once: KeyError (no such trial), `UpdateFinishedTrialError` (finished)
-    and ValueError (a distribution unlike the study's earlier one for that name, as this
-    storage or `_CachedStorage` knows it; the database's is checked again when written).
-    A parameter of any other trial is written at once, as Optuna writes it.
+    study_id: int
+    trial: FrozenTrial
+    params: dict[str, tuple[float, distributions.BaseDistribution]] = field(default_factory=dict)
+    user_attrs: dict[str, Any] = field(default_factory=dict)
+    system_attrs: dict[str, Any] = field(default_factory=dict)
+    unwritten: list[tuple[str, Any, Any]] = field(default_factory=list)  # (what, key, value)
+
+    def view(self) -> FrozenTrial:
+        """The trial with everything set on it, as a read of the database would give it once
+        it is written."""
+        t = copy.copy(self.trial)
+        t.params = {**t.params, **{n: d.to_external_repr(v) for n, (v, d) in self.params.items()}}
+        t.distributions = {**t.distributions, **{n: d for n, (_, d) in self.params.items()}}
+        t.user_attrs = {**t.user_attrs, **self.user_attrs}
+        t.system_attrs = {**t.system_attrs, **self.system_attrs}
+        return t
+
+    def ended(self, state: TrialState, values, completed: datetime | None) -> FrozenTrial:
+        """The trial as it ended: `view` with its state, values and completion time."""
+        t = self.view()
+        t.state, t.datetime_complete = state, completed
+        t._values = None if values is None else [float(v) for v in values]
+        return t
+
+    def param(self, name: str) -> float:
+        if name in self.params:
+            return self.params[name][0]
+        return self.trial.distributions[name].to_internal_repr(self.trial.params[name])
+
+
+class BatchedRDBStorage(RDBStorage):
+    """Optuna's RDB storage that writes a trial's parameters and attributes together.
+
+    What is set on a RUNNING trial this storage began (created, or took from the queue) is
+    kept in memory, read back from there (`get_trial` and every read of the study's trials
+    see it at once), and written in one transaction just before the trial finishes (or at
+    `flush`). Everything Optuna's contract says `set_trial_param` raises it raises at once:
+    KeyError (no such trial), `UpdateFinishedTrialError` (finished) and ValueError (a
+    distribution unlike the study's earlier one for that name, as this storage or
+    `_CachedStorage` knows it; the database's is checked again when written). Another
+    process's trial is written at once, as Optuna writes it. A finished trial is in the
+    database whole; a worker killed mid-trial leaves its trial without parameters, and its
+    retry samples afresh.
     """
 
     def __init__(self, *args, **kwargs) -> None:
@@ -66,17 +108,17 @@ class BatchedRDBStorage(RDBStorage):
         self._init_batching()
 
     def _init_batching(self) -> None:
-        self._pending: list[tuple] = []
-        self._pending_lock = threading.Lock()
-        self._running: dict[int, int] = {}  # trial id -> study id: RUNNING, made here
+        self._lock = threading.Lock()
+        self._own: dict[int, _Own] = {}
+        self._ended: dict[int, tuple[_Own, TrialState, Any]] = {}  # ended here, not read yet
         self._dists: dict[tuple[int, str], distributions.BaseDistribution] = {}
 
     def __getstate__(self) -> dict[Any, Any]:
-        """Picklable (Optuna's contract): the pending parameters are written first, and the
-        lock and what this process knows of its running trials stay behind."""
+        """Picklable (Optuna's contract): what is in memory is written first, and the lock
+        and this process's running trials stay behind."""
         self.flush()
         state = super().__getstate__()
-        for key in ("_pending", "_pending_lock", "_running", "_dists"):
+        for key in ("_lock", "_own", "_ended", "_dists"):
             state.pop(key, None)
         return state
 
@@ -87,36 +129,210 @@ class BatchedRDBStorage(RDBStorage):
         if u.get_backend_name() == "sqlite":
             configure_sqlite(self.engine, u.database, begin="IMMEDIATE")
 
-    def _set_trial_param(self, trial_id, param_name, value, distribution, previous) -> None:
-        study_id = self._running.get(trial_id)
-        if study_id is None:  # not a running trial of this process: Optuna's own way
-            self.flush()
-            super()._set_trial_param(trial_id, param_name, value, distribution, previous)
-            return
-        known = previous or self._dists.get((study_id, param_name))
-        if known is not None:
-            distributions.check_distribution_compatibility(known, distribution)
-        self._dists.setdefault((study_id, param_name), distribution)
-        with self._pending_lock:
-            self._pending.append((trial_id, param_name, value, distribution, previous))
+    # ---- trials this process runs --------------------------------------------------------
 
     def _create_new_trial(self, study_id: int, template_trial=None):
-        self.flush()
         trial = super()._create_new_trial(study_id, template_trial)
         if trial.state == TrialState.RUNNING:
-            self._running[trial._trial_id] = study_id
+            with self._lock:
+                self._own[trial._trial_id] = _Own(study_id, copy.deepcopy(trial))
         return trial
 
     def set_trial_state_values(self, trial_id: int, state: TrialState, values=None) -> bool:
-        self.flush()
-        done = super().set_trial_state_values(trial_id, state, values)
+        """Optuna's, after what is set on the trial is written (in the same transaction: the
+        session is Optuna's scoped one, which its own write joins and commits)."""
+        with _create_scoped_session(self.scoped_session) as session:
+            self._write_unwritten(session)
+            done = super().set_trial_state_values(trial_id, state, values)
         if done and state == TrialState.RUNNING:  # taken from the queue by this process
-            with _create_scoped_session(self.scoped_session) as session:
-                trial = models.TrialModel.find_or_raise_by_id(trial_id, session)
-                self._running[trial_id] = int(trial.study_id)
+            self._begin_own(trial_id)
         if state.is_finished():
-            self._running.pop(trial_id, None)
+            with self._lock:
+                own = self._own.pop(trial_id, None)
+                if done and own is not None:
+                    self._ended[trial_id] = (own, state, values)
         return done
+
+    def _begin_own(self, trial_id: int) -> None:
+        trial = super().get_trial(trial_id)
+        with _create_scoped_session(self.scoped_session) as session:
+            study_id = int(models.TrialModel.find_or_raise_by_id(trial_id, session).study_id)
+        with self._lock:
+            self._own[trial_id] = _Own(study_id, trial)
+
+    def _set_trial_param(self, trial_id, param_name, value, distribution, previous) -> None:
+        own = self._own.get(trial_id)
+        if own is None:  # not a running trial of this process: Optuna's own way
+            self.flush()
+            super()._set_trial_param(trial_id, param_name, value, distribution, previous)
+            return
+        known = previous or self._dists.get((own.study_id, param_name))
+        if known is not None:
+            distributions.check_distribution_compatibility(known, distribution)
+        with self._lock:
+            self._dists.setdefault((own.study_id, param_name), distribution)
+            own.params[param_name] = (value, distribution)
+            own.unwritten.append(("param", param_name, (value, distribution, previous)))
+
+    def set_trial_user_attr(self, trial_id: int, key: str, value: Any) -> None:
+        self._set_attr(trial_id, "user", key, value)
+
+    def set_trial_system_attr(self, trial_id: int, key: str, value: Any) -> None:
+        self._set_attr(trial_id, "system", key, value)
+
+    def _set_attr(self, trial_id: int, what: str, key: str, value: Any) -> None:
+        own = self._own.get(trial_id)
+        if own is None:
+            self.flush()
+            getattr(RDBStorage, f"set_trial_{what}_attr")(self, trial_id, key, value)
+            return
+        with self._lock:
+            (own.user_attrs if what == "user" else own.system_attrs)[key] = value
+            own.unwritten.append((what, key, value))
+
+    def get_trial(self, trial_id: int) -> FrozenTrial:
+        own = self._own.get(trial_id)
+        if own is not None:
+            return own.view()
+        ended = self._ended.get(trial_id)
+        if ended is not None:  # as it ended here, if nothing changed it since
+            trial = models.TrialModel
+            q = select(trial.state, trial._datetime_complete_utc).where(trial.trial_id == trial_id)
+            with self._reading() as conn:
+                row = conn.execute(q).first()
+            if row is not None and TrialState(row[0]) == ended[1]:
+                return ended[0].ended(ended[1], ended[2], _local(row[1]))
+        return super().get_trial(trial_id)
+
+    def get_trial_param(self, trial_id: int, param_name: str) -> float:
+        own = self._own.get(trial_id)
+        if own is None:
+            return super().get_trial_param(trial_id, param_name)
+        try:
+            return own.param(param_name)
+        except KeyError:
+            raise KeyError(f"trial {trial_id} has no parameter {param_name!r}") from None
+
+    def _get_trials(self, study_id, states, included_trial_ids, trial_id_greater_than):
+        """Optuna's read, with this process's running trials as they are in memory. Where
+        every trial the read matches is one of those, or one that ended here since the last
+        read (one worker, between trials: the common case), only their ids, states and
+        completion times are read."""
+        found = self._matching(study_id, states, included_trial_ids, trial_id_greater_than)
+        if found is not None and all(self._known(i, s) for i, s, _ in found):
+            return [self._from_memory(i, s, done) for i, s, done in found]
+        rows = super()._get_trials(study_id, states, included_trial_ids, trial_id_greater_than)
+        own = self._own
+        return [
+            own[t._trial_id].view() if t._trial_id in own and t.state == TrialState.RUNNING else t
+            for t in rows
+        ]
+
+    def _known(self, trial_id: int, state: TrialState) -> bool:
+        if state == TrialState.RUNNING:
+            return trial_id in self._own
+        ended = self._ended.get(trial_id)
+        return ended is not None and ended[1] == state
+
+    def _from_memory(self, trial_id: int, state: TrialState, completed) -> FrozenTrial:
+        if state == TrialState.RUNNING:
+            return self._own[trial_id].view()
+        with self._lock:
+            own, _, values = self._ended.pop(trial_id)
+        return own.ended(state, values, completed)
+
+    def _matching(self, study_id, states, included, greater_than) -> list[tuple] | None:
+        """(id, state, completion time) of the trials `_get_trials` returns, in its order;
+        None where Optuna's read must answer (no such study, too many ids for one query)."""
+        trial = models.TrialModel
+        included = {i for i in included if i <= greater_than}
+        q = select(trial.trial_id, trial.state, trial._datetime_complete_utc)
+        q = q.where(trial.study_id == study_id)
+        if states is not None:
+            q = q.where(trial.state.in_(list(states)))
+        if greater_than > -1:
+            newer = trial.trial_id > greater_than
+            q = q.where(or_(trial.trial_id.in_(included), newer) if included else newer)
+        study = select(models.StudyModel.study_id).where(models.StudyModel.study_id == study_id)
+        try:
+            with self._reading() as conn:
+                rows = conn.execute(q.order_by(trial.trial_id)).all()
+                if not rows and conn.execute(study).first() is None:
+                    return None
+        except OperationalError:  # too many ids for one IN: Optuna's read falls back itself
+            return None
+        return [(int(i), TrialState(s), _local(done)) for i, s, done in rows]
+
+    def get_trial_user_attrs(self, trial_id: int) -> dict[str, Any]:
+        own = self._own.get(trial_id)
+        return own.view().user_attrs if own else super().get_trial_user_attrs(trial_id)
+
+    def get_trial_system_attrs(self, trial_id: int) -> dict[str, Any]:
+        own = self._own.get(trial_id)
+        return own.view().system_attrs if own else super().get_trial_system_attrs(trial_id)
+
+    def set_trial_intermediate_value(self, trial_id: int, step: int, value: float) -> None:
+        """Written at once (a pruner on another worker may read it)."""
+        self.flush()
+        super().set_trial_intermediate_value(trial_id, step, value)
+        own = self._own.get(trial_id)
+        if own is not None:  # a new dict: a trial read before keeps what it had
+            own.trial.intermediate_values = {**own.trial.intermediate_values, step: value}
+
+    @property
+    def unwritten(self) -> int:
+        """Parameters and attributes set on this process's running trials, not written yet."""
+        return sum(len(o.unwritten) for o in self._own.values())
+
+    def flush(self) -> None:
+        """Write what is set on this process's running trials and not written yet, in one
+        transaction."""
+        with _create_scoped_session(self.scoped_session) as session:
+            self._write_unwritten(session)
+
+    def _write_unwritten(self, session) -> None:
+        with self._lock:
+            todo = [(i, o, o.unwritten) for i, o in self._own.items() if o.unwritten]
+            for _, o, _ in todo:
+                o.unwritten = []
+        for trial_id, own, items in todo:
+            self._write(session, trial_id, own.study_id, items)
+
+    def _write(self, session, trial_id: int, study_id: int, items: list[tuple]) -> None:
+        """What `_set_trial_param_without_commit` does per parameter, once per trial and one
+        bulk insert; the attributes by Optuna's upsert."""
+        trial = models.TrialModel.find_or_raise_by_id(trial_id, session)
+        # Optuna's models are SQLAlchemy 1.x style: a row's column is typed as a Column
+        self.check_trial_is_updatable(trial_id, trial.state)  # type: ignore[arg-type]
+        rows = []
+        for what, key, value in items:
+            if what != "param":
+                model = models.TrialUserAttributeModel if what == "user" else \
+                    models.TrialSystemAttributeModel  # fmt: skip
+                self._set_trial_attr_without_commit(session, model, trial_id, key, value)
+                continue
+            internal, dist, previous = value
+            if previous is None:  # `_CachedStorage` passes the study's, where it knows it
+                previous = _previous_distribution(session, study_id, key)
+            if previous is not None:
+                distributions.check_distribution_compatibility(previous, dist)
+            rows.append(
+                {
+                    "trial_id": trial_id,
+                    "param_name": key,
+                    "param_value": internal,
+                    "distribution_json": distributions.distribution_to_json(dist),
+                }
+            )
+        if rows:
+            session.execute(insert(models.TrialParamModel), rows)
+
+    def _reading(self):
+        """A connection for a read of ours: on SQLite a DEFERRED transaction, which takes no
+        write lock (Optuna's own transactions begin IMMEDIATE: they read, then write)."""
+        return self.engine.connect().execution_options(sqlite_begin="DEFERRED")
+
+    # ---- stale trials --------------------------------------------------------------------
 
     def _get_stale_trial_ids(self, study_id: int) -> list[int]:
         """Optuna's stale trials, and also RUNNING trials that never beat: a worker killed
@@ -137,63 +353,37 @@ class BatchedRDBStorage(RDBStorage):
             stale.update(row.trial_id for row in silent)
         return sorted(stale)
 
-    def flush(self) -> None:
-        with self._pending_lock:
-            pending, self._pending = self._pending, []
-        if not pending:
-            return
-        by_trial: dict[int, list[tuple]] = {}
-        for p in pending:
-            by_trial.setdefault(p[0], []).append(p)
-        with _create_scoped_session(self.scoped_session, True) as session:
-            for trial_id, params in by_trial.items():
-                self._insert_params(session, trial_id, params)
 
-    def _insert_params(self, session, trial_id: int, params: list[tuple]) -> None:
-        """What `_set_trial_param_without_commit` does per parameter, once per trial, and
-        one bulk insert."""
-        trial = models.TrialModel.find_or_raise_by_id(trial_id, session)
-        # Optuna's models are SQLAlchemy 1.x style: a row's column is typed as a Column
-        self.check_trial_is_updatable(trial_id, trial.state)  # type: ignore[arg-type]
-        rows = []
-        for _, name, value, dist, previous in params:
-            if previous is None:
-                previous = _previous_distribution(session, int(trial.study_id), name)
-            if previous is not None:
-                distributions.check_distribution_compatibility(previous, dist)
-            rows.append(
-                {
-                    "trial_id": trial_id,
-                    "param_name": name,
-                    "param_value": value,
-                    "distribution_json": distributions.distribution_to_json(dist),
-                }
-            )
-        session.execute(insert(models.TrialParamModel), rows)
+class StopAtComplete:
+    """Optuna callback: stop the study once it has `n` COMPLETE trials, counting every worker's
+    (Optuna's `MaxTrialsCallback`, by one COUNT query where that reads every trial of the
+    study, about a fifth of a trial's time on SQLite)."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if count_complete(study) >= self.n:
+            study.stop()
 
 
-def _flushing(name: str):
-    """`name` of RDBStorage, writing the pending parameters first."""
+def count_complete(study: optuna.Study) -> int:
+    """The study's COMPLETE trials, all workers', by one query."""
+    storage = getattr(study._storage, "_backend", study._storage)  # under `_CachedStorage`
+    assert isinstance(storage, BatchedRDBStorage)
+    q = (
+        select(func.count())
+        .select_from(models.TrialModel)
+        .where(models.TrialModel.study_id == study._study_id)
+        .where(models.TrialModel.state == TrialState.COMPLETE)
+    )
+    with storage._reading() as conn:
+        return int(conn.execute(q).scalar_one())
 
-    def method(self, *args, **kwargs):
-        self.flush()
-        return getattr(RDBStorage, name)(self, *args, **kwargs)
 
-    method.__name__ = name
-    return method
-
-
-# Every other read or write of a trial sees the parameters written before it.
-for _name in (
-    "set_trial_param",
-    "set_trial_intermediate_value",
-    "set_trial_user_attr",
-    "set_trial_system_attr",
-    "get_trial",
-    "get_trial_param",
-    "_get_trials",
-):
-    setattr(BatchedRDBStorage, _name, _flushing(_name))
+def _local(utc: datetime | None) -> datetime | None:
+    """A stored UTC time as Optuna's models give it: naive local time."""
+    return None if utc is None else utc.replace(tzinfo=UTC).astimezone().replace(tzinfo=None)
 
 
 def _utc_now() -> datetime:

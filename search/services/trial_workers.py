@@ -22,7 +22,6 @@ from typing import Any
 
 import numpy as np
 import optuna
-from optuna.study import MaxTrialsCallback
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.exc import IntegrityError
 from tqdm import tqdm
@@ -42,7 +41,13 @@ from hwnas.search.search_config import SearchConfig
 from hwnas.search.services.prediction import load_predictor_by_id, newest_predictor_id
 from hwnas.search.services.recorded_runs import oracle_for
 from hwnas.search.services.rounds import RoundState
-from hwnas.search.storage import GRACE_S, HEARTBEAT_S, fail_stale, optuna_storage
+from hwnas.search.storage import (
+    GRACE_S,
+    HEARTBEAT_S,
+    StopAtComplete,
+    fail_stale,
+    optuna_storage,
+)
 from hwnas.supernet.batch_accuracy import AccuracyOracle
 from hwnas.supernet.space import SearchSpace
 
@@ -204,7 +209,7 @@ def run_worker(spec: SearchSpec, index: int, progress: bool) -> None:
         if remaining <= 0:
             return
         callbacks: list[Any] = [
-            MaxTrialsCallback(spec.trials, states=(TrialState.COMPLETE,)),
+            StopAtComplete(spec.trials),
             candidates.Recorder(ctx.db, ctx.search_id, spec.problem, spec.round_no),
         ]
         bar = _Bar(study, spec, enabled=progress)

@@ -19,27 +19,30 @@ def _study(url: str):
     return optuna.create_study(storage=storage, study_name="s"), storage
 
 
-def test_parameters_are_written_once_read(db_url):
+def test_a_trials_parameters_and_attributes_are_written_as_it_ends(db_url):
     study, storage = _study(db_url)
     trial = study.ask()
     trial.suggest_categorical("a", [1, 2])
     trial.suggest_int("b", 0, 9)
-    assert storage._pending  # batched until the next read or write
+    trial.set_user_attr("u", 1)
+    assert storage.unwritten == 3 and study.trials[0].params == trial.params  # read back
+    assert storage.unwritten == 3
     study.tell(trial, 1.0)
+    assert storage.unwritten == 0
     fresh = optuna.load_study(study_name="s", storage=db_url)
-    assert set(fresh.trials[0].params) == {"a", "b"}
+    assert set(fresh.trials[0].params) == {"a", "b"} and fresh.trials[0].user_attrs == {"u": 1}
 
 
 def test_a_batched_parameter_reads_back_and_a_clash_raises_at_once(db_url):
     study, storage = _study(db_url)
     trial = study.ask()
     trial.suggest_int("x", 0, 9)
-    assert storage._pending and "x" in study.trials[0].params  # a read writes it first
+    assert storage.get_trial_param(trial._trial_id, "x") == trial.params["x"]
     other = study.ask()
     x = optuna.distributions.FloatDistribution(0.0, 1.0)
     with pytest.raises(ValueError):  # "x" is an int in this study
         storage.set_trial_param(other._trial_id, "x", 0.5, x)
-    assert storage._pending == []
+    assert storage.unwritten == 1
 
 
 def test_the_storage_pickles_and_keeps_its_sqlite_settings(sqlite_url):
@@ -77,8 +80,16 @@ def test_the_optuna_internals_storage_uses_still_exist():
     from hwnas.search import storage
 
     assert int(metadata.version("optuna").split(".")[0]) == storage.OPTUNA_MAJOR
-    for name in ("_set_trial_param", "_get_stale_trial_ids", "_get_trials", "_create_new_trial"):
+    for name in ("_set_trial_param", "_get_stale_trial_ids", "_get_trials", "_create_new_trial",
+                 "_set_trial_attr_without_commit"):  # fmt: skip
         assert callable(getattr(RDBStorage, name)), name
+    attr = inspect.signature(RDBStorage._set_trial_attr_without_commit).parameters
+    assert list(attr)[1:] == ["session", "model_cls", "trial_id", "key", "value"]
+    study = optuna.create_study()
+    assert isinstance(study._study_id, int) and hasattr(study._storage, "get_all_trials")
+    assert hasattr(optuna.storages._CachedStorage, "_backend") or "_backend" in inspect.getsource(
+        optuna.storages._CachedStorage.__init__
+    )
     params = inspect.signature(RDBStorage._set_trial_param).parameters
     assert list(params)[1:] == ["trial_id", "param_name", "param_value_internal", "distribution",
                                 "previous_distribution"]  # fmt: skip
@@ -88,6 +99,8 @@ def test_the_optuna_internals_storage_uses_still_exist():
     m = storage.models
     for model, column in [
         (m.TrialModel, "_datetime_start_utc"), (m.TrialModel, "datetime_start"),
+        (m.TrialModel, "_datetime_complete_utc"), (m.TrialModel, "trial_id"),
+        (m.TrialUserAttributeModel, "key"), (m.TrialSystemAttributeModel, "key"),
         (m.TrialModel, "state"), (m.TrialModel, "study_id"),
         (m.TrialHeartbeatModel, "trial_heartbeat_id"), (m.TrialParamModel, "param_name"),
         (m.TrialParamModel, "distribution_json"), (m.StudyModel, "study_name"),

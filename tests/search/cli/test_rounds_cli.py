@@ -121,6 +121,8 @@ def test_kill_9_between_rounds_resumes_in_the_right_round(fooled):
     assert new >= 2, "round 1 never ran"
     _, before, _ = rows(url, "killed")
     assert [r.round for r in before] == [0, 1] and before[1].agreement is None
+    # counted after the kill: trials finish between the loop's last read and the kill
+    trials = optuna.load_study(study_name="killed~r1", storage=storage).get_trials()
     done = sum(t.state == TrialState.COMPLETE for t in trials)
     step = done - 8 + 2  # resume with a round-1 quota two trials beyond what it finished
     out = run_json(*loop_args(url, "killed", "--rounds", "1", "--round-trials", str(step)),
