@@ -73,7 +73,7 @@ def test_int8_with_integer_input_and_output(searched):
     assert out["measured_ms"] is None
 
 
-# What a phone-side Python has: numpy and LiteRT. The code is the README's snippet, as a user
+# What a phone-side Python has: numpy and LiteRT. The code is docs/export.md's snippet, as a user
 # copies it: it reads model.tflite and model.json in its folder, and the contract is all it knows.
 BLOCK = 'import sys\nfor m in ("jax", "jaxlib", "tensorflow", "flax", "supernet", "search"):\n' \
     "    sys.modules[m] = None\n"  # fmt: skip
@@ -83,13 +83,14 @@ print(json.dumps([contract["labels"].index(classify(img)) for img in images]))
 """
 
 
-def readme_snippet() -> str:
-    readme = (Path(__file__).parents[3] / "README.md").read_text()
-    return readme.split("## On the device")[1].split("```python\n")[1].split("```")[0]
+def device_snippet() -> str:
+    """The device code of docs/export.md (the README points there)."""
+    doc = (Path(__file__).parents[3] / "docs" / "export.md").read_text()
+    return doc.split("## On the device")[1].split("```python\n")[1].split("```")[0]
 
 
 @pytest.mark.parametrize("precision", ["fp32", "int8"])
-def test_the_readmes_device_snippet_runs_with_only_litert_and_numpy(searched, precision, tmp_path):
+def test_the_device_snippet_runs_with_only_litert_and_numpy(searched, precision, tmp_path):
     cwd, url, _ = searched
     name = f"native-{precision}.tflite"
     extra = ["--int8-io"] if precision == "int8" else []
@@ -102,7 +103,7 @@ def test_the_readmes_device_snippet_runs_with_only_litert_and_numpy(searched, pr
     data = load_dataset("digits", None, seed=0)
     np.save(tmp_path / "val.npy", data.x_val)  # raw uint8 pixels, 8x8 = the subnet's resolution
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    code = BLOCK + readme_snippet() + LOOP
+    code = BLOCK + device_snippet() + LOOP
     done = subprocess.run(
         [sys.executable, "-c", code, str(tmp_path / "val.npy")],
         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300,
