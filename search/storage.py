@@ -40,6 +40,7 @@ from typing import Any
 
 import optuna
 from optuna import distributions
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages._rdb import models
 from optuna.storages._rdb.storage import _create_scoped_session
@@ -61,7 +62,8 @@ MAX_RETRY = 3
 class _Own:
     """A RUNNING trial this storage began: the trial as the database had it then, and every
     parameter and attribute set on it since (`params`: name -> (internal value,
-    distribution)), with which of them are not written yet."""
+    distribution)), with which of them are not written yet. Each dict is replaced, never
+    changed in place, so a view taken by another thread sees a whole one."""
 
     study_id: int
     trial: FrozenTrial
@@ -145,17 +147,22 @@ class BatchedRDBStorage(RDBStorage):
 
     def set_trial_state_values(self, trial_id: int, state: TrialState, values=None) -> bool:
         """Optuna's, after what is set on the trial is written (in the same transaction: the
-        session is Optuna's scoped one, which its own write joins and commits)."""
-        with _create_scoped_session(self.scoped_session) as session:
-            self._write_unwritten(session)
-            done = super().set_trial_state_values(trial_id, state, values)
+        session is Optuna's scoped one, which its own write joins and commits). A trial
+        that ends leaves memory whatever happens: finished here, or already finished
+        elsewhere (failed as stale by another worker: Optuna's error is raised)."""
+        done = False
+        try:
+            with _create_scoped_session(self.scoped_session) as session:
+                self._write_unwritten(session, trial_id)
+                done = super().set_trial_state_values(trial_id, state, values)
+        finally:
+            if state.is_finished():
+                with self._lock:
+                    own = self._own.pop(trial_id, None)
+                    if done and own is not None:
+                        self._ended[trial_id] = (own, state, values)
         if done and state == TrialState.RUNNING:  # taken from the queue by this process
             self._begin_own(trial_id)
-        if state.is_finished():
-            with self._lock:
-                own = self._own.pop(trial_id, None)
-                if done and own is not None:
-                    self._ended[trial_id] = (own, state, values)
         return done
 
     def _begin_own(self, trial_id: int) -> None:
@@ -168,7 +175,6 @@ class BatchedRDBStorage(RDBStorage):
     def _set_trial_param(self, trial_id, param_name, value, distribution, previous) -> None:
         own = self._own.get(trial_id)
         if own is None:  # not a running trial of this process: Optuna's own way
-            self.flush()
             super()._set_trial_param(trial_id, param_name, value, distribution, previous)
             return
         known = previous or self._dists.get((own.study_id, param_name))
@@ -176,7 +182,7 @@ class BatchedRDBStorage(RDBStorage):
             distributions.check_distribution_compatibility(known, distribution)
         with self._lock:
             self._dists.setdefault((own.study_id, param_name), distribution)
-            own.params[param_name] = (value, distribution)
+            own.params = {**own.params, param_name: (value, distribution)}
             own.unwritten.append(("param", param_name, (value, distribution, previous)))
 
     def set_trial_user_attr(self, trial_id: int, key: str, value: Any) -> None:
@@ -188,11 +194,13 @@ class BatchedRDBStorage(RDBStorage):
     def _set_attr(self, trial_id: int, what: str, key: str, value: Any) -> None:
         own = self._own.get(trial_id)
         if own is None:
-            self.flush()
             getattr(RDBStorage, f"set_trial_{what}_attr")(self, trial_id, key, value)
             return
         with self._lock:
-            (own.user_attrs if what == "user" else own.system_attrs)[key] = value
+            if what == "user":
+                own.user_attrs = {**own.user_attrs, key: value}
+            else:
+                own.system_attrs = {**own.system_attrs, key: value}
             own.unwritten.append((what, key, value))
 
     def get_trial(self, trial_id: int) -> FrozenTrial:
@@ -207,6 +215,8 @@ class BatchedRDBStorage(RDBStorage):
                 row = conn.execute(q).first()
             if row is not None and TrialState(row[0]) == ended[1]:
                 return ended[0].ended(ended[1], ended[2], _local(row[1]))
+            with self._lock:
+                self._ended.pop(trial_id, None)
         return super().get_trial(trial_id)
 
     def get_trial_param(self, trial_id: int, param_name: str) -> float:
@@ -224,27 +234,37 @@ class BatchedRDBStorage(RDBStorage):
         read (one worker, between trials: the common case), only their ids, states and
         completion times are read."""
         found = self._matching(study_id, states, included_trial_ids, trial_id_greater_than)
-        if found is not None and all(self._known(i, s) for i, s, _ in found):
-            return [self._from_memory(i, s, done) for i, s, done in found]
+        memory = None if found is None else self._from_memory(found)
+        if memory is not None:
+            return memory
         rows = super()._get_trials(study_id, states, included_trial_ids, trial_id_greater_than)
-        own = self._own
-        return [
-            own[t._trial_id].view() if t._trial_id in own and t.state == TrialState.RUNNING else t
-            for t in rows
-        ]
-
-    def _known(self, trial_id: int, state: TrialState) -> bool:
-        if state == TrialState.RUNNING:
-            return trial_id in self._own
-        ended = self._ended.get(trial_id)
-        return ended is not None and ended[1] == state
-
-    def _from_memory(self, trial_id: int, state: TrialState, completed) -> FrozenTrial:
-        if state == TrialState.RUNNING:
-            return self._own[trial_id].view()
         with self._lock:
-            own, _, values = self._ended.pop(trial_id)
-        return own.ended(state, values, completed)
+            for t in rows:  # read whole: no longer needed in memory
+                self._ended.pop(t._trial_id, None)
+            own = {t._trial_id: self._own.get(t._trial_id) for t in rows}
+        return [
+            o.view() if (o := own[t._trial_id]) is not None and t.state == TrialState.RUNNING
+            else t
+            for t in rows
+        ]  # fmt: skip
+
+    def _from_memory(self, found: list[tuple]) -> list[FrozenTrial] | None:
+        """The trials of `found` ((id, state, completion time)) from memory: this process's
+        running ones, and the ones that ended here (then forgotten); None unless all are."""
+        with self._lock:
+            known: list[tuple[_Own, tuple | None]] = []
+            for trial_id, state, completed in found:
+                own = self._own.get(trial_id) if state == TrialState.RUNNING else None
+                ended = self._ended.get(trial_id)
+                if own is not None:
+                    known.append((own, None))
+                elif ended is not None and ended[1] == state:
+                    known.append((ended[0], (state, ended[2], completed)))
+                else:
+                    return None
+            for trial_id, _, _ in found:
+                self._ended.pop(trial_id, None)
+        return [o.view() if end is None else o.ended(*end) for o, end in known]
 
     def _matching(self, study_id, states, included, greater_than) -> list[tuple] | None:
         """(id, state, completion time) of the trials `_get_trials` returns, in its order;
@@ -278,7 +298,6 @@ class BatchedRDBStorage(RDBStorage):
 
     def set_trial_intermediate_value(self, trial_id: int, step: int, value: float) -> None:
         """Written at once (a pruner on another worker may read it)."""
-        self.flush()
         super().set_trial_intermediate_value(trial_id, step, value)
         own = self._own.get(trial_id)
         if own is not None:  # a new dict: a trial read before keeps what it had
@@ -290,18 +309,29 @@ class BatchedRDBStorage(RDBStorage):
         return sum(len(o.unwritten) for o in self._own.values())
 
     def flush(self) -> None:
-        """Write what is set on this process's running trials and not written yet, in one
-        transaction."""
-        with _create_scoped_session(self.scoped_session) as session:
-            self._write_unwritten(session)
+        """Write what is set on this process's running trials and not written yet, a
+        transaction per trial; a trial finished elsewhere meanwhile leaves memory."""
+        for trial_id in list(self._own):
+            try:
+                with _create_scoped_session(self.scoped_session) as session:
+                    self._write_unwritten(session, trial_id)
+            except UpdateFinishedTrialError:
+                with self._lock:
+                    self._own.pop(trial_id, None)
 
-    def _write_unwritten(self, session) -> None:
+    def _write_unwritten(self, session, trial_id: int) -> None:
+        """Write trial `trial_id`'s items in `session`; on an error they are kept again."""
         with self._lock:
-            todo = [(i, o, o.unwritten) for i, o in self._own.items() if o.unwritten]
-            for _, o, _ in todo:
-                o.unwritten = []
-        for trial_id, own, items in todo:
+            own = self._own.get(trial_id)
+            if own is None or not own.unwritten:
+                return
+            items, own.unwritten = own.unwritten, []
+        try:
             self._write(session, trial_id, own.study_id, items)
+        except Exception:
+            with self._lock:
+                own.unwritten = items + own.unwritten
+            raise
 
     def _write(self, session, trial_id: int, study_id: int, items: list[tuple]) -> None:
         """What `_set_trial_param_without_commit` does per parameter, once per trial and one

@@ -116,3 +116,33 @@ def test_another_optuna_major_version_stops_with_one_line():
     check_optuna_version("5.3.1")
     with pytest.raises(UserError, match=r"found Optuna 6\.0\.0; install one: pip install"):
         check_optuna_version("6.0.0")
+
+
+def test_a_trial_failed_elsewhere_leaves_memory_and_the_others_keep_theirs(sqlite_url):
+    """Another worker fails this process's running trial as stale: ending it raises Optuna's
+    error, it leaves memory, and another running trial's parameters are still written."""
+    study, storage = _study(sqlite_url)
+    a, b = study.ask(), study.ask()
+    a.suggest_int("x", 0, 9)
+    b.suggest_int("x", 0, 9)
+    other = optuna.storages.RDBStorage(sqlite_url)  # another process's view
+    other.set_trial_state_values(a._trial_id, TrialState.FAIL)
+    with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
+        storage.set_trial_state_values(a._trial_id, TrialState.COMPLETE, [1.0])
+    storage.set_trial_state_values(b._trial_id, TrialState.COMPLETE, [1.0])
+    assert storage.unwritten == 0 and storage._own == {}
+    assert other.get_trial(b._trial_id).params == b.params
+    assert other.get_trial(a._trial_id).state == TrialState.FAIL
+
+
+def test_trials_read_whole_from_the_database_leave_memory(sqlite_url):
+    study, storage = _study(sqlite_url)
+    other = optuna.create_study(storage=optuna.storages.RDBStorage(sqlite_url), study_name="s",
+                                load_if_exists=True)  # fmt: skip
+    for _ in range(5):
+        trial = study.ask()
+        trial.suggest_int("x", 0, 9)
+        study.tell(trial, 1.0)
+        other.tell(other.ask(), 2.0)  # another worker's trial: the next read goes to the db
+        study.trials  # noqa: B018  (a read)
+    assert len(storage._ended) <= 1
