@@ -61,34 +61,41 @@ def test_require_names_the_extra_and_how_to_install_it(monkeypatch):
     require("report", "hwnas report")  # installed here: nothing raised
 
 
-@pytest.mark.parametrize(
-    "args, extra",
-    [
-        (["export", "--candidate", "1", "--out", "m.tflite"], "export"),
-        (["dashboard"], "dashboard"),
-        (["measure", "--run", "tiny", "--target", "tflite", "--n", "2"], "export"),
-        (
-            [
-                "search",
-                "--run",
-                "tiny",
-                "--target",
-                "tflite",
-                "--db",
-                "postgresql+psycopg://u@h/x",
-            ],
-            "postgres",
-        ),
-    ],
+# One process runs the four commands (a process's imports cost seconds): each `main(...)`
+# call's exit status and stderr, as JSON lines on stdout.
+RUN_EACH_BLOCKED = (
+    "import contextlib, io, json, sys; sys.modules.update(dict.fromkeys({blocked!r}))\n"
+    "from hwnas.search.cli import main\n"
+    "for args in json.loads(sys.argv[1]):\n"
+    "    err = io.StringIO()\n"
+    "    with contextlib.redirect_stderr(err):\n"
+    "        code = main(args)\n"
+    "    print(json.dumps([code, err.getvalue()]))\n"
 )
-def test_a_command_needing_a_missing_extra_says_which_in_one_line(ready, tmp_path, args, extra):
+NEEDING_AN_EXTRA = [
+    (["export", "--candidate", "1", "--out", "m.tflite"], "export"),
+    (["dashboard"], "dashboard"),
+    (["measure", "--run", "tiny", "--target", "tflite", "--n", "2"], "export"),
+    (["search", "--run", "tiny", "--target", "tflite", "--db", "postgresql+psycopg://u@h/x"],
+     "postgres"),
+]  # fmt: skip
+
+
+def test_a_command_needing_a_missing_extra_says_which_in_one_line(ready, tmp_path):
     url = copy_db(ready[1], tmp_path / "hwnas.db")
     before = sorted(p.name for p in tmp_path.iterdir())
-    db = [] if "--db" in args else ["--db", url]
-    done = hwnas_without_extras(*args, *db, cwd=tmp_path)
-    assert done.returncode == 2, done.stderr[-2000:]
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and f"pip install 'hwnas[{extra}]'" in lines[0], done.stderr
+    runs = [args + ([] if "--db" in args else ["--db", url]) for args, _ in NEEDING_AN_EXTRA]
+    code = RUN_EACH_BLOCKED.format(blocked=EVERY_EXTRA)
+    done = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(runs)], cwd=tmp_path, env=cli_env(tmp_path),
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = [json.loads(line) for line in done.stdout.strip().splitlines()[-len(runs) :]]
+    for (args, extra), (status, stderr) in zip(NEEDING_AN_EXTRA, results, strict=True):
+        lines = stderr.strip().splitlines()
+        assert status == 2, (args, stderr)
+        assert len(lines) == 1 and f"pip install 'hwnas[{extra}]'" in lines[0], (args, stderr)
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written
 
 
