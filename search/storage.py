@@ -186,22 +186,25 @@ class BatchedRDBStorage(RDBStorage):
             own.unwritten.append(("param", param_name, (value, distribution, previous)))
 
     def set_trial_user_attr(self, trial_id: int, key: str, value: Any) -> None:
-        self._set_attr(trial_id, "user", key, value)
+        if not self._keep_attr(trial_id, "user", key, value):
+            super().set_trial_user_attr(trial_id, key, value)
 
     def set_trial_system_attr(self, trial_id: int, key: str, value: Any) -> None:
-        self._set_attr(trial_id, "system", key, value)
+        if not self._keep_attr(trial_id, "system", key, value):
+            super().set_trial_system_attr(trial_id, key, value)
 
-    def _set_attr(self, trial_id: int, what: str, key: str, value: Any) -> None:
+    def _keep_attr(self, trial_id: int, what: str, key: str, value: Any) -> bool:
+        """Keep the attribute in memory if the trial is a running one of this process."""
         own = self._own.get(trial_id)
         if own is None:
-            getattr(RDBStorage, f"set_trial_{what}_attr")(self, trial_id, key, value)
-            return
+            return False
         with self._lock:
             if what == "user":
                 own.user_attrs = {**own.user_attrs, key: value}
             else:
                 own.system_attrs = {**own.system_attrs, key: value}
             own.unwritten.append((what, key, value))
+        return True
 
     def get_trial(self, trial_id: int) -> FrozenTrial:
         own = self._own.get(trial_id)
