@@ -19,7 +19,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from hwnas.db.migrate import can_migrate, migrate
+from hwnas.db.migrate import can_migrate, migrate, stamp_new
 from hwnas.db.models import SCHEMA_VERSION, Base, Meta
 from hwnas.exceptions import HwnasError
 from hwnas.extras import require
@@ -160,7 +160,8 @@ def _check_schema(db: Database, *, create: bool) -> None:
         with db.read() as s:
             found = s.scalar(select(Meta.value).where(Meta.key == "schema_version"))
         if found is not None and can_migrate(found):
-            migrate(db.engine, found)
+            with db.write() as s:
+                migrate(s.connection(), found)
         elif found != str(SCHEMA_VERSION):
             raise DbError(
                 f"database {_safe(db.url)} has hwnas schema version {found}, this hwnas needs "
@@ -171,9 +172,9 @@ def _check_schema(db: Database, *, create: bool) -> None:
         return
     if not create:
         raise DbError(f"database {_safe(db.url)} has no hwnas tables; run `hwnas db init` first")
-    Base.metadata.create_all(db.engine)
     with db.write() as s:
-        s.merge(Meta(key="schema_version", value=str(SCHEMA_VERSION)))
+        Base.metadata.create_all(s.connection())
+        stamp_new(s.connection())
 
 
 def _parses(url: str) -> bool:

@@ -52,6 +52,8 @@ def test_the_wheel_holds_one_import_package(wheel):
         "hwnas/app/main.py",
         "hwnas/app/app_pages/pareto_page.py",
         "hwnas/latency/worker.py",
+        "hwnas/db/migrations/env.py",
+        "hwnas/db/migrations/versions/v7_accuracy_front.py",
     ):
         assert shipped in names
 
@@ -84,3 +86,9 @@ def test_installed_hwnas_works_beside_a_users_own_db_and_app(wheel, tmp_path):
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.splitlines()[-1])["n_subnets"] > 0
+    done = subprocess.run(  # a new database is stamped with the wheel's newest revision
+        [sys.executable, "-m", "hwnas.search.cli", "db", "init", "--json"], cwd=project,
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.splitlines()[-1])["other_tables"]["hwnas_alembic_version"] == 1
