@@ -208,15 +208,15 @@ def run_worker(spec: SearchSpec, index: int, progress: bool) -> None:
         remaining = spec.trials - len(complete(study))
         if remaining <= 0:
             return
-        callbacks: list[Any] = [
+        after: list[Any] = [
             StopAtComplete(spec.trials),
             candidates.Recorder(ctx.db, ctx.search_id, spec.problem, spec.round_no),
         ]
         bar = _Bar(study, spec, enabled=progress)
         if progress:
-            callbacks.append(bar)
+            after.append(bar)
         objective = make_objective(spec.space, spec.problem, ctx.evaluate, spec.round_no)
-        study.optimize(objective, n_trials=remaining, callbacks=callbacks)
+        study.optimize(objective, n_trials=remaining, callbacks=[_Each(after)])
         bar.close()
     finally:
         ctx.db.dispose()
@@ -233,6 +233,19 @@ def _load_study(spec: SearchSpec, index: int) -> optuna.Study:
 
 def complete(study: optuna.Study) -> list[FrozenTrial]:
     return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+
+
+class _Each:
+    """Optuna callback: every callback of `after`, in order, with one copy of the trial
+    (Optuna deep-copies the finished trial for each callback it is given: a trial of 46
+    parameters takes about 1.4 ms, a tenth of a trial's time here). None changes it."""
+
+    def __init__(self, after: list[Any]) -> None:
+        self.after = after
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        for callback in self.after:
+            callback(study, trial)
 
 
 class _Bar:
