@@ -49,9 +49,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from hwnas.search.services.training import BLOCK_CACHE_ABOVE_PX, default_batch_size
+from hwnas.search.services.training import ALLOCATOR_ABOVE_PX, default_batch_size
 from hwnas.supernet.compile_cache import enable_compile_cache
-from hwnas.supernet.host_memory import allow_restart, restart_with_block_cache, reuse_host_memory
+from hwnas.supernet.host_memory import allow_restart, restart_with_allocator, reuse_host_memory
 from hwnas.supernet.layers import BN_EPS, BN_MOMENTUM, activation, hsigmoid, hswish
 from hwnas.supernet.model import SuperNet, arch_arrays, stack_archs
 from hwnas.supernet.space import LayerShape, SearchSpace, Subnet, load_space
@@ -365,9 +365,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict | None:
     args = parse_args(argv)
     space = load_space(args.space)
-    if argv is None and max(space.resolutions) > BLOCK_CACHE_ABOVE_PX:  # as `hwnas train` runs
+    if argv is None and max(space.resolutions) > ALLOCATOR_ABOVE_PX:  # as `hwnas train` runs
         allow_restart(sys.orig_argv)
-        restart_with_block_cache()
+        restart_with_allocator()
     reused = reuse_host_memory()
     enable_compile_cache()
     args.batch = args.batch or default_batch_size(space)

@@ -4,17 +4,23 @@ XLA on CPU allocates an executable's temporaries with malloc when it runs and fr
 3.3 GB for the `ofa-mbv3` step at 224 px, batch 32. glibc serves every block over 32 MB with a
 fresh `mmap` and hands it back with `munmap`, so every step faulted in and zeroed 3.3 GB of new
 pages (822,000 page faults a step; ops that write a 32x112x112x96 map ran at 0.4 CPU a core).
-`supernet/native/bigblocks.cc`, loaded in front of glibc's malloc (`LD_PRELOAD`), keeps blocks of
-64 MB and more mapped when they are freed and hands them to the next request they hold, keeping
-at most one largest block's worth free. A one-process `hwnas train` above 32 px restarts itself
-with it (`restart_with_block_cache`, before anything is written) and dispatches CPU steps inline
-(`reuse_host_memory`), so a step's temporaries are freed before the next step's are allocated.
 
-Tried before and dropped: keeping large blocks in glibc's heap (`mallopt(M_MMAP_MAX, 0)`): the
-steps ran as fast, but small long-lived allocations settled in the freed holes and the heap grew
-by a step's temporaries at a time (a 6-epoch 224 px run peaked at 9.0 GB against 5.5 GB).
-Transparent huge pages alone (`GLIBC_TUNABLES=glibc.malloc.hugetlb=1`) only cut the fault
-count (2.5 s a step against 3.0 s; 2.0 s with the reuse). `HWNAS_HOST_MEMORY=0` turns it off.
+mimalloc keeps freed blocks mapped and hands them to the next request they hold. It comes from
+PyPI (`cmeel-mimalloc`, a dependency on Linux: wheels for x86_64 and aarch64). A one-process
+`hwnas train` above 32 px restarts itself with it loaded in front of glibc's malloc
+(`LD_PRELOAD`, before anything is written: `restart_with_allocator`) and dispatches CPU steps
+inline (`reuse_host_memory`), so a step's temporaries are freed before the next step's are
+allocated. A process already started with jemalloc, tcmalloc or mimalloc preloaded keeps it and
+gets the inline dispatch too. `HWNAS_HOST_MEMORY=0` turns both off.
+
+Chosen by measurement (`bench/host_memory.py`, `bench/allocator_train.py`; figures in
+docs/supernet.md): against glibc, a home-made block cache (`bigblocks`, deleted after commit
+7e1b2f5: it was not 10% faster than the best library), jemalloc (tuned until it stopped
+faulting), tcmalloc and Debian's older mimalloc 2.0. jemalloc and tcmalloc trained 4-6% faster
+but peaked 0.8 and 2.5 GB higher, and come from the system's packages, not PyPI.
+
+Never on an accelerator: where JAX may pick a GPU or TPU (`accelerator_possible`), training
+neither restarts nor changes the dispatch; an accelerator's steps do not allocate on the host.
 """
 
 from __future__ import annotations
@@ -27,28 +33,23 @@ from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
-SOURCE = Path(__file__).parent / "native" / "bigblocks.cc"
-FLAGS = (
-    "-O2",
-    "-std=c++17",
-    "-shared",
-    "-fPIC",
-    "-fno-exceptions",
-    "-fno-rtti",
-    "-Wl,--as-needed",
-)
+DISTRIBUTION = "cmeel-mimalloc"  # PyPI's build of mimalloc, preloadable
+LIBRARY = "cmeel.prefix/lib/libmimalloc.so"  # inside that distribution
 RESTARTED = "HWNAS_HOST_MEMORY_RESTARTED"  # set for the restarted process: never restart twice
 PRELOAD_BEFORE = "HWNAS_LD_PRELOAD_BEFORE"  # LD_PRELOAD as it was, for the restarted process
 _command_line: list[str] | None = None  # this process's own command line, where it may restart
 
+# a symbol that only this allocator defines -> its name
+KEEPERS = {"mi_malloc": "mimalloc", "mallctl": "jemalloc", "tc_malloc": "tcmalloc"}
+
 
 def allow_restart(argv: list[str]) -> None:
     """Say that this process was started as `argv` (a real command line, not a call from
-    Python), so training may restart it with the block cache loaded. In the restarted process,
-    put the environment back as it was: the processes it starts do not inherit the cache."""
+    Python), so training may restart it with the allocator loaded. In the restarted process,
+    put the environment back as it was: the processes it starts do not inherit it."""
     global _command_line
     _command_line = list(argv)
-    if os.environ.get(RESTARTED) and cache_loaded():
+    if os.environ.get(RESTARTED) and block_keeper():
         before = os.environ.pop(PRELOAD_BEFORE, "")
         if before:
             os.environ["LD_PRELOAD"] = before
@@ -57,56 +58,69 @@ def allow_restart(argv: list[str]) -> None:
         del os.environ[RESTARTED]
 
 
-def cache_loaded() -> bool:
-    """True when `bigblocks.cc` serves this process's large blocks."""
-    return _symbol("hwnas_bigblocks_release") is not None
+def block_keeper() -> str | None:
+    """The allocator in front of glibc's malloc that keeps freed large blocks for reuse, where
+    one is loaded: mimalloc, jemalloc or tcmalloc."""
+    return next((name for sym, name in KEEPERS.items() if _symbol(sym) is not None), None)
 
 
-def restart_with_block_cache() -> None:
-    """Restart this process (same command line) with the block cache in front of malloc, where
-    it may: a real command line (`allow_restart`), glibc, a C++ compiler, `HWNAS_HOST_MEMORY`
-    not 0. Returns only where it does not restart. Call before anything is written."""
-    if _command_line is None or cache_loaded() or os.environ.get(RESTARTED):
+def accelerator_possible() -> bool:
+    """Whether JAX may pick a GPU or TPU here, found without starting it: `JAX_PLATFORMS` not
+    limited to cpu and a JAX plugin installed (jax[cuda12] and the like install one)."""
+    platforms = os.environ.get("JAX_PLATFORMS", "").strip().lower()
+    if platforms and set(platforms.split(",")) <= {"cpu"}:
+        return False
+    from importlib.metadata import entry_points
+    from importlib.util import find_spec
+
+    return bool(entry_points(group="jax_plugins")) or find_spec("jax_plugins") is not None
+
+
+def allocator_library() -> Path | None:
+    """mimalloc's shared library as `cmeel-mimalloc` installed it (None: not installed)."""
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    try:
+        path = Path(str(distribution(DISTRIBUTION).locate_file(LIBRARY)))
+    except PackageNotFoundError:
+        return None
+    return path.resolve() if path.exists() else None
+
+
+def restart_with_allocator() -> None:
+    """Restart this process (same command line) with mimalloc in front of malloc, where it
+    may: a real command line (`allow_restart`), glibc, no accelerator, the library installed,
+    no block-keeping allocator loaded already, `HWNAS_HOST_MEMORY` not 0. Returns only where
+    it does not restart. Call before anything is written."""
+    if _command_line is None or block_keeper() or os.environ.get(RESTARTED):
         return
     if os.environ.get("HWNAS_HOST_MEMORY") == "0" or _glibc() is None or sys.argv[0] == "-":
         return  # a script read from stdin could not be read again
-    library = block_cache_library()
+    if accelerator_possible():
+        return
+    library = allocator_library()
     if library is None or any(c in str(library) for c in " :"):  # ld.so splits paths there
         return
     before = os.environ.get("LD_PRELOAD", "")
     env = {**os.environ, RESTARTED: "1", PRELOAD_BEFORE: before}
     env["LD_PRELOAD"] = " ".join(filter(None, [str(library), before]))
-    logger.debug("restarting with the block cache: %s", library)
+    logger.debug("restarting with %s", library)
     for stream in (sys.stdout, sys.stderr):
         if stream is not None:
             stream.flush()
     try:
         os.execve(sys.executable, [sys.executable, *_command_line[1:]], env)
     except OSError as err:
-        logger.warning("could not restart with the host memory block cache (%s)", err)
-
-
-def block_cache_library() -> Path | None:
-    """The block cache, built for this machine (None where it cannot be built)."""
-    from hwnas.supernet import native
-
-    cxx = native.compiler()
-    if cxx is None:
-        return None
-    try:
-        return native.build(SOURCE, FLAGS, cxx).resolve()
-    except Exception as err:  # no cache: training runs with malloc as it comes
-        logger.warning("host memory block cache unavailable (%s)", err)
-        return None
+        logger.warning("could not restart with mimalloc (%s)", err)
 
 
 def reuse_host_memory() -> bool:
-    """Dispatch CPU steps inline where the block cache is loaded, so that one step's
-    temporaries are freed before the next step's are allocated and the same block serves
+    """Dispatch CPU steps inline where a block-keeping allocator is loaded, so that one step's
+    temporaries are freed before the next step's are allocated and the same blocks serve
     both (dispatched asynchronously, two steps' blocks would be kept). Call before JAX's first
     computation: once the CPU client exists its dispatch mode is fixed. Returns whether the
     dispatch was changed."""
-    if os.environ.get("HWNAS_HOST_MEMORY") == "0" or not cache_loaded():
+    if os.environ.get("HWNAS_HOST_MEMORY") == "0" or not block_keeper():
         return False
     import jax
     from jax._src import xla_bridge
@@ -114,31 +128,27 @@ def reuse_host_memory() -> bool:
     if xla_bridge.backends_are_initialized():
         logger.debug("JAX already started: host memory left as it is")
         return False
+    if accelerator_possible():
+        return False
     jax.config.update("jax_cpu_enable_async_dispatch", False)
     return True
 
 
 def release_free_memory() -> None:
-    """Give free memory back to the system, as after each epoch: the block cache's free blocks
-    and glibc's free heap pages (`malloc_trim`), which compilation, evaluation and checkpoints
-    leave. The next step faults its temporaries in once."""
-    release = _symbol("hwnas_bigblocks_release")
-    if release is not None:
-        release()
+    """Give free memory back to the system, as after each epoch: the allocator's free pages
+    (mimalloc's `mi_collect`, jemalloc's purge, tcmalloc's release) and glibc's free heap pages
+    (`malloc_trim`), which compilation, evaluation and checkpoints leave. The next step faults
+    its temporaries in once."""
+    keeper = block_keeper()
+    if keeper == "mimalloc":
+        _symbol("mi_collect")(ctypes.c_bool(True))
+    elif keeper == "jemalloc":
+        _symbol("mallctl")(b"arena.4096.purge", None, None, None, ctypes.c_size_t(0))
+    elif keeper == "tcmalloc":
+        _symbol("MallocExtension_ReleaseFreeMemory")()
     libc = _glibc()
     if libc is not None:
         libc.malloc_trim(0)
-
-
-def block_cache_stats() -> dict[str, int] | None:
-    """The block cache's counts (None where it is not loaded): blocks handed out again (hits),
-    new mappings (misses), blocks unmapped, bytes kept free and blocks in use."""
-    stats = _symbol("hwnas_bigblocks_stats")
-    if stats is None:
-        return None
-    out = (ctypes.c_uint64 * 5)()
-    stats(out)
-    return dict(zip(("hits", "misses", "unmapped", "kept_bytes", "in_use"), out, strict=True))
 
 
 def _symbol(name: str):

@@ -27,7 +27,7 @@ from hwnas.search.services.recorded_runs import RunRecord, image_size_for
 from hwnas.supernet.compile_cache import enable_compile_cache
 from hwnas.supernet.data import DATASETS
 from hwnas.supernet.distributed import Cluster
-from hwnas.supernet.host_memory import restart_with_block_cache, reuse_host_memory
+from hwnas.supernet.host_memory import restart_with_allocator, reuse_host_memory
 from hwnas.supernet.space import SearchSpace, load_space
 from hwnas.supernet.train_config import LaunchConfig, TrainConfig, TrainFile, read_toml
 
@@ -36,7 +36,7 @@ if TYPE_CHECKING:  # the feeds import JAX, which must wait for `prepare_host_mem
 
 logger = logging.getLogger(__name__)
 
-BLOCK_CACHE_ABOVE_PX = 32  # below, a step's temporaries are small and async dispatch pays
+ALLOCATOR_ABOVE_PX = 32  # below, a step's temporaries are small and async dispatch pays
 LARGE_IMAGE_BATCH = 32  # default batch above 64 px: 4.4 GB of XLA temporaries at 224 px on CPU
 
 # The variables JAX's launchers set; `Cluster.from_args` reads them where nothing else is given.
@@ -172,11 +172,11 @@ def train(
 
 
 def prepare_host_memory(space: SearchSpace) -> None:
-    """Before JAX starts, in a one-process run: above 32 px restart with the block cache, whose
-    reuse needs CPU steps dispatched inline (`supernet/host_memory.py`). A job of several
-    processes keeps asynchronous dispatch: a dead peer's error comes through it."""
-    if max(space.resolutions) > BLOCK_CACHE_ABOVE_PX:
-        restart_with_block_cache()  # returns where it does not restart
+    """Before JAX starts, in a one-process run: above 32 px restart with mimalloc, whose reuse
+    of freed blocks needs CPU steps dispatched inline (`supernet/host_memory.py`). A job of
+    several processes keeps asynchronous dispatch: a dead peer's error comes through it."""
+    if max(space.resolutions) > ALLOCATOR_ABOVE_PX:
+        restart_with_allocator()  # returns where it does not restart
     if reuse_host_memory():
         logger.info("host memory: large blocks kept between steps (HWNAS_HOST_MEMORY=0: off)")
 

@@ -1,6 +1,6 @@
-"""`hwnas train`'s host-memory decision: above 32 px a one-process run restarts with the block
-cache, judged on the space it will train (a resumed run's as recorded), reading the database
-without creating anything."""
+"""`hwnas train`'s host-memory decision: above 32 px a one-process run restarts with mimalloc,
+judged on the space it will train (a resumed run's as recorded), reading the database without
+creating anything."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from hwnas.supernet.train_config import TrainConfig
 @pytest.fixture
 def calls(monkeypatch) -> list[str]:
     seen: list[str] = []
-    monkeypatch.setattr(train, "restart_with_block_cache", lambda: seen.append("restart"))
+    monkeypatch.setattr(train, "restart_with_allocator", lambda: seen.append("restart"))
     monkeypatch.setattr(train, "reuse_host_memory", lambda: seen.append("reuse") or False)
     return seen
 
