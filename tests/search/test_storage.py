@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+from datetime import timedelta
 
 import optuna
 import pytest
@@ -146,3 +147,30 @@ def test_trials_read_whole_from_the_database_leave_memory(sqlite_url):
         other.tell(other.ask(), 2.0)  # another worker's trial: the next read goes to the db
         study.trials  # noqa: B018  (a read)
     assert len(storage._ended) <= 1
+
+
+def test_a_trial_skips_the_beat_of_its_start_but_not_the_next(db_url):
+    """The beat Optuna's heartbeat thread sends as a trial starts is not written (a trial
+    never beaten is protected by its start time); a beat a heartbeat interval later is, and
+    so is another process's."""
+    from optuna.storages._rdb import models
+
+    study, storage = _study(db_url)
+    trial = study.ask()
+    storage.record_heartbeat(trial._trial_id)
+    beats = models.TrialHeartbeatModel.__table__
+    with storage.engine.connect() as conn:
+        assert conn.execute(beats.select()).all() == []
+    backdate_trial(storage, trial._trial_id, storage.heartbeat_interval + 1)
+    storage._own[trial._trial_id].trial.datetime_start -= timedelta(
+        seconds=storage.heartbeat_interval + 1
+    )
+    storage.record_heartbeat(trial._trial_id)
+    other = optuna_storage(db_url)
+    mine = study.ask()
+    other.record_heartbeat(mine._trial_id)  # not one of the other process's trials
+    with storage.engine.connect() as conn:
+        beaten = {r.trial_id for r in conn.execute(beats.select())}
+    assert beaten == {trial._trial_id, mine._trial_id}
+    fail_stale(study)
+    assert {t.state for t in study.trials} == {TrialState.RUNNING}
