@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from sqlalchemy import Connection, inspect, select
+from sqlalchemy import Connection, delete, insert, inspect, select
 
 from hwnas.db.models import SCHEMA_VERSION, Meta
 
@@ -70,9 +70,8 @@ def alembic_config(conn: Connection):
 
 
 def _record_version(conn: Connection) -> None:
-    table = Meta.__table__
-    conn.execute(table.delete().where(table.c.key == "schema_version"))
-    conn.execute(table.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
+    conn.execute(delete(Meta).where(Meta.key == "schema_version"))
+    conn.execute(insert(Meta).values(key="schema_version", value=str(SCHEMA_VERSION)))
 
 
 def script_module(rev: str):

@@ -60,7 +60,8 @@ from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from hwnas.db.session import BUSY_TIMEOUT_MS, configure_sqlite
 from hwnas.search.output import UserError
 
-UPSERTS = {"sqlite": sqlite_insert, "postgresql": postgresql_insert}  # INSERT .. ON CONFLICT
+# INSERT .. ON CONFLICT, per dialect
+UPSERTS: dict[str, Any] = {"sqlite": sqlite_insert, "postgresql": postgresql_insert}
 OPTUNA_MAJOR = 5  # the Optuna whose internals this module is written against
 HEARTBEAT_S = 2
 GRACE_S = 10
@@ -178,7 +179,9 @@ class BatchedRDBStorage(RDBStorage):
                         study_id=study_id, number=number, state=TrialState.RUNNING,
                         datetime_start=started.astimezone(UTC).replace(tzinfo=None),
                     ))  # fmt: skip
-                    trial_id = int(made.inserted_primary_key[0])
+                    key = made.inserted_primary_key
+                    assert key is not None, "an INSERT gives its primary key"
+                    trial_id = int(key[0])
                 break
             except optuna.exceptions.StorageInternalError:
                 if attempt == tries:

@@ -121,6 +121,32 @@ def copy_db(url: str, path: Path) -> str:
     return f"sqlite:///{path}"
 
 
+def copy_rows(url: str, to: str) -> None:
+    """The runs, measurements and predictors of the database at `url` (not its searches and
+    exports) into a new one at `to` (any backend; PostgreSQL's id sequences moved past the
+    copied rows): a prepared run on another database without training and measuring again."""
+    from sqlalchemy import func, select, text
+
+    from hwnas.db.models import Base
+    from hwnas.db.session import open_db
+
+    left_out = ("meta", "searches", "search_rounds", "candidates", "exports")
+
+    src, dst = open_db(url, create=False), open_db(to)
+    with src.engine.connect() as a, dst.engine.begin() as b:
+        for table in Base.metadata.sorted_tables:
+            rows = [dict(r._mapping) for r in a.execute(select(table))]
+            if table.name.removeprefix("hwnas_") in left_out or not rows:
+                continue
+            b.execute(table.insert(), rows)
+            if dst.engine.dialect.name == "postgresql" and "id" in table.c:
+                top = b.scalar(select(func.max(table.c.id)))
+                b.execute(text(f"SELECT setval(pg_get_serial_sequence('{table.name}', 'id'), "
+                               f"{top})"))  # fmt: skip
+    src.dispose()
+    dst.dispose()
+
+
 def halve(model: dict) -> dict:
     """The same latency predictor predicting half the latency."""
     from hwnas.latency.predictor import Predictor

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
+import shutil
 import uuid
 
 import pytest
-from cli_helpers import SHARED_CACHE, prepare
+from cli_helpers import SHARED_CACHE, copy_db, prepare
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -65,10 +67,21 @@ def db_url(request, tmp_path):
 
 
 @pytest.fixture(scope="session")
-def ready(tmp_path_factory):
+def ready(tmp_path_factory, worker_id):
     """A trained tiny run with a tflite predictor, shared by the search, export and dashboard
-    tests (each uses its own search names)."""
+    tests (each uses its own search names). Prepared once for the whole session: the first
+    xdist worker to need it prepares it under a lock, and each worker gets its own copy of the
+    database in a folder of its own (the run's checkpoint stays where it was written)."""
+    root = tmp_path_factory.getbasetemp()
+    if worker_id != "master":
+        root = root.parent  # shared by the workers
+    shared = root / "ready-shared"
+    with open(root / "ready.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (shared / "prepared").exists():
+            shutil.rmtree(shared, ignore_errors=True)
+            shared.mkdir()
+            prepare(shared, f"sqlite:///{shared / 'hwnas.db'}")
+            (shared / "prepared").touch()
     cwd = tmp_path_factory.mktemp("ready")
-    url = f"sqlite:///{cwd / 'hwnas.db'}"
-    prepare(cwd, url)
-    return cwd, url
+    return cwd, copy_db(f"sqlite:///{shared / 'hwnas.db'}", cwd / "hwnas.db")

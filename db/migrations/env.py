@@ -30,7 +30,10 @@ given = context.config.attributes.get("connection")
 if given is not None:
     run(given)
 else:  # the `alembic` command line, with sqlalchemy.url set
-    engine = create_engine(context.config.get_main_option("sqlalchemy.url"))
+    url = context.config.get_main_option("sqlalchemy.url")
+    if not url:
+        raise SystemExit("set sqlalchemy.url to the hwnas database's URL")
+    engine = create_engine(url)
     with engine.begin() as conn:
         run(conn)
     engine.dispose()

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from cli_helpers import copy_db, hwnas, run_json, train_args
+from cli_helpers import copy_db, hwnas, run_json
 from sqlalchemy import delete, func, select
 
 from hwnas.db.models import Measurement, Predictor
@@ -28,10 +28,14 @@ BLOCKED = [
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(ready, tmp_path_factory):
+    """The shared tiny run (one epoch) as `hwnas train` left it: a copy of its database
+    without the measurements and predictors `ready` added."""
     cwd = tmp_path_factory.mktemp("lat")
-    url = f"sqlite:///{cwd / 'hwnas.db'}"
-    hwnas(*train_args("tiny", url, epochs=1), cwd=cwd)
+    url = copy_db(ready[1], cwd / "hwnas.db")
+    with open_db(url, create=False) as db, db.write() as s:
+        s.execute(delete(Predictor))
+        s.execute(delete(Measurement))
     return cwd, url
 
 

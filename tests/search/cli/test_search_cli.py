@@ -12,7 +12,7 @@ import time
 
 import optuna
 import pytest
-from cli_helpers import cli_env, hwnas, prepare, run_json, search_args
+from cli_helpers import cli_env, copy_rows, hwnas, run_json, search_args
 from optuna.trial import TrialState
 from sqlalchemy import func, select
 
@@ -137,8 +137,8 @@ def test_four_workers_share_sqlite_without_locking_errors(ready):
     assert out["trials"] == counts[TrialState.COMPLETE] == n_candidates(url, "four")
 
 
-def test_two_machines_join_one_study_on_postgresql(pg_url, tmp_path):
-    prepare(tmp_path, pg_url)
+def test_two_machines_join_one_study_on_postgresql(ready, pg_url, tmp_path):
+    copy_rows(ready[1], pg_url)  # the prepared run, its checkpoint where it is
     env = cli_env(tmp_path)
     cmd = [sys.executable, "-m", "hwnas.search.cli", *search_args(pg_url, "shared", 16)]
     procs = [
