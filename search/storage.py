@@ -638,14 +638,14 @@ def trial_states(session) -> dict[str, dict[str, int]]:
 
 
 def backdate_trial(storage: RDBStorage, trial_id: int, seconds: float) -> None:
-    """Move a trial's start `seconds` back (UTC, as Optuna stamps it): how the stale-trial
-    tests make a trial look abandoned without waiting."""
+    """Move a trial's start, and its last heartbeat if it has one, to `seconds` ago (UTC, as
+    Optuna stamps them): how the stale-trial tests make a trial look abandoned without
+    waiting out the grace period."""
+    then = _utc_now() - timedelta(seconds=seconds)
+    trial, beat = models.TrialModel, models.TrialHeartbeatModel
     with storage.engine.begin() as conn:
-        conn.execute(
-            update(models.TrialModel)
-            .where(models.TrialModel.trial_id == trial_id)
-            .values(datetime_start=_utc_now() - timedelta(seconds=seconds))
-        )
+        conn.execute(update(trial).where(trial.trial_id == trial_id).values(datetime_start=then))
+        conn.execute(update(beat).where(beat.trial_id == trial_id).values(heartbeat=then))
 
 
 def fail_stale(study: optuna.Study) -> None:

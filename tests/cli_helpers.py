@@ -175,3 +175,19 @@ def fool(url: str, key: str = KEY) -> None:
             target_id = s.scalar(select(TargetRow.id).where(TargetRow.key == key))
             s.add(PredictorRow(target_id=target_id, space_key=p.space.key, kind="main",
                                n_train=0, metrics=metrics, model=halve(p.to_dict())))  # fmt: skip
+
+
+def age_running_trials(url: str, study_name: str) -> int:
+    """Make the RUNNING trials of a killed worker look older than the heartbeat grace period
+    (a fake clock, `backdate_trial`): the resumed search fails and retries them at once,
+    where it would wait the grace period out (12 s) first. Returns how many there were."""
+    import optuna
+
+    from hwnas.search.storage import GRACE_S, HEARTBEAT_S, backdate_trial, optuna_storage
+
+    storage = optuna_storage(url)
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    for t in running:
+        backdate_trial(storage, t._trial_id, GRACE_S + HEARTBEAT_S + 1)
+    return len(running)

@@ -118,15 +118,16 @@ def test_unknown_form_is_refused():
 NARROW_224 = SearchSpace.from_file(Path(__file__).parent.parent / "data" / "narrow_224.json")
 
 
-def test_one_compile_per_resolution_at_224_px():
+def test_one_compile_for_every_subnet_at_224_px():
     """Maps of 112x112 down to 28x28: shift and matmul forms and rematerialised blocks in one
-    step, compiled once per resolution whatever the subnets."""
+    step, compiled once whatever the subnets (once per resolution: `test_train.py`, at the
+    tiny space's sizes)."""
     space, config = NARROW_224, TrainConfig(batch_size=2)
     net, tx = SuperNet(space), make_optimizer(config, 10)
     state, step = create_train_state(net, tx, 0), make_train_step(net, tx)
     rng = np.random.default_rng(0)
     keys = set()
-    for r in (192, 224, 192, 224):
+    for r in (224, 224, 224):
         subnets = [space.sample(rng) for _ in range(3)]
         subnets = [space.subnet(r, s.depths, s.kernels, s.expands) for s in subnets]
         keys |= {s.key for s in subnets}
@@ -135,4 +136,4 @@ def test_one_compile_per_resolution_at_224_px():
         state, metrics = step(state, x, np.array([0, 1], np.int32), archs)
         assert np.isfinite(metrics["loss"])
     assert len(keys) > 2
-    assert step._cache_size() == 2
+    assert step._cache_size() == 1

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cli_helpers import TINY, cli_env
+from cli_helpers import TINY, cli_env, stored
 
+from hwnas.db.models import Run
 from hwnas.supernet import checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -85,8 +86,11 @@ def assert_same_training(a: np.ndarray, b: np.ndarray) -> None:
     assert np.abs(b - a).max() < 0.02
 
 
-def test_two_devices_train_like_one(tmp_path, two_devices):
-    assert_same_training(params(train_alone(tmp_path, 1)["checkpoint"]), two_devices)
+def test_two_devices_train_like_one(ready, two_devices):
+    """Against the session's prepared run: the same command on one device (`train_args`)."""
+    _, url = ready
+    (run,) = stored(url, Run)
+    assert_same_training(params(run.checkpoint), two_devices)
 
 
 def test_two_processes_train_like_one_process_with_two_devices(tmp_path, two_devices):

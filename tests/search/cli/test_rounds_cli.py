@@ -15,7 +15,7 @@ import time
 
 import optuna
 import pytest
-from cli_helpers import KEY, cli_env, copy_db, fool, run_json
+from cli_helpers import KEY, age_running_trials, cli_env, copy_db, fool, run_json
 from optuna.trial import TrialState
 from sqlalchemy import func, select
 
@@ -125,6 +125,7 @@ def test_kill_9_between_rounds_resumes_in_the_right_round(fooled):
     trials = optuna.load_study(study_name="killed~r1", storage=storage).get_trials()
     done = sum(t.state == TrialState.COMPLETE for t in trials)
     step = done - 8 + 2  # resume with a round-1 quota two trials beyond what it finished
+    age_running_trials(url, "killed~r1")
     out = run_json(*loop_args(url, "killed", "--rounds", "1", "--round-trials", str(step)),
                    cwd=cwd)  # fmt: skip
     cands, after, named = rows(url, "killed")

@@ -12,7 +12,7 @@ import time
 
 import optuna
 import pytest
-from cli_helpers import cli_env, copy_rows, hwnas, run_json, search_args
+from cli_helpers import age_running_trials, cli_env, copy_rows, hwnas, run_json, search_args
 from optuna.trial import TrialState
 from sqlalchemy import func, select
 
@@ -118,6 +118,7 @@ def test_kill_9_mid_search_then_resume_keeps_every_finished_trial(ready):
         t.number: t.values for t in trials_of(url, "killed") if t.state == TrialState.COMPLETE
     }
     assert len(finished) >= 4
+    age_running_trials(url, "killed")
     target = len(finished) + 3
     out = run_json(*search_args(url, "killed", target), cwd=cwd)
     counts = states(url, "killed")
