@@ -19,12 +19,14 @@ from hwnas.db.models import Checkpoint, Run
 from hwnas.db.session import open_db
 from hwnas.supernet import checkpoint
 
-TINY_64 = str(Path(__file__).parents[2] / "data" / "tiny_64.json")
+# one stage, one kernel: what is tested is the stream's position, not the space (two
+# resolutions, so the resumed steps must also draw the same sizes)
+MICRO_64 = str(Path(__file__).parents[2] / "data" / "micro_64.json")
 
 
 def stream_args(name: str, url: str, folder: Path) -> list[str]:
     return [
-        "train", "--dataset", "folder", "--data-dir", str(folder), "--space", TINY_64,
+        "train", "--dataset", "folder", "--data-dir", str(folder), "--space", MICRO_64,
         "--epochs", "2", "--batch-size", "8", "--loader", "stream", "--workers", "1",
         "--checkpoint-minutes", "0.00001", "--name", name, "--db", url, "--quiet", "--json",
     ]  # fmt: skip
