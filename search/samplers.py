@@ -9,6 +9,7 @@ import importlib.util
 import optuna
 
 from hwnas.search.output import UserError
+from hwnas.search.tpe import TPESampler
 
 SAMPLERS = ("tpe", "nsga2", "gp", "random")
 
@@ -17,7 +18,7 @@ def make_sampler(name: str, seed: int | None) -> optuna.samplers.BaseSampler:
     """`tpe` (multivariate TPE, the default), `nsga2`, `gp` (needs PyTorch) or `random`.
     Random search ignores constraints while sampling; infeasible trials are still marked."""
     if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True)
+        return TPESampler(seed=seed, multivariate=True)
     if name == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=seed)
     if name == "gp":
