@@ -541,3 +541,14 @@ def test_npz_corrupt_member(tmp_path: Path) -> None:
         archive.writestr("y.npy", b"")
     with pytest.raises(DataError, match=r"cannot read .*bad\.npz as \.npz"):
         load_dataset("npz", path)
+
+
+def test_digits_read_without_scikit_learn_are_its_load_digits():
+    from sklearn.datasets import load_digits
+
+    from hwnas.supernet.data import _digits_arrays
+
+    images, labels = _digits_arrays()
+    want = load_digits()
+    np.testing.assert_array_equal(images, want.images)
+    np.testing.assert_array_equal(labels, want.target)
