@@ -36,8 +36,9 @@ class TPESampler(optuna.samplers.TPESampler):
             self._space, self._rows = space, {}
         rows = []
         for trial in trials:
-            row = self._rows.get(trial._trial_id, ())
-            if row == ():
+            if trial._trial_id in self._rows:
+                row = self._rows[trial._trial_id]
+            else:
                 row = self._row(trial, search_space, study)
                 if trial.state.is_finished():
                     self._rows[trial._trial_id] = row
