@@ -11,11 +11,13 @@ from hwnas.db.session import Database
 
 @dataclass(frozen=True)
 class CandidateOrigin:
-    """A candidate's subnet (as stored) and the name of the run whose supernet it is."""
+    """A candidate's subnet (as stored), the name of the run whose supernet it is, and the
+    latency targets its search minimised."""
 
     candidate: int
     run: str
     subnet: dict[str, Any]
+    targets: tuple[str, ...] = ()
 
 
 def candidate_origin(db: Database, candidate: int) -> CandidateOrigin | None:
@@ -26,9 +28,9 @@ def candidate_origin(db: Database, candidate: int) -> CandidateOrigin | None:
             return None
         search = s.get(Search, cand.search_id)
         run = s.get(Run, search.run_id) if search is not None else None
-        if run is None:
+        if run is None or search is None:
             return None
-        return CandidateOrigin(candidate, run.name, dict(cand.subnet))
+        return CandidateOrigin(candidate, run.name, dict(cand.subnet), tuple(search.targets))
 
 
 def record_export(db: Database, row: Export) -> int:

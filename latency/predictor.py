@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import lsq_linear
 
+from hwnas.latency import ridge
 from hwnas.latency.features import (
     Encoded,
     SpaceTables,
@@ -211,15 +212,23 @@ def _main_design(
     return np.concatenate([p, table(t, enc)], 1), nonneg
 
 
+def _rows(
+    x: np.ndarray, y: np.ndarray, weight: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The rows of the relative, weighted least-squares problem: sum(weight * ((x w - y) /
+    y)^2) = |xw w - target|^2."""
+    root = np.ones_like(y) if weight is None else np.sqrt(weight)
+    return x / y[:, None] * root[:, None], root
+
+
 def _fit_main_coef(
     x: np.ndarray, nonneg: np.ndarray, y: np.ndarray, lam: float, weight: np.ndarray | None = None
 ) -> np.ndarray:
     """`nonneg` covers the unpenalised leading columns (True: kept >= 0); the table columns
-    after them are ridge-penalised by `lam` and free."""
-    n_pen = x.shape[1] - len(nonneg)
-    penalty = np.concatenate([np.zeros(len(nonneg)), np.full(n_pen, lam)])
-    keep = np.concatenate([nonneg, np.zeros(n_pen, bool)])
-    return _weighted_lstsq(x, y, penalty, keep, weight)
+    after them are ridge-penalised by `lam` and free (`hwnas.latency.ridge`)."""
+    xw, target = _rows(x, y, weight)
+    k = len(nonneg)
+    return ridge.solve(xw[:, :k], ridge.Eliminated.of(xw[:, k:]), target, lam, nonneg)
 
 
 def choose_ridge(
@@ -233,23 +242,22 @@ def choose_ridge(
     """The ridge strength with the lowest cross-validated (weighted) mean relative error, over
     scikit-learn's `KFold`. The fit itself is ours: scikit-learn's `Ridge` penalises every
     weight alike and bounds all or none, where this model penalises only the table's
-    corrections and keeps only the physical costs >= 0 (`_weighted_lstsq`)."""
+    corrections and keeps only the physical costs >= 0; one eigendecomposition per fold
+    serves every strength (`hwnas.latency.ridge`)."""
     from sklearn.model_selection import KFold
 
     weight = np.ones_like(y) if weight is None else weight
     order = np.random.default_rng(seed).permutation(len(y))  # the folds: runs of this order
-    parts = [(order[a], order[b]) for a, b in KFold(folds).split(order)]
-    best, best_err = RIDGE_GRID[0], np.inf
-    for lam in RIDGE_GRID:
-        errs, ws = [], []
-        for train, test in parts:
-            w = _fit_main_coef(x[train], nonneg, y[train], lam, weight[train])
-            errs.append(relative_error(x[test] @ w, y[test]))
-            ws.append(weight[test])
-        err = float(np.average(np.concatenate(errs), weights=np.concatenate(ws)))
-        if err < best_err:
-            best, best_err = lam, err
-    return best
+    k = len(nonneg)
+    errs = np.zeros(len(RIDGE_GRID))
+    for a, b in KFold(folds).split(order):
+        train, test = order[a], order[b]
+        xw, target = _rows(x[train], y[train], weight[train])
+        elim = ridge.Eliminated.of(xw[:, k:])
+        for i, lam in enumerate(RIDGE_GRID):
+            w = ridge.solve(xw[:, :k], elim, target, lam, nonneg)
+            errs[i] += float(np.sum(weight[test] * relative_error(x[test] @ w, y[test])))
+    return RIDGE_GRID[int(np.argmin(errs))]
 
 
 def fit_main(

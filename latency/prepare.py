@@ -124,14 +124,14 @@ class JobBuilder:
     def subnet_job(self, subnet: Subnet) -> Job:
         module, variables = standalone(self.space, subnet, self.variables)
         r = subnet.resolution
-        shape = (1, r, r, self.space.in_channels)
+        shape = (self.target.batch, r, r, self.space.in_channels)
         payload = self._payload(module, variables, shape, subnet)
         return Job(uuid.uuid4().hex, self.target, subnet.key, subnet.to_dict(), "subnet",
                    payload, self.run, self.space.key, self.weights)  # fmt: skip
 
     def block_job(self, layer: LayerShape) -> Job:
         module = StandaloneBlock(layer)
-        shape = (1, layer.h_in, layer.h_in, layer.c_in)
+        shape = (self.target.batch, layer.h_in, layer.h_in, layer.c_in)
         variables = block_variables(module, shape)
         payload = self._payload(module, variables, shape, None)
         key = block_key(layer)

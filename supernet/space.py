@@ -502,7 +502,10 @@ def default_space() -> SearchSpace:
 
 
 def presets() -> dict[str, Path]:
-    """The spaces shipped with hwnas, by name (the file's stem): digits, cifar, ofa-mbv3."""
+    """The spaces shipped with hwnas, by name (the file's stem): digits, cifar, ofa-mbv3 and
+    ofa-mbv3-r25. The last is Once-for-All's own space with its 25 input resolutions (128-224
+    px in steps of 4), to measure, fit and search at OFA's granularity; `ofa-mbv3` keeps 4
+    of them to train, as every resolution costs its own compile on CPU."""
     return {p.stem: p for p in sorted(PRESETS_DIR.glob("*.json"))}
 
 

@@ -27,8 +27,8 @@ SpaceOpt = Annotated[
     typer.Option(
         "--space",
         metavar="NAME|FILE",
-        help="Search space: a preset (digits, cifar, ofa-mbv3; see `hwnas space --list`) or a "
-        ".json/.toml file. Default: digits.",
+        help="Search space: a preset (digits, cifar, ofa-mbv3, ofa-mbv3-r25; see `hwnas space "
+        "--list`) or a .json/.toml file. Default: digits.",
         show_default=False,
     ),
 ]
@@ -52,11 +52,15 @@ TargetOpt = Annotated[
     str,
     typer.Option(
         "--target",
-        help="cpu, gpu or tflite (or a full key such as tflite-int8-t4 or tflite-fp32-t1@pixel).",
+        help="cpu, gpu or tflite, or a full key (tflite-int8-t4, cpu-b32, tflite-fp32-t1@pixel), "
+        "or the name of a target imported with `measure --import`.",
     ),
 ]
 ThreadsOpt = Annotated[int, typer.Option(help="tflite: interpreter threads (part of the target).")]
 PrecisionOpt = Annotated[str, typer.Option(help="tflite: fp32 or int8 (part of the target).")]
+BatchOpt = Annotated[
+    int, typer.Option(help="cpu/gpu: images per call (part of the target: cpu-b32).")
+]
 DeviceOpt = Annotated[
     str, typer.Option(help="Label of the measured device when it is not this machine.")
 ]

@@ -27,7 +27,12 @@ from hwnas.db.session import Database, open_db
 from hwnas.extras import require
 from hwnas.search.output import UserError
 from hwnas.search.result import Result
-from hwnas.search.services.export_latency import LatencyCheck, latency, latency_target
+from hwnas.search.services.export_latency import (
+    LatencyCheck,
+    latency,
+    latency_target,
+    predicted_on,
+)
 from hwnas.search.services.files import check_destination, write_new
 from hwnas.search.services.recorded_runs import load_run, run_dataset
 from hwnas.supernet.compile_cache import enable_compile_cache
@@ -90,6 +95,7 @@ class ExportProof(Result):
     val_acc_tflite: float
     acc_drop_points: float
     latency: LatencyCheck
+    predicted_ms_by_target: Mapping[str, float | None]
 
     def to_json(self) -> dict[str, Any]:
         out = super().to_json()
@@ -120,8 +126,8 @@ def export(db_url: str | None, req: ExportRequest) -> ExportResult:
     dest = check_destination(req.out, req.force, ".tflite")
     check_destination(sidecar(dest), req.force)
     with open_db(db_url, create=False) as db:
-        run, subnet, candidate_id = resolve(db, req)
-        proof, model = build(db, run, subnet, req)
+        run, subnet, candidate_id, targets = resolve(db, req)
+        proof, model = build(db, run, subnet, req, targets)
         write_new(dest, model, req.force)
         doc = _sidecar_text(proof, dest.name, run.name, candidate_id)
         write_new(sidecar(dest), doc, req.force)
@@ -129,12 +135,13 @@ def export(db_url: str | None, req: ExportRequest) -> ExportResult:
         return ExportResult(str(dest), str(sidecar(dest)), proof, record_export(db, row))
 
 
-def resolve(db: Database, req: ExportRequest) -> tuple[Run, Subnet, int | None]:
-    """The run and subnet to export (from a candidate or from run and subnet)."""
+def resolve(db: Database, req: ExportRequest) -> tuple[Run, Subnet, int | None, tuple[str, ...]]:
+    """The run and subnet to export (from a candidate or from run and subnet), and the latency
+    targets to predict it on: the candidate's search's."""
     if req.candidate is None:
         assert req.run is not None and req.subnet is not None  # req.check()
         run = load_run(db, req.run)
-        return run, SearchSpace.from_dict(run.space).subnet_from_json(req.subnet), None
+        return run, SearchSpace.from_dict(run.space).subnet_from_json(req.subnet), None, ()
     origin = candidate_origin(db, req.candidate)
     if origin is None:
         raise UserError(
@@ -142,11 +149,14 @@ def resolve(db: Database, req: ExportRequest) -> tuple[Run, Subnet, int | None]:
             "`hwnas pareto SEARCH` lists a search's candidates"
         )
     run = load_run(db, origin.run)
-    return run, SearchSpace.from_dict(run.space).subnet_from_dict(origin.subnet), req.candidate
+    subnet = SearchSpace.from_dict(run.space).subnet_from_dict(origin.subnet)
+    return run, subnet, req.candidate, origin.targets
 
 
-def build(db: Database, run: Run, subnet: Subnet, req: ExportRequest) -> tuple[ExportProof, bytes]:
-    """Convert, prove and measure: the proof and the flatbuffer."""
+def build(
+    db: Database, run: Run, subnet: Subnet, req: ExportRequest, targets: tuple[str, ...] = ()
+) -> tuple[ExportProof, bytes]:
+    """Convert, prove and measure: the proof and the flatbuffer; predicted on `targets` too."""
     from hwnas.latency.litert_infer import litert_io, litert_logits
     from hwnas.supernet.convert import to_tflite
     from hwnas.supernet.deploy import input_contract, jax_logits, recalibrated_standalone
@@ -186,6 +196,7 @@ def build(db: Database, run: Run, subnet: Subnet, req: ExportRequest) -> tuple[E
         val_acc_tflite=acc_tflite,
         acc_drop_points=100 * (acc_jax - acc_tflite),
         latency=latency(db, run, subnet, model, target, req.measure),
+        predicted_ms_by_target=predicted_on(db, SearchSpace.from_dict(run.space), subnet, targets),
     )
     return proof, model
 

@@ -70,6 +70,22 @@ def predicted_ms(db: Database, space: SearchSpace, subnet: Subnet, target: Targe
     return float(p.predict([subnet])[0]) if p.space.to_dict() == space.to_dict() else None
 
 
+def predicted_on(
+    db: Database, space: SearchSpace, subnet: Subnet, targets: tuple[str, ...]
+) -> dict[str, float | None]:
+    """The subnet's predicted latency on each of `targets` (its search's: imported ones and
+    those of other machines included, which this machine cannot measure; None where the
+    target has no predictor of the space)."""
+    out = {}
+    for key in targets:
+        target = Target.parse(key)
+        out[key] = predicted_ms(db, space, subnet, target)
+        if not target.measurable or target.device:
+            logger.info(f"export: {key} is measured elsewhere; measure the file there and "
+                        f"import it (`hwnas measure --import FILE --target {key}`)")  # fmt: skip
+    return out
+
+
 def latency(
     db: Database, run: Run, subnet: Subnet, model: bytes, target: Target, measure: bool
 ) -> LatencyCheck:

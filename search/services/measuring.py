@@ -24,10 +24,10 @@ from hwnas.exceptions import FIELD
 from hwnas.extras import require
 from hwnas.latency import metrics
 from hwnas.latency.drift import N_REFS, NOISE_JOBS, RUN_ANCHORS
-from hwnas.latency.jobs import Job, JobFileError, parse_result, read_lines
+from hwnas.latency.jobs import RESULT_FORMAT, Job, JobFileError, parse_result, read_lines
 from hwnas.latency.jobs import Result as JobResult
 from hwnas.latency.protocol import Protocol
-from hwnas.latency.targets import Target, TargetError
+from hwnas.latency.targets import MEASURABLE, Target, TargetError
 from hwnas.latency.worker import measure_jobs
 from hwnas.search.output import UserError
 from hwnas.search.result import Result
@@ -98,11 +98,14 @@ def protocol_for(passes: int, max_reps: int) -> Protocol:
     return Protocol.limited(passes, max_reps)
 
 
-def parse_target(kind: str, threads: int = 1, precision: str = "fp32", device: str = "") -> Target:
-    """A target from its kind and settings, or from a full key (`tflite-int8-t4@pixel`)."""
-    full = "-" in kind or "@" in kind
+def parse_target(
+    kind: str, threads: int = 1, precision: str = "fp32", device: str = "", batch: int = 1
+) -> Target:
+    """A target from its kind and settings, or from a full key (`tflite-int8-t4@pixel`,
+    `cpu-b32`, an imported target's name)."""
+    full = kind not in MEASURABLE
     try:
-        return Target.parse(kind) if full else Target(kind, threads, precision, device)
+        return Target.parse(kind) if full else Target(kind, threads, precision, device, batch)
     except TargetError as e:
         if full:  # a full key: its settings are in the target itself
             raise UserError(f"{FIELD} {kind}: {e}", field="target") from None
@@ -131,6 +134,16 @@ SPREAD = 0.5  # share of measured subnets spread over the size range (the rest u
 
 
 Source = RunContext | SpaceContext
+
+
+def check_measurable(target: Target) -> None:
+    """An imported target is learnt from measurements taken elsewhere, never measured here."""
+    if not target.measurable:
+        raise UserError(
+            f"target {target.key} is not one hwnas runs (cpu, gpu, tflite); import its "
+            f"measurements with `hwnas measure --import FILE --target {target.key} --space S`",
+            field="target",
+        )
 
 
 def _check_local(target: Target) -> None:
@@ -235,6 +248,7 @@ def _check_inputs(
         )
     if n < 1:
         raise UserError(f"{FIELD} must be at least 1, got {n}", field="n")
+    check_measurable(target)
     if jobs_out is not None:
         _check_job_file_options(protocol, noise)
         _check_jobs_out(Path(jobs_out))
@@ -454,6 +468,17 @@ def _space_key(
     ensure_space(s, key, space.name, space.to_dict())
     known.add(key)
     return key
+
+
+def is_results_file(path: str | Path) -> bool:
+    """Whether `path` is a worker's results file (its lines name their format), as opposed to
+    a measurement file (`hwnas.latency.measurement_file`)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            first = next((line for line in f if line.strip()), "")
+    except (OSError, UnicodeDecodeError):
+        return False  # the import says what is wrong with it
+    return '"format"' in first and RESULT_FORMAT in first
 
 
 def import_results(db_url: str | None, path: str | Path) -> ImportResult:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,7 @@ from hwnas.db.queries import space_names, target_keys, target_row
 from hwnas.db.session import Database, Session, open_db
 from hwnas.exceptions import FIELD
 from hwnas.latency.features import Encoded, SpaceTables, table_layers
+from hwnas.latency.measurement_file import MeasurementFileError, encode_subnet_lines
 from hwnas.latency.predictor import (
     PREDICTOR_KINDS,
     Predictor,
@@ -372,3 +374,26 @@ def predict(
     subnet = predictor.space.subnet_from_json(subnet_json)
     ms = float(predictor.predict([subnet])[0])
     return Prediction(target.key, kind, ms, subnet.key)
+
+
+def predict_file(
+    db_url: str | None,
+    target: Target,
+    path: str | Path,
+    kind: str = "main",
+    space_key: str | None = None,
+) -> np.ndarray:
+    """The latency of every subnet of a file of subnet lines (`hwnas predict --subnets`), in
+    its order, by the target's newest `kind` predictor for the space (all lines checked
+    first: the first bad one is named)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"no such file {path}", field="subnets")
+    with open_db(db_url, create=False) as db:
+        predictor = load_predictor(db, target, kind, space_key)
+    tables = SpaceTables(predictor.space)
+    try:
+        enc = encode_subnet_lines(path, predictor.space, tables)
+    except MeasurementFileError as e:
+        raise UserError(f"{e}; nothing was predicted") from None
+    return predictor.predict_encoded(tables, enc)

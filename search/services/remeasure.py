@@ -85,7 +85,8 @@ class Priced(Shape):
 
 
 def local(target: Target) -> bool:
-    if target.device:
+    """Whether this machine runs `target` (not an imported one, nor one of another device)."""
+    if target.device or not target.measurable:
         return False
     if target.kind == "gpu":
         from hwnas.latency.runners import gpu_name

@@ -33,7 +33,7 @@ def test_space_presets_are_listed_and_load_by_name(capsys):
     code, result, err = run(capsys, "space", "--list", "--json")
     assert code == 0, err
     names = {row["name"]: row for row in result["presets"]}
-    assert set(names) == {"digits", "cifar", "ofa-mbv3"}
+    assert set(names) == {"digits", "cifar", "ofa-mbv3", "ofa-mbv3-r25"}
     assert names["ofa-mbv3"]["resolutions"] == [128, 160, 192, 224]
     code, result, err = run(capsys, "space", "--space", "ofa-mbv3", "--json")
     assert code == 0, err

@@ -38,7 +38,7 @@ def test_space_summary_is_typed_and_its_json_is_the_commands():
 def test_space_presets_list_every_preset_with_its_cost_range():
     presets = spaces.space_presets()
     rows = {row.name: row for row in presets.presets}
-    assert set(rows) == {"digits", "cifar", "ofa-mbv3"}
+    assert set(rows) == {"digits", "cifar", "ofa-mbv3", "ofa-mbv3-r25"}
     assert rows["ofa-mbv3"].resolutions == (128, 160, 192, 224)
     assert all(row.macs[0] < row.macs[1] for row in rows.values())
     assert presets.to_json()["presets"][0]["macs"] == list(presets.presets[0].macs)
