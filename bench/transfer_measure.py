@@ -7,6 +7,7 @@ as one file in the import format (`hwnas measure --import`), each line naming it
     python bench/transfer_measure.py --space ofa-mbv3 --n 160 --work DIR --targets cpu-b32 \
         --min-reps 5 --max-ms 4000
 
+Prepare beside other work (`--prepare-only`), then measure with nothing else running.
 Resumable: models are prepared one at a time and measured a hundred at a time into `--work`
 (`latency/workdir.py`), so a stopped run continues where it stopped. A tflite model converted
 for one thread count serves the others (the threads are the interpreter's setting, not the
@@ -65,11 +66,14 @@ def builder_for(ctx: SpaceContext, target: Target, tw: TargetWork, work: Path):
     return build
 
 
-def measure_target(ctx: SpaceContext, target: Target, subnets, work: Path, protocol) -> None:
+def measure_target(
+    ctx: SpaceContext, target: Target, subnets, work: Path, protocol, prepare_only: bool
+) -> None:
     tw = TargetWork(work, target)
     wanted = [("subnet", s, s.key) for s in subnets]
     jobs = tw.prepare(wanted, builder_for(ctx, target, tw, work), log)
-    tw.measure("all", jobs, jobs[:N_REFS], protocol, log)
+    if not prepare_only:
+        tw.measure("all", jobs, jobs[:N_REFS], protocol, log)
 
 
 def write_file(work: Path, space_key: str) -> int:
@@ -106,7 +110,7 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     for key in args.targets.split(","):
         log(f"{key}: {len(subnets)} subnets of {space.name}")
-        measure_target(ctx, Target.parse(key), subnets, work, protocol)
+        measure_target(ctx, Target.parse(key), subnets, work, protocol, args.prepare_only)
         n = write_file(work, space.key)
         log(f"{work / 'measurements.jsonl'}: {n} measurements")
     print(json.dumps({"file": str(work / "measurements.jsonl"), "lines": n}))
@@ -119,6 +123,10 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--targets", required=True, help="comma-separated target keys")
     p.add_argument("--work", required=True, help="resumable work folder")
+    p.add_argument(
+        "--prepare-only", action="store_true",
+        help="prepare the models only (beside other work); measure later on a quiet machine",
+    )  # fmt: skip
     for name in PROTOCOL_FLAGS:
         default = getattr(Protocol, name)
         p.add_argument("--" + name.replace("_", "-"), type=type(default), default=default)

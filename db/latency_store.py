@@ -81,6 +81,15 @@ def measured_space_keys(s: Session, target_id: int) -> list[str]:
     return sorted(k for k in keys if k is not None)
 
 
+def space_target_keys(s: Session, space_key: str) -> list[str]:
+    """The keys of the targets with measurements of the space, sorted."""
+    from hwnas.db.models import Target
+
+    keys = s.scalars(select(Target.key).join(Measurement, Measurement.target_id == Target.id)
+                     .where(Measurement.space_key == space_key).distinct())  # fmt: skip
+    return sorted(keys)
+
+
 def space_data(s: Session, key: str) -> dict[str, Any] | None:
     """The recorded space `key` as stored (a `SearchSpace.to_dict()`), or None."""
     return s.scalar(select(Space.space).where(Space.key == key))

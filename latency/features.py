@@ -116,17 +116,41 @@ def table(t: SpaceTables, enc: Encoded) -> np.ndarray:
     return np.bincount(flat, minlength=n * size).reshape(n, size).astype(np.float64)
 
 
-def macs(t: SpaceTables, enc: Encoded) -> np.ndarray:
-    """Total MACs (millions) of each subnet, stem and head included (as `SearchSpace.cost`)."""
-    sp = t.space
-    p = physical(t, enc)
-    body = p[:, 1] + p[:, 2] + p[:, 3 : 3 + len(t.kernels)].sum(1) + p[:, 3 + len(t.kernels)]
-    stem_h = np.asarray([-(-r // sp.stem_stride) for r in sp.resolutions])[enc.r]
-    h_last = t.h_out[enc.r, (sp.n_stages - 1) * sp.max_depth]
+def physical_columns(t: SpaceTables) -> dict[str, int]:
+    """The column of each named physical feature (`physical`); resolution one-hots follow."""
+    names = ["layers", "expand", "project", *(f"dw{k}" for k in t.kernels), "se", "volume"]
+    names.append("se_layers")
+    return {name: i for i, name in enumerate(names)}
+
+
+def macs_weights(t: SpaceTables) -> np.ndarray:
+    """Weights w with `physical(t, enc) @ w` = each subnet's MACs in millions, stem and head
+    included (as `SearchSpace.cost`): the body's MAC columns, and per resolution the stem's
+    and head's (on the resolution one-hots)."""
+    sp, cols = t.space, physical_columns(t)
+    w = np.zeros(len(cols) + len(sp.resolutions))
+    for name in ("expand", "project", "se", *(f"dw{k}" for k in t.kernels)):
+        w[cols[name]] = 1.0
+    stem_h = np.asarray([-(-r // sp.stem_stride) for r in sp.resolutions])
+    h_last = t.h_out[:, (sp.n_stages - 1) * sp.max_depth]
     extra = stem_h**2 * 9 * sp.in_channels * sp.stem_width
     extra = extra + h_last**2 * sp.stages[-1].width * sp.head_width
-    extra = extra + sp.head_width * sp.num_classes
-    return body + extra / 1e6
+    w[len(cols) :] = (extra + sp.head_width * sp.num_classes) / 1e6
+    return w
+
+
+def macs(t: SpaceTables, enc: Encoded) -> np.ndarray:
+    """Total MACs (millions) of each subnet, stem and head included (as `SearchSpace.cost`)."""
+    return physical(t, enc) @ macs_weights(t)
+
+
+def block_key(layer: LayerShape) -> str:
+    """Identity of one layer's shape (the lookup-table key)."""
+    se = "se" if layer.se else "nose"
+    return (
+        f"block:h{layer.h_in}:c{layer.c_in}-{layer.c_out}:m{layer.mid}:k{layer.kernel}"
+        f":s{layer.stride}:{se}:{layer.act}"
+    )
 
 
 def table_layers(t: SpaceTables) -> list[LayerShape]:

@@ -24,7 +24,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.optimize import lsq_linear
 
 from hwnas.latency import ridge
 from hwnas.latency.features import (
@@ -42,6 +41,8 @@ from hwnas.supernet.space import SearchSpace, Subnet
 
 PREDICTOR_KINDS = ("main", "macs", "lut")
 RANGE_SLACK = 1e-6  # relative: a feature equal to a measured extreme is inside the range
+MIN_FIT = 8  # measurements the main model needs (fewer than its unpenalised weights: the
+# smallest-norm solution, kept >= 0; validation decides whether it beats a simpler model)
 RIDGE_GRID = (1e-2, 1e-1, 1.0, 10.0, 100.0, 1e3, 1e4)
 
 
@@ -60,7 +61,8 @@ class Predictor:
         training data can reach zero or below; a latency cannot), times the local correction
         where one is stored (`with_residual`)."""
         c = {k: np.asarray(v) for k, v in self.coef.items()}
-        return self._floored(t, enc, c) * correction(c, physical(t, enc))
+        out = self._floored(t, enc, c)
+        return out * correction(c, physical(t, enc)) if "resid_alpha" in c else out
 
     def _floored(self, t: SpaceTables, enc: Encoded, c: dict) -> np.ndarray:
         raw = self._linear(t, enc, c)
@@ -109,6 +111,11 @@ class Predictor:
             return per_layer + c["offset"][enc.r]
         return physical(t, enc) @ c["physical"] + per_layer
 
+    def linear_encoded(self, t: SpaceTables, enc: Encoded) -> np.ndarray:
+        """The linear model alone (no floor, no local correction): what folds into another
+        target's predictor (`fit_main`'s `extra`)."""
+        return self._linear(t, enc, {k: np.asarray(v) for k, v in self.coef.items()})
+
     def with_floor(self, ms: float) -> Predictor:
         return dataclasses.replace(self, coef={**self.coef, "floor": [float(ms)]})
 
@@ -151,6 +158,8 @@ def _weighted_lstsq(
     rows = np.vstack([xw, np.diag(np.sqrt(penalty + 1e-9))])
     target = np.concatenate([root, np.zeros(len(penalty))])
     lower = np.where(nonneg, 0.0, -np.inf)
+    from scipy.optimize import lsq_linear
+
     return lsq_linear(rows, target, bounds=(lower, np.inf), method="bvls").x
 
 
@@ -260,6 +269,26 @@ def choose_ridge(
     return RIDGE_GRID[int(np.argmin(errs))]
 
 
+def _per_kind(t: SpaceTables, lut: np.ndarray | None, n: int) -> bool:
+    n_phys = physical(t, t.encode([t.space.largest()])).shape[1]
+    return lut is not None and n >= PER_KIND_MIN_RATIO * (n_phys + t.n_kinds)
+
+
+def main_ridge(
+    t: SpaceTables,
+    enc: Encoded,
+    y: np.ndarray,
+    lut: np.ndarray | None = None,
+    weight: np.ndarray | None = None,
+) -> float:
+    """The table's ridge strength `fit_main` would choose for these measurements."""
+    if len(y) < 25:
+        return RIDGE_GRID[-1]
+    lut = None if lut is not None and np.isnan(lut).any() else lut
+    x, nonneg = _main_design(t, enc, lut, _per_kind(t, lut, len(y)))
+    return choose_ridge(x, nonneg, y, weight)
+
+
 def fit_main(
     space: SearchSpace,
     t: SpaceTables,
@@ -267,29 +296,45 @@ def fit_main(
     y: np.ndarray,
     lut: np.ndarray | None = None,
     weight: np.ndarray | None = None,
+    extra: Sequence[Predictor] = (),
+    lam: float | None = None,
 ) -> Predictor:
     """Fit `main`; `lut` (per table column, the layer measured alone) is used when complete;
-    `weight` per measurement (default 1)."""
-    if len(y) < 10:
-        raise PredictorError(f"{len(y)} measurements are too few to fit; measure at least 10")
+    `weight` per measurement (default 1). `extra`: other targets' main predictors, whose
+    predictions join the unpenalised features (each weight >= 0) and are folded into this
+    predictor's own weights (a sum of linear models is one). `lam`: the table's ridge
+    strength (default: chosen by cross-validation from 25 measurements on)."""
+    if len(y) < MIN_FIT:
+        raise PredictorError(
+            f"{len(y)} measurements are too few to fit; measure at least {MIN_FIT}"
+        )
     if lut is not None and np.isnan(lut).any():
         lut = None
     n_phys = physical(t, t.encode([space.largest()])).shape[1]
-    per_kind = lut is not None and len(y) >= PER_KIND_MIN_RATIO * (n_phys + t.n_kinds)
+    per_kind = _per_kind(t, lut, len(y))
     x, nonneg = _main_design(t, enc, lut, per_kind)
+    if extra:
+        cols = np.stack([p.linear_encoded(t, enc) for p in extra], 1)
+        x = np.concatenate([x[:, : len(nonneg)], cols, x[:, len(nonneg) :]], 1)
+        nonneg = np.append(nonneg, np.ones(len(extra), bool))
     n_unpen = len(nonneg)
-    lam = choose_ridge(x, nonneg, y, weight) if len(y) >= 25 else RIDGE_GRID[-1]
+    if lam is None:
+        lam = choose_ridge(x, nonneg, y, weight) if len(y) >= 25 else RIDGE_GRID[-1]
     w = _fit_main_coef(x, nonneg, y, lam, weight)
-    folded = w[n_unpen:]
+    phys, folded = w[:n_phys], w[n_unpen:]
+    n_lut = n_unpen - n_phys - len(extra)
     if lut is not None:  # the LUT coefficients after the physical ones, per table column
         kind_of_column = np.arange(len(lut)) // (len(lut) // t.n_kinds)
-        coef = w[n_phys:n_unpen][kind_of_column if per_kind else 0]
+        coef = w[n_phys : n_phys + n_lut][kind_of_column if per_kind else 0]
         folded = folded + coef * lut
+    for b, p in zip(w[n_phys + n_lut : n_unpen], extra, strict=True):
+        phys = phys + b * np.asarray(p.coef["physical"])
+        folded = folded + b * np.asarray(p.coef["table"])
     return Predictor(
         "main",
         space,
         {
-            "physical": w[:n_phys].tolist(),
+            "physical": phys.tolist(),
             "table": np.asarray(folded).tolist(),
             "ridge": [lam],
             "uses_lut": [float(lut is not None)],

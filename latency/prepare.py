@@ -20,11 +20,14 @@ import flax.linen as nn
 import jax
 import numpy as np
 
+from hwnas.latency.features import block_key
 from hwnas.latency.jobs import Job
 from hwnas.latency.targets import Target
 from hwnas.supernet.convert import to_tflite
 from hwnas.supernet.extract import StandaloneBlock, standalone
 from hwnas.supernet.space import LayerShape, SearchSpace, Subnet
+
+__all__ = ["JobBuilder", "block_key", "block_variables", "export_blob"]
 
 REPRESENTATIVE = 32
 
@@ -40,15 +43,6 @@ def export_blob(module: nn.Module, variables: dict, input_shape: tuple[int, ...]
     x = jax.ShapeDtypeStruct(input_shape, np.float32)
     exported = jax.export.export(jax.jit(forward), platforms=("cpu", "cuda"))(specs, x)
     return base64.b64encode(exported.serialize()).decode("ascii")
-
-
-def block_key(layer: LayerShape) -> str:
-    """Identity of one layer's shape (the lookup-table key)."""
-    se = "se" if layer.se else "nose"
-    return (
-        f"block:h{layer.h_in}:c{layer.c_in}-{layer.c_out}:m{layer.mid}:k{layer.kernel}"
-        f":s{layer.stride}:{se}:{layer.act}"
-    )
 
 
 def block_variables(module: nn.Module, shape: tuple[int, ...]) -> dict:

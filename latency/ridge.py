@@ -20,7 +20,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import lsq_linear
 
 
 @dataclass(frozen=True)
@@ -65,4 +64,6 @@ def _bounded_lstsq(a: np.ndarray, rhs: np.ndarray, nonneg: np.ndarray | None) ->
     if nonneg is None or not nonneg.any() or (b[nonneg] >= 0).all():
         return b
     lower = np.where(nonneg, 0.0, -np.inf)
+    from scipy.optimize import lsq_linear
+
     return lsq_linear(a, rhs, bounds=(lower, np.inf), method="bvls").x

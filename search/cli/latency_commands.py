@@ -108,7 +108,7 @@ def measure(
 ) -> None:
     """Measure subnet latency on a target (warm-up, interleaved, median with its spread), or
     import latencies measured elsewhere."""
-    from hwnas.search.services import measuring
+    from hwnas.search.services import measuring, target_args
 
     if import_ is not None:
         emit(_import(db, import_, target, threads, precision, device, batch, run, space), json)
@@ -119,7 +119,7 @@ def measure(
             "give --run NAME (a trained run) or --space NAME|FILE (a space, untrained), or "
             "--import FILE"
         )
-    t = measuring.parse_target(target, threads, precision, device, batch)
+    t = target_args.parse_target(target, threads, precision, device, batch)
     protocol = measuring.protocol_for(passes, max_reps)
     from hwnas.supernet.space import load_space
 
@@ -146,7 +146,7 @@ def _import(
     """A worker's results file (its lines name their format), or a measurement file."""
     if not path.is_file():
         raise UserError(f"no such file {path}", field="import")
-    from hwnas.search.services import importing, measuring
+    from hwnas.search.services import importing, measuring, target_args
 
     if measuring.is_results_file(path):
         if target is not None or space is not None:
@@ -160,7 +160,7 @@ def _import(
             f"{path} is a measurement file: say which space its subnets are of with --space "
             "NAME|FILE (or --run NAME)"
         )
-    t = measuring.parse_target(target, threads, precision, device, batch) if target else None
+    t = target_args.parse_target(target, threads, precision, device, batch) if target else None
     return importing.import_measurements(db, path, importing.space_for(db, space, run), t)
 
 
@@ -192,9 +192,9 @@ def predictor_fit(
 ) -> None:
     """Fit the latency predictors of a (space, target) pair; evaluate them on held-out
     subnets."""
-    from hwnas.search.services import measuring
+    from hwnas.search.services import target_args
 
-    t = measuring.parse_target(target, threads, precision, device, batch)
+    t = target_args.parse_target(target, threads, precision, device, batch)
     emit(api.fit_predictor(t, run=run, space=space, kind=kind, holdout=holdout, seed=seed,
                            db=db), json)  # fmt: skip
 
@@ -225,9 +225,9 @@ def predict(
     json: JsonOpt = False,
 ) -> None:
     """Predict subnets' latency on a target with the predictor fitted for its space."""
-    from hwnas.search.services import measuring
+    from hwnas.search.services import target_args
 
-    t = measuring.parse_target(target, threads, precision, device, batch)
+    t = target_args.parse_target(target, threads, precision, device, batch)
     if (subnet is None) == (subnets is None):
         raise UserError("give --subnet JSON (one subnet) or --subnets FILE (many), not both")
     if subnets is None:

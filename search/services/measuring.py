@@ -27,7 +27,7 @@ from hwnas.latency.drift import N_REFS, NOISE_JOBS, RUN_ANCHORS
 from hwnas.latency.jobs import RESULT_FORMAT, Job, JobFileError, parse_result, read_lines
 from hwnas.latency.jobs import Result as JobResult
 from hwnas.latency.protocol import Protocol
-from hwnas.latency.targets import MEASURABLE, Target, TargetError
+from hwnas.latency.targets import Target
 from hwnas.latency.worker import measure_jobs
 from hwnas.search.output import UserError
 from hwnas.search.result import Result
@@ -96,20 +96,6 @@ class ImportResult(Result):
 def protocol_for(passes: int, max_reps: int) -> Protocol:
     """The default protocol with a user's `passes` and `max_reps`, checked (HwnasError)."""
     return Protocol.limited(passes, max_reps)
-
-
-def parse_target(
-    kind: str, threads: int = 1, precision: str = "fp32", device: str = "", batch: int = 1
-) -> Target:
-    """A target from its kind and settings, or from a full key (`tflite-int8-t4@pixel`,
-    `cpu-b32`, an imported target's name)."""
-    full = kind not in MEASURABLE
-    try:
-        return Target.parse(kind) if full else Target(kind, threads, precision, device, batch)
-    except TargetError as e:
-        if full:  # a full key: its settings are in the target itself
-            raise UserError(f"{FIELD} {kind}: {e}", field="target") from None
-        raise
 
 
 def sample_subnets(space: SearchSpace, n: int, seed: int, spread: float = 0.0) -> list[Subnet]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +19,14 @@ from hwnas.db.latency_store import (
     measurements,
     predictor_row,
     space_data,
+    space_target_keys,
 )
 from hwnas.db.models import Target as TargetRow
 from hwnas.db.queries import space_names, target_keys, target_row
 from hwnas.db.session import Database, Session, open_db
 from hwnas.exceptions import FIELD
-from hwnas.latency.features import Encoded, SpaceTables, table_layers
+from hwnas.latency.choice import SOURCES_BELOW, Choice, choose
+from hwnas.latency.features import Encoded, SpaceTables, block_key, table_layers
 from hwnas.latency.measurement_file import MeasurementFileError, encode_subnet_lines
 from hwnas.latency.predictor import (
     PREDICTOR_KINDS,
@@ -36,7 +38,6 @@ from hwnas.latency.predictor import (
     holdout_split,
     metrics,
 )
-from hwnas.latency.prepare import block_key
 from hwnas.latency.targets import Target
 from hwnas.search.output import UserError
 from hwnas.search.result import Result
@@ -75,7 +76,10 @@ class Scores(Result):
 @dataclass(frozen=True)
 class FitResult(Result):
     """The predictors of a (space, target) pair fitted and stored (`hwnas predictor fit`):
-    `kind`'s held-out figures, and the other kinds' as baselines (None: not fitted)."""
+    `kind`'s held-out figures, and the other kinds' as baselines (None: not fitted). `model`:
+    the main model chosen by validation (`hwnas.latency.choice`: alone, a single feature, or
+    built on the `sources`, other targets of the space), with every candidate's `validation`
+    error (mean relative error on the training split)."""
 
     target: str
     space: str
@@ -84,6 +88,9 @@ class FitResult(Result):
     n_train: int
     holdout: Scores
     baselines: Mapping[str, Scores | None]
+    model: str = "alone"
+    sources: list[str] = field(default_factory=list)
+    validation: Mapping[str, float | None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -191,24 +198,67 @@ FLOOR = 0.8  # no prediction below 80% of the fastest training measurement (half
 # measured subnets spread over the size range, so the fastest is near the smallest subnet)
 
 
+MIN_SUBNETS = 20  # measured subnets a target needs to be fitted alone
+MIN_WITH_SOURCES = 10  # ... and with other targets of the space as sources
+MIN_SOURCE = 20  # measured subnets a target needs to serve as a source
+
+
+def source_predictors(db: Database, target: Target, space_key: str) -> dict[str, Predictor]:
+    """The main model of every other target of the space with at least `MIN_SOURCE` measured
+    subnets, fitted alone on all of them (so a source never carries what it learnt from
+    another target)."""
+    with db.read() as s:
+        keys = [k for k in space_target_keys(s, space_key) if k != target.key]
+    out = {}
+    for key in keys:
+        data = load_target_data(db, Target.parse(key), space_key)
+        if len(data.subnets) >= MIN_SOURCE:
+            t = SpaceTables(data.space)
+            out[key] = fit_main(data.space, t, t.encode(data.subnets), data.latency_ms,
+                                lut_vector(t, data.blocks))  # fmt: skip
+    return out
+
+
+@dataclass(frozen=True)
+class Fitted:
+    predictors: dict[str, Predictor]
+    scores: dict[str, Scores]
+    choice: Choice
+
+
 def _fit_all(
-    data: TargetData, train: np.ndarray, test: np.ndarray
-) -> tuple[dict[str, Predictor], dict[str, Scores]]:
+    data: TargetData, train: np.ndarray, test: np.ndarray, sources: Mapping[str, Predictor]
+) -> Fitted:
     t = SpaceTables(data.space)
     enc_all = t.encode(data.subnets)
     y = data.latency_ms
     sub = enc_all.take
     lut = lut_vector(t, data.blocks)
-    fitted = {
-        "main": fit_main(data.space, t, sub(train), y[train], lut),
-        "macs": fit_macs(data.space, t, sub(train), y[train]),
-    }
+    try:
+        choice = choose(data.space, t, sub(train), y[train], lut, sources)
+    except ValueError as e:
+        raise PredictorError(str(e)) from None
+    fitted = {"main": choice.predictor, "macs": fit_macs(data.space, t, sub(train), y[train])}
     if not np.isnan(lut).any():
         fitted["lut"] = fit_lut(data.space, t, sub(train), y[train], lut)
     floor = FLOOR * float(y[train].min())
     fitted = {k: p.with_floor(floor).with_range(t, sub(train)) for k, p in fitted.items()}
     scores = {k: Scores.of(p.predict_encoded(t, sub(test)), y[test]) for k, p in fitted.items()}
-    return fitted, scores
+    return Fitted(fitted, scores, choice)
+
+
+def _check_size(target: Target, n: int, sources: Mapping[str, Predictor]) -> None:
+    least = MIN_WITH_SOURCES if sources else MIN_SUBNETS
+    if n >= least:
+        return
+    how = "import more" if not target.measurable else f"`hwnas measure --target {target.key}`"
+    other = (
+        ""
+        if sources
+        else (f" (or {MIN_WITH_SOURCES} where another target of the space has {MIN_SOURCE})")
+    )
+    raise UserError(f"target {target.key} has {n} measured subnets; it needs at least {least}"
+                    f"{other}: {how}")  # fmt: skip
 
 
 def fit(
@@ -220,7 +270,9 @@ def fit(
     space_key: str | None = None,
 ) -> FitResult:
     """Fit every predictor kind of the (space, target) pair on the training split, evaluate on
-    the held-out split, store them; report `kind` with the others as baselines."""
+    the held-out split, store them; report `kind` with the others as baselines. The main
+    model is chosen by validation on the training split, other targets of the space as
+    sources where the target has few measurements (`hwnas.latency.choice`)."""
     if kind not in PREDICTOR_KINDS:
         raise UserError(
             f"unknown {FIELD} {kind!r}; choose one of {', '.join(PREDICTOR_KINDS)}", field="kind"
@@ -230,42 +282,37 @@ def fit(
     with open_db(db_url, create=False) as db:
         data = load_target_data(db, target, space_key)
         n = len(data.subnets)
-        if n < 20:
-            raise UserError(
-                f"target {target.key} has {n} measured subnets; measure at least 20 "
-                "(`hwnas measure --n 100`)"
-            )
+        sources = source_predictors(db, target, data.space.key) if n < SOURCES_BELOW else {}
+        _check_size(target, n, sources)
         train, test = holdout_split(n, holdout, seed)
         try:
-            fitted, scores = _fit_all(data, train, test)
+            f = _fit_all(data, train, test, sources)
         except PredictorError as e:
             raise UserError(str(e)) from None
-        if kind not in fitted:
+        if kind not in f.predictors:
             raise UserError(
                 f"{FIELD} {kind} needs every lookup-table layer measured; run `hwnas measure "
                 f"--target {target.key} --blocks`",
                 field="kind",
             )
-        _store(db, target, data.space.key, fitted, scores, len(train))
-    baselines: dict[str, Scores | None] = {k: v for k, v in scores.items() if k != kind}
-    if "lut" not in fitted:
+        _store(db, target, data.space.key, f, len(train))
+    baselines: dict[str, Scores | None] = {k: v for k, v in f.scores.items() if k != kind}
+    if "lut" not in f.predictors:
         baselines["lut"] = None
+    used = sorted(sources) if "source" in f.choice.model else []
+    if f.choice.model.startswith("source:"):
+        used = [f.choice.model.removeprefix("source:")]
+    validation = {k: (v if np.isfinite(v) else None) for k, v in f.choice.errors.items()}
     return FitResult(target.key, data.space.name, data.space.key, kind, len(train),
-                     scores[kind], baselines)  # fmt: skip
+                     f.scores[kind], baselines, f.choice.model, used, validation)  # fmt: skip
 
 
-def _store(
-    db: Database,
-    target: Target,
-    space_key: str,
-    fitted: Mapping[str, Predictor],
-    scores: Mapping[str, Scores],
-    n_train: int,
-) -> None:
+def _store(db: Database, target: Target, space_key: str, f: Fitted, n_train: int) -> None:
     with db.write() as s:
         t = measured_target(s, target)
-        for k, p in fitted.items():
-            add_predictor(s, t.id, space_key, k, n_train, scores[k].to_json(), p.to_dict())
+        for k, p in f.predictors.items():
+            scores = f.scores[k].to_json() | ({"model": f.choice.model} if k == "main" else {})
+            add_predictor(s, t.id, space_key, k, n_train, scores, p.to_dict())
 
 
 def refit_main(

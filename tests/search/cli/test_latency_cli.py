@@ -183,7 +183,7 @@ def test_a_second_session_joins_the_first_in_its_unit(trained, tmp_path):
     "args, message",
     [
         (["measure", "--run", "tiny", "--target", "gpu", "--n", "2"], "no CUDA device"),
-        (["measure", "--run", "tiny", "--target", "tpu"], "unknown target"),
+        (["measure", "--run", "tiny", "--target", "tpu"], "target tpu is not one hwnas runs"),
         (["measure", "--run", "nope", "--target", "cpu"], "no run named"),
         (
             ["measure", "--run", "tiny", "--target", "cpu", "--threads", "4"],

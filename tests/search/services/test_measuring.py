@@ -17,6 +17,7 @@ from hwnas.latency.protocol import Protocol
 from hwnas.latency.targets import Target
 from hwnas.latency.worker import main as worker_main
 from hwnas.search.services import measuring, prediction
+from hwnas.search.services.target_args import parse_target
 from hwnas.supernet.space import load_space
 
 TFLITE = Target("tflite")
@@ -26,7 +27,9 @@ QUICK = measuring.protocol_for(1, 20)
 @pytest.mark.parametrize(
     "args, field, cli",
     [
-        (("tpu",), None, "unknown target 'tpu'; choose one of cpu, gpu, tflite"),
+        (("tflite-fp32",), "target", "--target tflite-fp32: unknown target 'tflite-fp32'"),
+        (("cpu", 1, "fp32", "", 0), "batch", "--batch: must be between 1 and 4096, got 0"),
+        (("tflite-fp32-t1-b8",), "target", "--target tflite-fp32-t1-b8: the tflite target runs"),
         (("cpu", 4), "target", "--target: threads and precision are settings of the tflite"),
         (("tflite", 0), "threads", "--threads: must be between 1 and 256, got 0"),
         (("tflite-fp32-t300",), "target", "--target tflite-fp32-t300: must be between 1 and"),
@@ -35,14 +38,18 @@ QUICK = measuring.protocol_for(1, 20)
 )
 def test_parse_target_errors_name_their_field(args, field, cli):
     with pytest.raises(HwnasError) as e:
-        measuring.parse_target(*args)
+        parse_target(*args)
     assert e.value.field == field and shown(e.value, flags=True).startswith(cli)
 
 
 def test_parse_target_takes_a_kind_with_settings_or_a_full_key():
-    assert measuring.parse_target("tflite", 4, "int8", "pixel").key == "tflite-int8-t4@pixel"
-    assert measuring.parse_target("tflite-int8-t4@pixel") == Target("tflite", 4, "int8", "pixel")
-    assert measuring.parse_target("cpu").key == "cpu"
+    assert parse_target("tflite", 4, "int8", "pixel").key == "tflite-int8-t4@pixel"
+    assert parse_target("tflite-int8-t4@pixel") == Target("tflite", 4, "int8", "pixel")
+    assert parse_target("cpu").key == "cpu"
+    assert parse_target("cpu", batch=32) == parse_target("cpu-b32") == Target("cpu", batch=32)
+    imported = parse_target("pixel7-npu-b8")
+    assert (imported.kind, imported.name, imported.batch) == ("imported", "pixel7-npu", 8)
+    assert not imported.measurable and imported.key == "pixel7-npu-b8"
 
 
 def test_sample_subnets_are_distinct_repeatable_and_spread():

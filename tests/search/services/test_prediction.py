@@ -56,7 +56,8 @@ def test_fit_returns_typed_scores_and_stores_every_kind(measured):
     assert isinstance(fit, prediction.FitResult) and isinstance(fit.holdout, prediction.Scores)
     out = fit.to_json()
     assert list(out) == ["target", "space", "space_key", "kind", "n_train", "holdout",
-                         "baselines"]  # fmt: skip
+                         "baselines", "model", "sources", "validation"]  # fmt: skip
+    assert out["sources"] == [] and out["model"] in out["validation"]  # no other target
     assert out["space_key"] == space.key and out["n_train"] == 30
     assert list(out["holdout"]) == ["n", "within5", "within10", "mape", "kendall", "under_p95"]
     assert out["holdout"]["n"] == 10 and list(out["baselines"]) == ["macs", "lut"]
@@ -65,7 +66,7 @@ def test_fit_returns_typed_scores_and_stores_every_kind(measured):
     json.dumps(out)  # plain JSON
     with open_db(url, create=False) as db:
         p, scores = prediction.load_predictor_row(db, CPU, space_key=space.key)
-    assert scores == out["holdout"] and p.space.key == space.key
+    assert scores == out["holdout"] | {"model": out["model"]} and p.space.key == space.key
 
 
 def test_predict_gives_the_subnets_latency(measured):
@@ -122,7 +123,7 @@ def test_errors_say_what_to_measure_or_which_space(measured):
         prediction.fit(url, CPU)
     assert e.value.field == "space" and "several spaces" in str(e.value)
     assert prediction.fit(url, CPU, space_key=space.key).space_key == space.key
-    with pytest.raises(HwnasError, match="has 3 measured subnets; measure at least 20"):
+    with pytest.raises(HwnasError, match="has 3 measured subnets; it needs at least 20"):
         prediction.fit(url, CPU, space_key=load_space("digits").key)
 
 
