@@ -223,8 +223,9 @@ def search_step(db: Database, cfg: DemoConfig) -> Step:
     with db.read() as s:
         row = view_store.search_named(s, cfg.search)
         n = 0 if row is None else view_store.candidate_count(s, row.id)
+        rounds = row is not None and bool(row.rounds)
     # a search of an older hwnas (no rounds recorded): continue it
-    if row is not None and row.status == "finished" and n >= cfg.trials and row.rounds:
+    if row is not None and row.status == "finished" and n >= cfg.trials and rounds:
         found = jsonable(search_service.summary(db, cfg.search))
         check = front_check(found["pareto"], found["budgets"])
         return _reused(f"search {cfg.search!r} ({n} trials)", found | {"budget_check": check})

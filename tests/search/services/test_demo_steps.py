@@ -28,3 +28,21 @@ def test_a_step_reads_and_round_trips_as_its_json():
     assert step.to_json() == {"reused": True, "run": "demo", "steps": 3}
     assert step["steps"] == 3 and step.get("missing") is None
     assert Step.from_json(step.to_json()) == step
+
+
+def test_a_finished_search_is_reused_when_the_demo_runs_again(ready):
+    """The demo run again in its folder: the search step reads the finished search's rounds
+    and reuses it (the rounds were read after the session closed, and raised)."""
+    from cli_helpers import run_json, search_args
+
+    from hwnas.db.session import open_db
+    from hwnas.search.search_config import DemoConfig
+    from hwnas.search.services.demo import search_step
+
+    cwd, url = ready
+    run_json(*search_args(url, "demo-again", 6, "--budget", "tflite=5"), cwd=cwd)
+    cfg = DemoConfig(cwd, run="tiny", search="demo-again", trials=6)
+    assert cfg.db_url == url
+    with open_db(url, create=False) as db:
+        step = search_step(db, cfg)
+    assert step.reused and step["search"] == "demo-again"
