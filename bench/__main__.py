@@ -8,7 +8,8 @@ Each bench runs as its own process (`python bench/NAME.py ...`, progress on stde
 stdout line (JSON) goes to DIR/NAME.json with the exact command, the wall time, the versions,
 the commit and the time it finished, so that the README's and `hwnas report --bench DIR`'s
 figures come from a run anyone can repeat (docs/results.md records them: bench/results_doc.py).
-Arguments after `--` go to every bench named.
+Arguments after `--` go to every bench named, and so do options this runner does not know
+(`python -m bench predictor_transfer --file MEAS.jsonl`).
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ BENCHES: dict[str, tuple[str, ...]] = {
     "closed_loop": ("db", "run"),
     "stream_scale": (),
     "cli_startup": (),
+    "predictor_transfer": (),
+    "predictor_scale": (),
 }
 DEFAULT = ("search_efficiency", "weight_sharing", "dashboard_render", "train_throughput")
 
@@ -86,9 +89,38 @@ def versions() -> dict:
     return v()
 
 
+COMMON = ("--out", "--db", "--run", "--search")  # options of this runner, with a value
+
+
+def split_own(argv: list[str]) -> tuple[list[str], list[str]]:
+    """This runner's arguments, and the bench's own options given after its name without `--`
+    (`python -m bench predictor_transfer --file F`): every option but the common ones, with
+    the values that follow it. Before a bench is named, every option is the runner's."""
+    own: list[str] = []
+    extra: list[str] = []
+    named, i = False, 0
+    while i < len(argv):
+        a = argv[i]
+        flag = a.split("=", 1)[0]
+        if not a.startswith("--") or flag in COMMON or a == "--list" or not named:
+            take = 2 if a in COMMON else 1  # `--out DIR`; `--out=DIR` is one token
+            own += argv[i : i + take]
+            named = named or not a.startswith("--")
+            i += take
+            continue
+        extra.append(a)
+        i += 1
+        while i < len(argv) and not argv[i].startswith("--"):
+            extra.append(argv[i])
+            i += 1
+    return own, extra
+
+
 def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     extra = argv[argv.index("--") + 1 :] if "--" in argv else []
     argv = argv[: argv.index("--")] if "--" in argv else argv
+    argv, more = split_own(argv)
+    extra = more + extra
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     p.add_argument("names", nargs="*", help=f"benches to run (default: {', '.join(DEFAULT)})")
     p.add_argument("--out", type=Path, default=Path("bench-results"), help="folder for NAME.json")

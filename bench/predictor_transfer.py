@@ -50,7 +50,7 @@ def load(path: str, space) -> tuple[dict[str, dict[str, float]], dict]:
     subnets by key."""
     per: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     subnets = {}
-    for m in read_measurements(path, space):
+    for m in read_measurements(path, space, local=True):
         per[m.target.key][m.subnet.key].append(m.latency_ms)
         subnets[m.subnet.key] = m.subnet
     return {t: {k: float(np.median(v)) for k, v in d.items()} for t, d in per.items()}, subnets

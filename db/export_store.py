@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from hwnas.db.models import Candidate, Export, Run, Search
@@ -11,13 +11,13 @@ from hwnas.db.session import Database
 
 @dataclass(frozen=True)
 class CandidateOrigin:
-    """A candidate's subnet (as stored), the name of the run whose supernet it is, and the
-    latency targets its search minimised."""
+    """A candidate's subnet (as stored), the name of the run whose supernet it is, and its
+    latency as its search last predicted it on each of the search's targets."""
 
     candidate: int
     run: str
     subnet: dict[str, Any]
-    targets: tuple[str, ...] = ()
+    predicted_ms: dict[str, float] = field(default_factory=dict)
 
 
 def candidate_origin(db: Database, candidate: int) -> CandidateOrigin | None:
@@ -30,7 +30,8 @@ def candidate_origin(db: Database, candidate: int) -> CandidateOrigin | None:
         run = s.get(Run, search.run_id) if search is not None else None
         if run is None or search is None:
             return None
-        return CandidateOrigin(candidate, run.name, dict(cand.subnet), tuple(search.targets))
+        predicted = {k: float(v) for k, v in cand.predicted_ms.items() if k in search.targets}
+        return CandidateOrigin(candidate, run.name, dict(cand.subnet), predicted)
 
 
 def record_export(db: Database, row: Export) -> int:

@@ -37,6 +37,9 @@ def tour(folder: Path, space: str = "digits") -> ExportResult:
     found = hwnas.search(run.run, [measured.target], budgets=budget, config=config, db=db)
     best = max(found.pareto, key=lambda c: c.accuracy)  # the front meets the budget
     print(f"{len(found.pareto)} on the front; best within {budget}: {best.key}")
+    again = hwnas.predict_many(measured.target, [c.subnet for c in found.pareto], db=db)
+    stored = [c.latency_ms[measured.target] for c in found.pareto]  # by the same predictor
+    assert all(abs(a / b - 1) < 1e-9 for a, b in zip(again, stored, strict=True))
 
     exported = hwnas.export(
         folder / "best-int8.tflite", candidate=best.candidate, precision="int8", force=True,

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from hwnas.search.search_config import SearchConfig
     from hwnas.search.services.demo import DemoResult
     from hwnas.search.services.export import ExportResult
+    from hwnas.search.services.importing import MeasurementImport
     from hwnas.search.services.measuring import JobsResult, MeasureResult
     from hwnas.search.services.prediction import FitResult, Prediction
     from hwnas.search.services.report import ReportResult
@@ -34,9 +35,11 @@ __all__ = [
     "demo",
     "export",
     "fit_predictor",
+    "import_measurements",
     "measure",
     "pareto",
     "predict",
+    "predict_many",
     "report",
     "search",
     "space",
@@ -166,6 +169,45 @@ def predict(
 
     key = _space_key(db, space, run)
     return run_predict(db, _target(target), _subnet_json(subnet), kind, key)
+
+
+def predict_many(
+    target: Target | str,
+    subnets: Sequence[Subnet | Mapping],
+    *,
+    run: str | None = None,
+    space: SpaceArg | None = None,
+    kind: str = "main",
+    db: str | None = None,
+) -> list[float]:
+    """Many subnets' predicted latency on `target`, in order (`hwnas predict --subnets`)."""
+    from hwnas.search.services.prediction import predict_subnets
+
+    key = _space_key(db, space, run)
+    items = [s if isinstance(s, Mapping) else s.to_dict() for s in subnets]
+    return predict_subnets(db, _target(target), items, kind, key).tolist()
+
+
+def import_measurements(
+    path: str | Path,
+    target: Target | str | None = None,
+    *,
+    space: SpaceArg | None = None,
+    run: str | None = None,
+    db: str | None = None,
+) -> MeasurementImport:
+    """Import latencies measured anywhere (`hwnas measure --import FILE --target NAME --space
+    S`): JSON lines `{"subnet": ..., "latency_ms": ...}` of `space`'s subnets (or the space
+    `run` trained), into `target` (None: the target each line names); all lines or none."""
+    from hwnas.search.services.importing import import_measurements as run_import
+    from hwnas.search.services.importing import space_for
+    from hwnas.supernet.space import SearchSpace
+
+    if isinstance(space, SearchSpace):
+        chosen = space
+    else:
+        chosen = space_for(db, None if space is None else str(space), run)
+    return run_import(db, path, chosen, None if target is None else _target(target))
 
 
 def search(

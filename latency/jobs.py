@@ -19,6 +19,9 @@ from typing import Any, TypeVar
 from hwnas.latency.targets import Target, TargetError
 
 JOB_FORMAT = "hwnas-latency-job/1"
+# A job at a batch size other than 1: a worker older than batch sizes would drop the batch and
+# time batch 1 under the batched target's key, so such jobs carry a format it refuses.
+JOB_FORMAT_BATCH = "hwnas-latency-job/2"
 RESULT_FORMAT = "hwnas-latency-result/1"
 STAT_KEYS = ("median_ms", "cv", "iqr_ms", "n_reps")
 
@@ -42,7 +45,7 @@ class Job:
     def to_json(self) -> str:
         return json.dumps(
             {
-                "format": JOB_FORMAT,
+                "format": JOB_FORMAT if self.target.batch == 1 else JOB_FORMAT_BATCH,
                 "id": self.id,
                 "run": self.run,
                 "space": self.space,
@@ -95,13 +98,13 @@ def _require(d: dict, key: str, kind: type | tuple[type, ...]) -> Any:
     return d[key]
 
 
-def _object(line: str, fmt: str) -> dict:
+def _object(line: str, *formats: str) -> dict:
     try:
         d = json.loads(line)
     except json.JSONDecodeError as e:
         raise JobFileError(f"not JSON ({e.msg})") from None
-    if not isinstance(d, dict) or d.get("format") != fmt:
-        raise JobFileError(f"not a {fmt} line")
+    if not isinstance(d, dict) or d.get("format") not in formats:
+        raise JobFileError(f"not a {' or '.join(formats)} line")
     return d
 
 
@@ -114,7 +117,7 @@ def _target(d: dict) -> Target:
 
 
 def parse_job(line: str) -> Job:
-    d = _object(line, JOB_FORMAT)
+    d = _object(line, JOB_FORMAT, JOB_FORMAT_BATCH)
     payload = _require(d, "payload", dict)
     if payload.get("type") not in ("jax-export", "tflite"):
         raise JobFileError("payload type must be jax-export or tflite")

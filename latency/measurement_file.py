@@ -77,7 +77,10 @@ def _number(d: dict[str, Any], key: str) -> float | None:
     v = d[key]
     if isinstance(v, bool) or not isinstance(v, int | float):
         raise ValueError(f"{key} must be a number, got {json.dumps(v)}")
-    return float(v)
+    try:
+        return float(v)
+    except OverflowError:
+        raise ValueError(f"{key} is out of range, got {v}") from None
 
 
 def _latency(d: dict[str, Any]) -> float:
@@ -91,7 +94,18 @@ def _latency(d: dict[str, Any]) -> float:
     return ms
 
 
-def _target(d: dict[str, Any], target: Target | None) -> Target:
+def check_foreign(target: Target) -> None:
+    """ValueError where `target` is one hwnas measures on this machine (cpu, gpu, tflite
+    without a device label): imported latencies would mix with this machine's, and serve as
+    its drift anchors."""
+    if target.measurable and not target.device:
+        raise ValueError(
+            f"target {target.key} holds this machine's own measurements; import another "
+            f"machine's as {target.key}@LABEL, or under a name of their own"
+        )
+
+
+def _target(d: dict[str, Any], target: Target | None, local: bool) -> Target:
     named = d.get("target")
     if named is None:
         if target is None:
@@ -103,6 +117,8 @@ def _target(d: dict[str, Any], target: Target | None) -> Target:
         raise ValueError(f"target {named!r}: {e}") from None
     if target is not None and t.key != target.key:
         raise ValueError(f"the line is of target {t.key}, not {target.key}")
+    if not local:
+        check_foreign(t)
     return t
 
 
@@ -137,27 +153,30 @@ def _subnet(d: dict[str, Any], space: SearchSpace) -> Subnet:
         raise ValueError(f"not a subnet of space {space.name}: {e}") from None
 
 
-def parse_line(d: dict[str, Any], space: SearchSpace, target: Target | None) -> Imported:
-    """One measurement checked (ValueError says what is wrong); `line` is left 0."""
+def parse_line(
+    d: dict[str, Any], space: SearchSpace, target: Target | None, local: bool = False
+) -> Imported:
+    """One measurement checked (ValueError says what is wrong); `line` is left 0. `local`:
+    lines may name this machine's own targets (a bench's file of its own measurements)."""
     subnet = _subnet(d, space)
     ms = _latency(d)
-    t = _target(d, target)
+    t = _target(d, target, local)
     _batch(d, t)
     return Imported(0, t, subnet, ms, _spread(d))
 
 
 def read_measurements(
-    path: str | Path, space: SearchSpace, target: Target | None = None
+    path: str | Path, space: SearchSpace, target: Target | None = None, local: bool = False
 ) -> list[Imported]:
     """Every measurement of the file, checked; the first bad line raises
     `MeasurementFileError` naming it. `target`: the target imported into (lines that name
-    another are bad); None: every line names its own."""
+    another are bad); None: every line names its own. `local`: as `parse_line`."""
     path = Path(path)
     out = []
     for number, text in _lines(path):
         d = _object(path, number, text)
         try:
-            m = parse_line(d, space, target)
+            m = parse_line(d, space, target, local)
         except ValueError as e:
             raise MeasurementFileError(path, number, str(e)) from None
         out.append(Imported(number, m.target, m.subnet, m.latency_ms, m.spread_ms))
@@ -169,24 +188,33 @@ def read_measurements(
 
 def encode_subnet_lines(path: str | Path, space: SearchSpace, t: SpaceTables) -> Encoded:
     """The subnets of every line of `path` encoded for the predictors, in order, checked as
-    arrays (100,000 lines in about a second): where anything looks wrong, the lines are
-    checked one by one and the first bad one raises `MeasurementFileError`."""
+    arrays (100,000 lines in about a second): where anything looks unusual, the lines are
+    checked one by one as subnets, and the first bad one raises `MeasurementFileError`."""
     path = Path(path)
     numbered = list(_lines(path))
-    try:
-        rows = json.loads("[" + ",".join(text for _, text in numbered) + "]")
-        enc = _encode_rows(rows, space, t)
-    except (ValueError, TypeError, KeyError, IndexError, AttributeError):
-        enc = None
-    if enc is None:
-        for number, text in numbered:
-            d = _object(path, number, text)
-            try:
-                _subnet(d, space)
-            except ValueError as e:
-                raise MeasurementFileError(path, number, str(e)) from None
-        raise MeasurementFileError(path, 0, "could not be read as subnet lines")
-    return enc
+    if not numbered:
+        raise MeasurementFileError(path, 0, "holds no subnet lines")
+    text = "[" + ",".join(line for _, line in numbered) + "]"
+    enc = None
+    if "true" not in text and "false" not in text:  # JSON booleans would pass as 1 and 0
+        try:
+            rows = json.loads(text)
+            if len(rows) == len(numbered):  # one object a line, not two
+                enc = _encode_rows(rows, space, t)
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+            enc = None
+    return enc if enc is not None else t.encode(_one_by_one(path, numbered, space))
+
+
+def _one_by_one(path: Path, numbered: list[tuple[int, str]], space: SearchSpace) -> list[Subnet]:
+    out = []
+    for number, text in numbered:
+        d = _object(path, number, text)
+        try:
+            out.append(_subnet(d, space))
+        except ValueError as e:
+            raise MeasurementFileError(path, number, str(e)) from None
+    return out
 
 
 def _encode_rows(rows: list[Any], space: SearchSpace, t: SpaceTables) -> Encoded | None:

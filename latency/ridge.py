@@ -9,10 +9,10 @@ the table is eliminated in the sample dimension instead: for a penalty `lam` on 
     min_{b,c} |P b + T c - y|^2 + lam |c|^2  =  min_b (y - P b)' M (y - P b),
     M = lam (K + lam I)^-1,   K = T T',   c = T' (K + lam I)^-1 (y - P b),
 
-so one eigendecomposition of the n x n kernel K serves every `lam`, and what is left is a
-least-squares problem in P's few columns (bounded where weights must stay >= 0:
-`scipy.optimize.lsq_linear`). Exact, not an approximation: the same minimiser as the
-stacked ridge problem.
+so one thin SVD of T (K's eigenvectors U, with eigenvalues s^2 there and 0 beside: n x min(n,
+m), never n x n) serves every `lam`, and what is left is a least-squares problem in P's few
+columns (bounded where weights must stay >= 0: `scipy.optimize.lsq_linear`). Exact, not an
+approximation: the same minimiser as the stacked ridge problem.
 """
 
 from __future__ import annotations
@@ -24,19 +24,19 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Eliminated:
-    """The penalised columns T of a problem, eliminated: K = T T' = U diag(s) U'."""
+    """The penalised columns T of a problem, by their thin SVD T = U diag(s) V' (U: n x r, r =
+    min(n, m)): K = T T' has the eigenvalues s^2 on U's columns and 0 on their complement."""
 
-    t: np.ndarray  # (n, m)
-    u: np.ndarray  # (n, n)
-    s: np.ndarray  # (n,)
+    u: np.ndarray  # (n, r)
+    s: np.ndarray  # (r,)
+    vt: np.ndarray  # (r, m)
 
     @classmethod
     def of(cls, t: np.ndarray) -> Eliminated:
         if t.shape[1] == 0:
-            n = t.shape[0]
-            return cls(t, np.eye(n), np.zeros(n))
-        s, u = np.linalg.eigh(t @ t.T)
-        return cls(t, u, np.maximum(s, 0.0))
+            return cls(np.zeros((t.shape[0], 0)), np.zeros(0), np.zeros((0, 0)))
+        u, s, vt = np.linalg.svd(t, full_matrices=False)
+        return cls(u, s, vt)
 
 
 def solve(
@@ -48,12 +48,16 @@ def solve(
 ) -> np.ndarray:
     """argmin |P b + T c - y|^2 + lam |c|^2 over (b, c), with b[nonneg] >= 0; returns [b, c].
     Rows are whatever the caller weighted them to be."""
-    root = np.sqrt(lam / (elim.s + lam))  # M^(1/2) = U diag(root) U'
-    pu, yu = elim.u.T @ p, elim.u.T @ y
-    a, rhs = pu * root[:, None], yu * root
-    b = _bounded_lstsq(a, rhs, nonneg)
-    resid = yu - pu @ b
-    c = elim.t.T @ (elim.u @ (resid / (elim.s + lam)))
+    s2 = elim.s**2
+    shrink = 1.0 - np.sqrt(lam / (s2 + lam))  # M^(1/2) = I - U diag(shrink) U'
+
+    def half(x: np.ndarray) -> np.ndarray:
+        ux = elim.u.T @ x
+        return x - elim.u @ (shrink[:, None] * ux if x.ndim == 2 else shrink * ux)
+
+    b = _bounded_lstsq(half(p), half(y), nonneg)
+    resid = y - p @ b
+    c = elim.vt.T @ (elim.s / (s2 + lam) * (elim.u.T @ resid))
     return np.concatenate([b, c])
 
 

@@ -22,7 +22,7 @@ MEASURABLE = ("cpu", "gpu", "tflite")  # the kinds hwnas runs itself
 PRECISIONS = ("fp32", "int8")
 MAX_BATCH = 4096
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,30}$")
-_BATCH = re.compile(r"^(?P<base>.+?)(?:-b(?P<batch>\d+))?$")
+_BATCH = re.compile(r"^(?P<base>.+?)(?:-b(?P<batch>[1-9]\d*))?$")
 
 
 class TargetError(HwnasError):
@@ -120,9 +120,14 @@ class Target:
         t = re.fullmatch(r"tflite-(\w+)-t(\d+)", base)
         if t:
             return cls("tflite", int(t.group(2)), t.group(1), device, batch)
-        if any(base.startswith(k + "-") for k in MEASURABLE) or device:
+        if any(base.startswith(k + "-") for k in MEASURABLE):
             raise TargetError(
                 f"unknown target {text!r}; use cpu, gpu (-bBATCH), tflite or "
                 "tflite-PRECISION-tTHREADS, or an imported target's name"
+            )
+        if device:
+            raise TargetError(
+                f"target {text!r}: only cpu, gpu and tflite take an @device label; an imported "
+                f"target's name names its device ({base}-{device})"
             )
         return cls("imported", batch=batch, name=base)

@@ -36,7 +36,8 @@ def search(
         typer.Option(
             "--target",
             help="Target whose predicted latency is minimised (repeat for several): cpu, gpu, "
-            "tflite or a full key such as tflite-int8-t4. Each needs a fitted predictor.",
+            "tflite, a full key such as tflite-int8-t4 or cpu-b32, or an imported target's "
+            "name. Each needs a fitted predictor.",
             show_default=False,
         ),
     ] = None,

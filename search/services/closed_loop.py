@@ -225,3 +225,8 @@ def _log_round(r: int, agreement: Checks) -> None:
             f"round {r}: front on {key}: {a.n * a.within10_of_predicted:.0f} of {a.n} "
             f"within 10% of predicted (worst {100 * a.worst_off:.1f}% off){new}"
         )
+        for d in a.disagree:
+            logger.info(
+                f"round {r}:   candidate {d.candidate}: predicted {d.predicted_ms:.4g} ms, "
+                f"measured {d.measured_ms:.4g} ms (prediction {100 * d.off:+.0f}%)"
+            )

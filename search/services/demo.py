@@ -350,6 +350,20 @@ def _round_line(r: Mapping[str, Any]) -> str:
     return f"  round {r['round']}     {r['trials']} trials; front within 10% of predicted: {what}"
 
 
+def _disagree_lines(rounds: list[Mapping[str, Any]]) -> list[str]:
+    """The last round's front subnets that still disagree with their predictions."""
+    a = (rounds[-1].get("agreement") or {}) if rounds else {}
+    out = []
+    for key, v in sorted(a.items()):
+        for d in v.get("disagree", []):
+            out.append(
+                f"  still off on {key}: candidate {d['candidate']} predicted "
+                f"{d['predicted_ms']:.4g} ms, measured {d['measured_ms']:.4g} ms "
+                f"(prediction {100 * d['off']:+.0f}%)"
+            )
+    return out
+
+
 def summary_text(result: DemoResult) -> str:
     """The demo's result in a few readable lines."""
     st = result.steps
@@ -397,6 +411,7 @@ def _search_lines(st: DemoSteps, how: str) -> list[str]:
         "budget " + ", ".join(f"{k} <= {v:g} ms" for k, v in s["budgets"].items()) + f" [{how}]"
     ]
     lines += [_round_line(r) for r in s.get("rounds", [])]
+    lines += _disagree_lines(s.get("rounds", []))
     for key, c in (st.budget_check or {}).items():
         extra = (
             (

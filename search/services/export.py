@@ -29,9 +29,9 @@ from hwnas.search.output import UserError
 from hwnas.search.result import Result
 from hwnas.search.services.export_latency import (
     LatencyCheck,
+    elsewhere,
     latency,
     latency_target,
-    predicted_on,
 )
 from hwnas.search.services.files import check_destination, write_new
 from hwnas.search.services.recorded_runs import load_run, run_dataset
@@ -95,7 +95,7 @@ class ExportProof(Result):
     val_acc_tflite: float
     acc_drop_points: float
     latency: LatencyCheck
-    predicted_ms_by_target: Mapping[str, float | None]
+    predicted_ms_by_target: Mapping[str, float]
 
     def to_json(self) -> dict[str, Any]:
         out = super().to_json()
@@ -126,8 +126,8 @@ def export(db_url: str | None, req: ExportRequest) -> ExportResult:
     dest = check_destination(req.out, req.force, ".tflite")
     check_destination(sidecar(dest), req.force)
     with open_db(db_url, create=False) as db:
-        run, subnet, candidate_id, targets = resolve(db, req)
-        proof, model = build(db, run, subnet, req, targets)
+        run, subnet, candidate_id, predicted = resolve(db, req)
+        proof, model = build(db, run, subnet, req, predicted)
         write_new(dest, model, req.force)
         doc = _sidecar_text(proof, dest.name, run.name, candidate_id)
         write_new(sidecar(dest), doc, req.force)
@@ -135,13 +135,13 @@ def export(db_url: str | None, req: ExportRequest) -> ExportResult:
         return ExportResult(str(dest), str(sidecar(dest)), proof, record_export(db, row))
 
 
-def resolve(db: Database, req: ExportRequest) -> tuple[Run, Subnet, int | None, tuple[str, ...]]:
-    """The run and subnet to export (from a candidate or from run and subnet), and the latency
-    targets to predict it on: the candidate's search's."""
+def resolve(db: Database, req: ExportRequest) -> tuple[Run, Subnet, int | None, dict[str, float]]:
+    """The run and subnet to export (from a candidate or from run and subnet), and for a
+    candidate its latency as its search last predicted it on each of the search's targets."""
     if req.candidate is None:
         assert req.run is not None and req.subnet is not None  # req.check()
         run = load_run(db, req.run)
-        return run, SearchSpace.from_dict(run.space).subnet_from_json(req.subnet), None, ()
+        return run, SearchSpace.from_dict(run.space).subnet_from_json(req.subnet), None, {}
     origin = candidate_origin(db, req.candidate)
     if origin is None:
         raise UserError(
@@ -150,13 +150,18 @@ def resolve(db: Database, req: ExportRequest) -> tuple[Run, Subnet, int | None, 
         )
     run = load_run(db, origin.run)
     subnet = SearchSpace.from_dict(run.space).subnet_from_dict(origin.subnet)
-    return run, subnet, req.candidate, origin.targets
+    return run, subnet, req.candidate, origin.predicted_ms
 
 
 def build(
-    db: Database, run: Run, subnet: Subnet, req: ExportRequest, targets: tuple[str, ...] = ()
+    db: Database,
+    run: Run,
+    subnet: Subnet,
+    req: ExportRequest,
+    predicted: Mapping[str, float] | None = None,
 ) -> tuple[ExportProof, bytes]:
-    """Convert, prove and measure: the proof and the flatbuffer; predicted on `targets` too."""
+    """Convert, prove and measure: the proof and the flatbuffer. `predicted`: the subnet's
+    latency on its search's targets, reported as `predicted_ms_by_target`."""
     from hwnas.latency.litert_infer import litert_io, litert_logits
     from hwnas.supernet.convert import to_tflite
     from hwnas.supernet.deploy import input_contract, jax_logits, recalibrated_standalone
@@ -196,7 +201,7 @@ def build(
         val_acc_tflite=acc_tflite,
         acc_drop_points=100 * (acc_jax - acc_tflite),
         latency=latency(db, run, subnet, model, target, req.measure),
-        predicted_ms_by_target=predicted_on(db, SearchSpace.from_dict(run.space), subnet, targets),
+        predicted_ms_by_target=elsewhere(dict(predicted or {}), space.key),
     )
     return proof, model
 

@@ -70,20 +70,16 @@ def predicted_ms(db: Database, space: SearchSpace, subnet: Subnet, target: Targe
     return float(p.predict([subnet])[0]) if p.space.to_dict() == space.to_dict() else None
 
 
-def predicted_on(
-    db: Database, space: SearchSpace, subnet: Subnet, targets: tuple[str, ...]
-) -> dict[str, float | None]:
-    """The subnet's predicted latency on each of `targets` (its search's: imported ones and
-    those of other machines included, which this machine cannot measure; None where the
-    target has no predictor of the space)."""
-    out = {}
-    for key in targets:
+def elsewhere(predicted: dict[str, float], space_key: str) -> dict[str, float]:
+    """`predicted` (a candidate's latency on its search's targets), saying how to check the
+    ones this machine cannot measure: on their device, then imported."""
+    for key in predicted:
         target = Target.parse(key)
-        out[key] = predicted_ms(db, space, subnet, target)
         if not target.measurable or target.device:
-            logger.info(f"export: {key} is measured elsewhere; measure the file there and "
-                        f"import it (`hwnas measure --import FILE --target {key}`)")  # fmt: skip
-    return out
+            logger.info(f"export: {key} is measured elsewhere: measure the file there and "
+                        f"import it (`hwnas measure --import FILE --target {key} --space "
+                        f"{space_key}`)")  # fmt: skip
+    return predicted
 
 
 def latency(

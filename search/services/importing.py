@@ -17,7 +17,12 @@ from pathlib import Path
 from hwnas.db.latency_store import NewMeasurement, add_measurement, stored_sources
 from hwnas.db.queries import ensure_space, ensure_target
 from hwnas.db.session import open_db
-from hwnas.latency.measurement_file import Imported, MeasurementFileError, read_measurements
+from hwnas.latency.measurement_file import (
+    Imported,
+    MeasurementFileError,
+    check_foreign,
+    read_measurements,
+)
 from hwnas.latency.targets import Target
 from hwnas.search.output import UserError
 from hwnas.search.result import Result
@@ -81,6 +86,11 @@ def import_measurements(
     """Record every measurement of the file under its target (`target`, or the one each line
     names) and `space`; lines recorded before are skipped."""
     path = Path(path)
+    if target is not None:
+        try:
+            check_foreign(target)
+        except ValueError as e:
+            raise UserError(f"{{field}}: {e}", field="target") from None
     rows = _read(path, space, target)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     fingerprint = {"source": "import", "file": path.name, "sha256": digest}

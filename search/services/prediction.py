@@ -5,7 +5,7 @@ by side) and predict. Measurements and predictors are read and written through
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -108,12 +108,21 @@ def measured_target(s: Session, target: Target) -> TargetRow:
     row = target_row(s, target.key)
     if row is None:
         known = target_keys(s)
-        hint = f"; measured targets: {', '.join(known)}" if known else ""
-        raise UserError(
-            f"no measurements for target {target.key}; run `hwnas measure --target "
-            f"{target.kind}` first{hint}"
-        )
+        hint = f"; targets with measurements: {', '.join(known)}" if known else ""
+        raise UserError(f"no measurements for target {target.key}: {how_to_measure(target)}"
+                        f"{hint}")  # fmt: skip
     return row
+
+
+def how_to_measure(target: Target) -> str:
+    """What gives `target` measurements: `hwnas measure` where hwnas runs it, an import
+    otherwise (a name that is not cpu, gpu or tflite is an imported target's)."""
+    if target.measurable:
+        return f"run `hwnas measure --target {target.key}` first"
+    return (
+        f"{target.key} is not cpu, gpu or tflite, so hwnas takes its measurements from a file: "
+        f"`hwnas measure --import FILE --target {target.key} --space S`"
+    )
 
 
 def resolve_space(s: Session, t: TargetRow, space_key: str | None) -> str:
@@ -126,12 +135,14 @@ def resolve_space(s: Session, t: TargetRow, space_key: str | None) -> str:
         have = f"; it has measurements of {label}" if keys else ""
         raise UserError(
             f"target {t.key} has no measurements of space {names.get(space_key, space_key)}; "
-            f"run `hwnas measure --space SPACE --target {t.key}` first{have}"
+            f"{how_to_measure(Target.parse(t.key))}{have}"
         )
     if space_key is not None:
         return space_key
     if not keys:
-        raise UserError(f"target {t.key} has no measurements; run `hwnas measure` first")
+        raise UserError(
+            f"target {t.key} has no measurements; {how_to_measure(Target.parse(t.key))}"
+        )
     if len(keys) > 1:
         raise UserError(
             f"target {t.key} has measurements of several spaces ({label}); say which with "
@@ -203,18 +214,23 @@ MIN_WITH_SOURCES = 10  # ... and with other targets of the space as sources
 MIN_SOURCE = 20  # measured subnets a target needs to serve as a source
 
 
-def source_predictors(db: Database, target: Target, space_key: str) -> dict[str, Predictor]:
+def source_predictors(
+    db: Database, target: Target, space_key: str, unseen: frozenset[str] = frozenset()
+) -> dict[str, Predictor]:
     """The main model of every other target of the space with at least `MIN_SOURCE` measured
-    subnets, fitted alone on all of them (so a source never carries what it learnt from
-    another target)."""
+    subnets, fitted alone on them (so a source never carries what it learnt from another
+    target), leaving out the subnets in `unseen` (the target's held-out ones: a source that
+    had measured them would make the held-out score optimistic)."""
     with db.read() as s:
         keys = [k for k in space_target_keys(s, space_key) if k != target.key]
     out = {}
     for key in keys:
         data = load_target_data(db, Target.parse(key), space_key)
-        if len(data.subnets) >= MIN_SOURCE:
+        keep = np.asarray([s.key not in unseen for s in data.subnets], bool)
+        if keep.sum() >= MIN_SOURCE:
             t = SpaceTables(data.space)
-            out[key] = fit_main(data.space, t, t.encode(data.subnets), data.latency_ms,
+            enc = t.encode([s for s, k in zip(data.subnets, keep, strict=True) if k])
+            out[key] = fit_main(data.space, t, enc, data.latency_ms[keep],
                                 lut_vector(t, data.blocks))  # fmt: skip
     return out
 
@@ -282,9 +298,12 @@ def fit(
     with open_db(db_url, create=False) as db:
         data = load_target_data(db, target, space_key)
         n = len(data.subnets)
-        sources = source_predictors(db, target, data.space.key) if n < SOURCES_BELOW else {}
-        _check_size(target, n, sources)
         train, test = holdout_split(n, holdout, seed)
+        unseen = frozenset(data.subnets[i].key for i in test)
+        sources = (
+            source_predictors(db, target, data.space.key, unseen) if n < SOURCES_BELOW else {}
+        )
+        _check_size(target, n, sources)
         try:
             f = _fit_all(data, train, test, sources)
         except PredictorError as e:
@@ -326,9 +345,10 @@ def refit_main(
 ) -> int:
     """Refit `target`'s main predictor on every measured subnet, the subnets in `focus` (the
     ones a search measured on its fronts) together weighing as much as the rest, up to 10x
-    each: the fit then follows the region the search works in. Stored as `name`; its
-    metrics are those of the same fit on a training split, scored on the held-out rest.
-    Returns the new row's id."""
+    each: the fit then follows the region the search works in. The model is chosen by
+    weighted validation as `fit` chooses it (`hwnas.latency.choice`), then corrected
+    locally by its residuals. Stored as `name`; its metrics are those of the same fit on a
+    training split, scored on the held-out rest. Returns the new row's id."""
     data = load_target_data(db, target, space_key)
     t = SpaceTables(data.space)
     enc, y = t.encode(data.subnets), data.latency_ms
@@ -336,9 +356,13 @@ def refit_main(
     weight = np.where(hot, np.clip((~hot).sum() / max(hot.sum(), 1), 1.0, FOCUS_MAX), 1.0)
     lut = lut_vector(t, data.blocks)
     train, test = holdout_split(len(y), holdout, seed)
+    few = len(y) < SOURCES_BELOW
+    unseen = frozenset(data.subnets[i].key for i in test)
+    part_sources = source_predictors(db, target, space_key, unseen) if few else {}
+    sources = source_predictors(db, target, space_key) if few else {}
     try:
-        part = _fit_weighted(data, t, enc.take(train), y[train], lut, weight[train])
-        whole = _fit_weighted(data, t, enc, y, lut, weight)
+        part = _fit_weighted(data, t, enc.take(train), y[train], lut, weight[train], part_sources)
+        whole = _fit_weighted(data, t, enc, y, lut, weight, sources)
     except PredictorError as e:
         raise UserError(str(e)) from None
     scores = Scores.of(part.predict_encoded(t, enc.take(test)), y[test])
@@ -358,8 +382,12 @@ def _fit_weighted(
     y: np.ndarray,
     lut: np.ndarray,
     weight: np.ndarray,
+    sources: Mapping[str, Predictor],
 ) -> Predictor:
-    p = fit_main(data.space, t, enc, y, lut, weight)
+    try:
+        p = choose(data.space, t, enc, y, lut, sources, weight).predictor
+    except ValueError as e:
+        raise PredictorError(str(e)) from None
     return p.with_floor(FLOOR * float(y.min())).with_range(t, enc).with_residual(t, enc, y)
 
 
@@ -421,6 +449,26 @@ def predict(
     subnet = predictor.space.subnet_from_json(subnet_json)
     ms = float(predictor.predict([subnet])[0])
     return Prediction(target.key, kind, ms, subnet.key)
+
+
+def predict_subnets(
+    db_url: str | None,
+    target: Target,
+    subnets: Sequence[Mapping[str, Any]],
+    kind: str = "main",
+    space_key: str | None = None,
+) -> np.ndarray:
+    """The latency of each subnet (as JSON objects), in order, by the target's newest `kind`
+    predictor for the space; a subnet not of the space raises naming its index."""
+    with open_db(db_url, create=False) as db:
+        predictor = load_predictor(db, target, kind, space_key)
+    checked = []
+    for i, d in enumerate(subnets):
+        try:
+            checked.append(predictor.space.subnet_from_dict(d))
+        except SpaceError as e:
+            raise UserError(f"subnet {i}: {e}", field="subnets") from None
+    return predictor.predict(checked)
 
 
 def predict_file(

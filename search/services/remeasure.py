@@ -36,6 +36,20 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class Disagreement(Result):
+    """A front subnet whose measurement is beyond +-10% of its prediction."""
+
+    candidate: int
+    predicted_ms: float
+    measured_ms: float
+    off: float  # predicted / measured - 1: the prediction's error, which puts the subnet
+    # outside +-10% as `within10_of_predicted` counts
+
+
+DISAGREE = 0.10  # beyond this relative error, a front subnet disagrees
+
+
+@dataclass(frozen=True)
 class FrontCheck(Result):
     """One target's measured front against its predictions (and its budget, where it has
     one); stored as a round's agreement. Optional figures are left out of the JSON."""
@@ -49,9 +63,15 @@ class FrontCheck(Result):
     worst_overshoot: float | None = None
     fresh: int | None = None  # the subnets measured now (not earlier in the search)
     fresh_within10: float | None = None
+    disagree: tuple[Disagreement, ...] = ()  # the subnets beyond +-10%, worst first
+
+    def __post_init__(self) -> None:  # read back from JSON: plain objects
+        rows = tuple(d if isinstance(d, Disagreement) else Disagreement(**d)
+                     for d in self.disagree)  # fmt: skip
+        object.__setattr__(self, "disagree", rows)
 
     def to_json(self) -> dict[str, Any]:
-        return {k: v for k, v in super().to_json().items() if v is not None}
+        return {k: v for k, v in super().to_json().items() if v is not None and v != []}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> FrontCheck:
@@ -193,11 +213,19 @@ def budget_check(
         part = [c for c in front if key in measured.get(c.id, {})]
         pred = np.asarray([c.predicted_ms[key] for c in part])
         meas = np.asarray([measured[c.id][key] for c in part])
+        off = pred / meas - 1
+        rel = np.abs(off)
+        worst = np.argsort(-rel)
         entry = FrontCheck(
             n=len(part),
             median_measured_over_predicted=float(np.median(meas / pred)),
-            within10_of_predicted=within(pred, meas, 0.10),
+            within10_of_predicted=within(pred, meas, DISAGREE),
             worst_off=float(relative_error(pred, meas).max()),
+            disagree=tuple(
+                Disagreement(part[i].id, float(pred[i]), float(meas[i]), float(off[i]))
+                for i in worst
+                if rel[i] > DISAGREE
+            ),
         )
         if key in budgets:
             over = meas / budgets[key] - 1

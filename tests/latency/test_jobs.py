@@ -22,6 +22,15 @@ def result(**over) -> Result:
     return Result(**(r.__dict__ | over))
 
 
+def test_a_batched_job_carries_a_format_a_worker_without_batches_refuses():
+    payload = {"type": "jax-export", "blob": ""}
+    plain = Job("j1", Target("cpu"), "key", {"a": 1}, "subnet", payload)
+    batched = Job("j2", Target("cpu", batch=32), "key", {"a": 1}, "subnet", payload)
+    assert json.loads(plain.to_json())["format"] == "hwnas-latency-job/1"
+    assert json.loads(batched.to_json())["format"] == "hwnas-latency-job/2"
+    assert parse_job(batched.to_json()) == batched and parse_job(plain.to_json()) == plain
+
+
 def test_job_and_result_round_trip():
     job = Job("j1", Target("cpu"), "key", {"a": 1}, "subnet", {"type": "jax-export", "blob": ""})
     assert parse_job(job.to_json()) == job

@@ -75,9 +75,17 @@ def test_a_bad_line_is_named_with_its_number_and_what_is_wrong(tmp_path, row, sa
 
 
 def test_without_a_target_every_line_names_its_own(tmp_path):
-    write(tmp_path / "m.jsonl", [GOOD | {"target": "cpu"}, GOOD])
+    write(tmp_path / "m.jsonl", [GOOD | {"target": "board"}, GOOD])
     with pytest.raises(MeasurementFileError, match="line 2: the line names no target"):
         read_measurements(tmp_path / "m.jsonl", SPACE)
+
+
+def test_this_machines_own_targets_take_no_imports_but_a_labelled_one_does(tmp_path):
+    write(tmp_path / "m.jsonl", [GOOD | {"target": "cpu@server"}, GOOD | {"target": "cpu-b8"}])
+    with pytest.raises(MeasurementFileError, match="line 2: target cpu-b8 holds this machine"):
+        read_measurements(tmp_path / "m.jsonl", SPACE)
+    rows = read_measurements(tmp_path / "m.jsonl", SPACE, local=True)  # a bench's own file
+    assert [r.target.key for r in rows] == ["cpu@server", "cpu-b8"]
 
 
 def test_a_tflite_line_at_another_batch_says_tflite_runs_at_batch_1(tmp_path):
@@ -106,6 +114,8 @@ def test_subnet_lines_encode_as_the_subnets_do(tmp_path):
         {"subnet": GOOD["subnet"] | {"expands": [6] * 19}},
         {"subnet": GOOD["subnet"] | {"depths": [0, 4, 4, 4, 4]}},
         {"subnet": GOOD["subnet"] | {"resolution": 224.0}},
+        {"subnet": GOOD["subnet"] | {"kernels": [3] * 19 + [False]}},
+        '{"subnet": {"resolution": 224}}, {"subnet": {"resolution": 224}}',
         {"subnet": {"resolution": 224}},
         {"net": GOOD["subnet"]},
         "nonsense",
@@ -118,3 +128,9 @@ def test_a_bad_subnet_line_among_many_is_found_by_number(tmp_path, bad):
     with pytest.raises(MeasurementFileError) as e:
         encode_subnet_lines(tmp_path / "s.jsonl", SPACE, SpaceTables(SPACE))
     assert e.value.line == 612, str(e.value)
+
+
+def test_an_empty_subnet_file_says_it_holds_none(tmp_path):
+    (tmp_path / "s.jsonl").write_text("\n\n")
+    with pytest.raises(MeasurementFileError, match="holds no subnet lines"):
+        encode_subnet_lines(tmp_path / "s.jsonl", SPACE, SpaceTables(SPACE))

@@ -114,7 +114,9 @@ def test_bad_fit_input_names_its_field(measured, kwargs, field, flag_message):
 
 def test_errors_say_what_to_measure_or_which_space(measured):
     url, space = measured
-    with pytest.raises(HwnasError, match="no measurements for target gpu; run `hwnas measure"):
+    with pytest.raises(
+        HwnasError, match="no measurements for target gpu: run `hwnas measure --target gpu`"
+    ):
         prediction.fit(url, Target("gpu"))
     with pytest.raises(HwnasError, match="no main predictor for target cpu"):
         prediction.predict(url, CPU, space.smallest().to_json())
