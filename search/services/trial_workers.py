@@ -136,6 +136,12 @@ def _checked(key: str, p: Predictor | None, space: SearchSpace, run_name: str) -
         f"fit one (`hwnas predictor fit --target {key} --run {run_name}`); a space measured "
         f"without a run serves too (`hwnas measure --space SPACE --target {key}`)"
     )
+    if not Target.parse(key).measurable:
+        how = (
+            f"{key} is not cpu, gpu or tflite: import its measurements (`hwnas measure --import "
+            f"FILE --target {key} --run {run_name}`) and fit one (`hwnas predictor fit --target "
+            f"{key} --run {run_name}`)"
+        )
     if p is None:
         raise UserError(f"no latency predictor for target {key}; {how}")
     if p.space.to_dict() != space.to_dict():

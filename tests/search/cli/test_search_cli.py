@@ -157,7 +157,8 @@ def test_two_machines_join_one_study_on_postgresql(ready, pg_url, tmp_path):
     "extra, message",
     [
         (["--budget", "tflite=0.000001"], "no subnet meets the budget"),
-        (["--target", "npu"], "unknown target"),
+        (["--target", "npu"], "npu is not cpu, gpu or tflite: import its measurements"),
+        (["--target", "tflite-fp8-t1"], "unknown precision"),
         (["--target", "cpu"], "hwnas predictor fit --target cpu"),
         (["--budget", "cpu=3"], "not a --target"),
         (["--sampler", "annealing"], "unknown sampler"),
