@@ -28,13 +28,14 @@ from hwnas.latency.jobs import Job, parse_job, parse_result
 from hwnas.latency.prepare import JobBuilder
 from hwnas.latency.protocol import Protocol
 from hwnas.latency.targets import Target
-from hwnas.latency.workdir import TargetWork, read_complete
+from hwnas.latency.workdir import BATCH, TargetWork, read_complete
 from hwnas.search.output import show_logs
 from hwnas.search.services.measuring import sample_subnets
 from hwnas.search.services.model_source import SpaceContext
 from hwnas.supernet.compile_cache import enable_compile_cache
 from hwnas.supernet.space import load_space
 
+BATCHED = 20  # jobs measured (and their runners held) at once for a batched target
 PROTOCOL_FLAGS = ("passes", "min_reps", "max_reps", "max_ms")
 
 
@@ -72,8 +73,9 @@ def measure_target(
     tw = TargetWork(work, target)
     wanted = [("subnet", s, s.key) for s in subnets]
     jobs = tw.prepare(wanted, builder_for(ctx, target, tw, work), log)
-    if not prepare_only:
-        tw.measure("all", jobs, jobs[:N_REFS], protocol, log)
+    if not prepare_only:  # a batched target's runners are large: 100 at batch 32 held 9 GB
+        per_batch = BATCHED if target.batch > 1 else BATCH
+        tw.measure("all", jobs, jobs[:N_REFS], protocol, log, per_batch)
 
 
 def write_file(work: Path, space_key: str) -> int:

@@ -113,10 +113,17 @@ class TargetWork:
         return None
 
     def measure(
-        self, phase: str, jobs: Sequence[Job], refs: Sequence[Job], protocol: Protocol, log: Log
+        self,
+        phase: str,
+        jobs: Sequence[Job],
+        refs: Sequence[Job],
+        protocol: Protocol,
+        log: Log,
+        per_batch: int = BATCH,
     ) -> dict[str, Result]:
         """Results of `jobs` for `phase`, by job id: those measured before are read back, the
-        rest measured `BATCH` at a time with the references, each batch's drift taken out
+        rest measured `per_batch` at a time with the references (all of a batch's runners are
+        built before timing: fewer where models are large), each batch's drift taken out
         against the baseline (set by the first batch ever measured)."""
         path = self.root / f"results-{self.target.key}-{phase}.jsonl"
         done = {r.job: r for r in read_complete(path, parse_result)}
@@ -127,8 +134,8 @@ class TargetWork:
             todo.sort(key=lambda j: j.id not in ref_ids)
             if not ref_ids <= {j.id for j in todo}:
                 raise ValueError("the first phase measured must hold the reference jobs")
-        for b in range(0, len(todo), BATCH):
-            batch = todo[b : b + BATCH]
+        for b in range(0, len(todo), per_batch):
+            batch = todo[b : b + per_batch]
             t0 = time.perf_counter()
             seed = len(done) + b + zlib.crc32(phase.encode()) % 1000
             results = measure_jobs(batch, self.root, protocol, seed=seed, refs=refs,
