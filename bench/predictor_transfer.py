@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hwnas.latency.choice import FEATURES, choose
+from hwnas.latency.choice import FEATURES, choose, feature_model
 from hwnas.latency.features import Encoded, SpaceTables
 from hwnas.latency.measurement_file import read_measurements
 from hwnas.latency.predictor import fit_main, metrics
@@ -112,11 +112,7 @@ def one_draw(data: Data, target: str, n: int, draw: int, sources: dict) -> dict:
 
 def choose_feature(data: Data, enc: Encoded, y: np.ndarray, feature: str):
     """a + b * `feature` fitted on (enc, y)."""
-    from hwnas.latency.choice import candidates
-
-    cands = candidates(data.space, data.t, None, {}, 1.0)
-    fit = next(c for c in cands if c.name == f"feature:{feature}").fit
-    return fit(enc, y, np.ones(len(y)))
+    return feature_model(data.space, data.t, feature)(enc, y, np.ones(len(y)))
 
 
 def median_row(rows: list[dict]) -> dict:

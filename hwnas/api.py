@@ -200,7 +200,7 @@ def import_measurements(
     S`): JSON lines `{"subnet": ..., "latency_ms": ...}` of `space`'s subnets (or the space
     `run` trained), into `target` (None: the target each line names); all lines or none."""
     from hwnas.search.services.importing import import_measurements as run_import
-    from hwnas.search.services.importing import space_for
+    from hwnas.search.services.prediction import space_for
     from hwnas.supernet.space import SearchSpace
 
     if isinstance(space, SearchSpace):

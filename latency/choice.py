@@ -31,6 +31,7 @@ from hwnas.latency.features import (
     Encoded,
     SpaceTables,
     macs_weights,
+    n_physical,
     physical,
     physical_columns,
     table_index,
@@ -67,16 +68,23 @@ def _feature_weights(t: SpaceTables, name: str) -> np.ndarray:
     """Physical weights that give one feature."""
     if name == "macs":
         return macs_weights(t)
-    w = np.zeros(len(physical_columns(t)) + len(t.space.resolutions))
+    w = np.zeros(n_physical(t))
     w[physical_columns(t)[name]] = 1.0
     return w
 
 
 def _ones(t: SpaceTables) -> np.ndarray:
     """Physical weights that add 1 to every subnet (one per resolution one-hot)."""
-    w = np.zeros(len(physical_columns(t)) + len(t.space.resolutions))
+    w = np.zeros(n_physical(t))
     w[len(physical_columns(t)) :] = 1.0
     return w
+
+
+def feature_model(
+    space: SearchSpace, t: SpaceTables, name: str
+) -> Callable[[Encoded, np.ndarray, np.ndarray], Predictor]:
+    """The fit of latency = a + b * feature `name` (one of `FEATURES`)."""
+    return _affine(space, t, [(_feature_weights(t, name), np.zeros(table_size(t)))])
 
 
 def _affine(
@@ -108,15 +116,13 @@ def candidates(
     lam: float,
 ) -> list[Candidate]:
     """Every model a target with these `sources` (other targets' main predictors) may get."""
-    zero = np.zeros(table_size(t))
 
     def alone(enc: Encoded, y: np.ndarray, weight: np.ndarray) -> Predictor:
         return fit_main(space, t, enc, y, lut, weight, lam=lam)
 
     out = [Candidate("alone", MIN_ALONE, alone)]
     for name in FEATURES:
-        fit = _affine(space, t, [(_feature_weights(t, name), zero)])
-        out.append(Candidate(f"feature:{name}", 3, fit))
+        out.append(Candidate(f"feature:{name}", 3, feature_model(space, t, name)))
     parts = {k: (np.asarray(p.coef["physical"]), np.asarray(p.coef["table"]))
              for k, p in sources.items()}  # fmt: skip
     for key, part in parts.items():

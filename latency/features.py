@@ -123,12 +123,17 @@ def physical_columns(t: SpaceTables) -> dict[str, int]:
     return {name: i for i, name in enumerate(names)}
 
 
+def n_physical(t: SpaceTables) -> int:
+    """The number of physical feature columns: the named ones, then a one-hot per resolution."""
+    return len(physical_columns(t)) + len(t.space.resolutions)
+
+
 def macs_weights(t: SpaceTables) -> np.ndarray:
     """Weights w with `physical(t, enc) @ w` = each subnet's MACs in millions, stem and head
     included (as `SearchSpace.cost`): the body's MAC columns, and per resolution the stem's
     and head's (on the resolution one-hots)."""
     sp, cols = t.space, physical_columns(t)
-    w = np.zeros(len(cols) + len(sp.resolutions))
+    w = np.zeros(n_physical(t))
     for name in ("expand", "project", "se", *(f"dw{k}" for k in t.kernels)):
         w[cols[name]] = 1.0
     stem_h = np.asarray([-(-r // sp.stem_stride) for r in sp.resolutions])

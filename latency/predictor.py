@@ -30,6 +30,7 @@ from hwnas.latency.features import (
     Encoded,
     SpaceTables,
     macs,
+    n_physical,
     physical,
     table,
     table_index,
@@ -44,6 +45,7 @@ RANGE_SLACK = 1e-6  # relative: a feature equal to a measured extreme is inside 
 MIN_FIT = 8  # measurements the main model needs (fewer than its unpenalised weights: the
 # smallest-norm solution, kept >= 0; validation decides whether it beats a simpler model)
 RIDGE_GRID = (1e-2, 1e-1, 1.0, 10.0, 100.0, 1e3, 1e4)
+RIDGE_CV_FROM = 25  # measurements from which the table's ridge is cross-validated
 
 
 class PredictorError(ValueError):
@@ -251,8 +253,8 @@ def choose_ridge(
     """The ridge strength with the lowest cross-validated (weighted) mean relative error, over
     scikit-learn's `KFold`. The fit itself is ours: scikit-learn's `Ridge` penalises every
     weight alike and bounds all or none, where this model penalises only the table's
-    corrections and keeps only the physical costs >= 0; one eigendecomposition per fold
-    serves every strength (`hwnas.latency.ridge`)."""
+    corrections and keeps only the physical costs >= 0; one SVD of the table per fold serves
+    every strength (`hwnas.latency.ridge`)."""
     from sklearn.model_selection import KFold
 
     weight = np.ones_like(y) if weight is None else weight
@@ -270,8 +272,7 @@ def choose_ridge(
 
 
 def _per_kind(t: SpaceTables, lut: np.ndarray | None, n: int) -> bool:
-    n_phys = physical(t, t.encode([t.space.largest()])).shape[1]
-    return lut is not None and n >= PER_KIND_MIN_RATIO * (n_phys + t.n_kinds)
+    return lut is not None and n >= PER_KIND_MIN_RATIO * (n_physical(t) + t.n_kinds)
 
 
 def main_ridge(
@@ -282,11 +283,16 @@ def main_ridge(
     weight: np.ndarray | None = None,
 ) -> float:
     """The table's ridge strength `fit_main` would choose for these measurements."""
-    if len(y) < 25:
-        return RIDGE_GRID[-1]
     lut = None if lut is not None and np.isnan(lut).any() else lut
     x, nonneg = _main_design(t, enc, lut, _per_kind(t, lut, len(y)))
-    return choose_ridge(x, nonneg, y, weight)
+    return _ridge_for(x, nonneg, y, weight)
+
+
+def _ridge_for(
+    x: np.ndarray, nonneg: np.ndarray, y: np.ndarray, weight: np.ndarray | None
+) -> float:
+    """Cross-validated from `RIDGE_CV_FROM` measurements on; the strongest below."""
+    return choose_ridge(x, nonneg, y, weight) if len(y) >= RIDGE_CV_FROM else RIDGE_GRID[-1]
 
 
 def fit_main(
@@ -310,7 +316,7 @@ def fit_main(
         )
     if lut is not None and np.isnan(lut).any():
         lut = None
-    n_phys = physical(t, t.encode([space.largest()])).shape[1]
+    n_phys = n_physical(t)
     per_kind = _per_kind(t, lut, len(y))
     x, nonneg = _main_design(t, enc, lut, per_kind)
     if extra:
@@ -319,7 +325,7 @@ def fit_main(
         nonneg = np.append(nonneg, np.ones(len(extra), bool))
     n_unpen = len(nonneg)
     if lam is None:
-        lam = choose_ridge(x, nonneg, y, weight) if len(y) >= 25 else RIDGE_GRID[-1]
+        lam = _ridge_for(x, nonneg, y, weight)
     w = _fit_main_coef(x, nonneg, y, lam, weight)
     phys, folded = w[:n_phys], w[n_unpen:]
     n_lut = n_unpen - n_phys - len(extra)

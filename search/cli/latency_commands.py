@@ -146,7 +146,7 @@ def _import(
     """A worker's results file (its lines name their format), or a measurement file."""
     if not path.is_file():
         raise UserError(f"no such file {path}", field="import")
-    from hwnas.search.services import importing, measuring, target_args
+    from hwnas.search.services import importing, measuring, prediction, target_args
 
     if measuring.is_results_file(path):
         if target is not None or space is not None:
@@ -161,7 +161,7 @@ def _import(
             "NAME|FILE (or --run NAME)"
         )
     t = target_args.parse_target(target, threads, precision, device, batch) if target else None
-    return importing.import_measurements(db, path, importing.space_for(db, space, run), t)
+    return importing.import_measurements(db, path, prediction.space_for(db, space, run), t)
 
 
 def _check_job_file_flags(protocol: Protocol, noise_floor: bool) -> None:

@@ -27,6 +27,7 @@ from hwnas.search.output import UserError
 from hwnas.search.result import Result
 from hwnas.search.services.anchors import anchors
 from hwnas.search.services.prediction import load_predictor_row
+from hwnas.search.services.target_args import import_hint
 from hwnas.supernet.space import SearchSpace, Subnet
 
 logger = logging.getLogger(__name__)
@@ -77,8 +78,7 @@ def elsewhere(predicted: dict[str, float], space_key: str) -> dict[str, float]:
         target = Target.parse(key)
         if not target.measurable or target.device:
             logger.info(f"export: {key} is measured elsewhere: measure the file there and "
-                        f"import it (`hwnas measure --import FILE --target {key} --space "
-                        f"{space_key}`)")  # fmt: skip
+                        f"import it ({import_hint(key, space_key)})")  # fmt: skip
     return predicted
 
 

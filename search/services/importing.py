@@ -26,8 +26,7 @@ from hwnas.latency.measurement_file import (
 from hwnas.latency.targets import Target
 from hwnas.search.output import UserError
 from hwnas.search.result import Result
-from hwnas.search.services.recorded_runs import load_run_record
-from hwnas.supernet.space import SearchSpace, load_space
+from hwnas.supernet.space import SearchSpace
 
 WEIGHTS = "external"  # what the measured models carried: not known to hwnas
 
@@ -43,22 +42,6 @@ class MeasurementImport(Result):
     imported: int
     skipped: int
     target: str = ""  # the one target imported into, where the command named it
-
-
-def space_for(db_url: str | None, space: str | None, run: str | None) -> SearchSpace:
-    """The space a user names: a preset or file, or the one a recorded run trained (both must
-    agree)."""
-    named = load_space(space) if space is not None else None
-    if run is None:
-        if named is None:
-            raise UserError("say which space the subnets are of: {field} NAME|FILE", field="space")
-        return named
-    with open_db(db_url, create=False) as db:
-        trained = load_run_record(db, run).space
-    if named is not None and named.key != trained.key:
-        raise UserError(f"run {run} trained space {trained.name}, not {named.name}; give one of "
-                        "them", field="space")  # fmt: skip
-    return trained
 
 
 def source_of(m: Imported, space: SearchSpace) -> str:

@@ -34,6 +34,7 @@ from hwnas.search.result import Result
 from hwnas.search.services.anchors import anchors
 from hwnas.search.services.model_source import RunContext, SpaceContext
 from hwnas.search.services.recorded_runs import load_run_record
+from hwnas.search.services.target_args import import_hint
 from hwnas.supernet.compile_cache import enable_compile_cache
 from hwnas.supernet.space import SearchSpace, Subnet
 
@@ -127,7 +128,7 @@ def check_measurable(target: Target) -> None:
     if not target.measurable:
         raise UserError(
             f"target {target.key} is not one hwnas runs (cpu, gpu, tflite); import its "
-            f"measurements with `hwnas measure --import FILE --target {target.key} --space S`",
+            f"measurements with {import_hint(target.key)}",
             field="target",
         )
 

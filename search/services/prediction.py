@@ -42,6 +42,7 @@ from hwnas.latency.targets import Target
 from hwnas.search.output import UserError
 from hwnas.search.result import Result
 from hwnas.search.services.recorded_runs import load_run_record
+from hwnas.search.services.target_args import import_hint
 from hwnas.supernet.space import SearchSpace, SpaceError, Subnet, load_space
 
 
@@ -121,7 +122,7 @@ def how_to_measure(target: Target) -> str:
         return f"run `hwnas measure --target {target.key}` first"
     return (
         f"{target.key} is not cpu, gpu or tflite, so hwnas takes its measurements from a file: "
-        f"`hwnas measure --import FILE --target {target.key} --space S`"
+        f"{import_hint(target.key)}"
     )
 
 
@@ -152,17 +153,26 @@ def resolve_space(s: Session, t: TargetRow, space_key: str | None) -> str:
     return keys[0]
 
 
+def space_for(db_url: str | None, space: str | None, run: str | None) -> SearchSpace:
+    """The space a user names: a preset or file, or the one a recorded run trained (both must
+    agree)."""
+    named = load_space(space) if space is not None else None
+    if run is None:
+        if named is None:
+            raise UserError("say which space the subnets are of: {field} NAME|FILE", field="space")
+        return named
+    with open_db(db_url, create=False) as db:
+        trained = load_run_record(db, run).space
+    if named is not None and named.key != trained.key:
+        raise UserError(f"run {run} trained space {trained.name}, not {named.name}; give one of "
+                        "them", field="space")  # fmt: skip
+    return trained
+
+
 def space_key_for(db_url: str | None, space: str | None, run: str | None) -> str | None:
     """The key of the space a user means by a space (a preset or file) and/or a run (None
     when neither is given); both must name the same space."""
-    key = load_space(space).key if space is not None else None
-    if run is None:
-        return key
-    with open_db(db_url, create=False) as db:
-        trained = load_run_record(db, run).space
-    if key is not None and key != trained.key:
-        raise UserError(f"run {run} trained space {trained.name}, not {space}; give one of them")
-    return trained.key
+    return None if space is None and run is None else space_for(db_url, space, run).key
 
 
 def load_space_row(s: Session, key: str) -> SearchSpace:
@@ -267,14 +277,13 @@ def _check_size(target: Target, n: int, sources: Mapping[str, Predictor]) -> Non
     least = MIN_WITH_SOURCES if sources else MIN_SUBNETS
     if n >= least:
         return
-    how = "import more" if not target.measurable else f"`hwnas measure --target {target.key}`"
     other = (
         ""
         if sources
         else (f" (or {MIN_WITH_SOURCES} where another target of the space has {MIN_SOURCE})")
     )
     raise UserError(f"target {target.key} has {n} measured subnets; it needs at least {least}"
-                    f"{other}: {how}")  # fmt: skip
+                    f"{other}: {how_to_measure(target)}")  # fmt: skip
 
 
 def fit(

@@ -65,18 +65,15 @@ class FrontCheck(Result):
     fresh_within10: float | None = None
     disagree: tuple[Disagreement, ...] = ()  # the subnets beyond +-10%, worst first
 
-    def __post_init__(self) -> None:  # read back from JSON: plain objects
-        rows = tuple(d if isinstance(d, Disagreement) else Disagreement(**d)
-                     for d in self.disagree)  # fmt: skip
-        object.__setattr__(self, "disagree", rows)
-
     def to_json(self) -> dict[str, Any]:
         return {k: v for k, v in super().to_json().items() if v is not None and v != []}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> FrontCheck:
         names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        read = {k: v for k, v in data.items() if k in names}
+        read["disagree"] = tuple(Disagreement(**d) for d in data.get("disagree", ()))
+        return cls(**read)
 
     @property
     def agrees(self) -> bool:

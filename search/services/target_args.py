@@ -7,6 +7,11 @@ from hwnas.latency.targets import MEASURABLE, Target, TargetError
 from hwnas.search.output import UserError
 
 
+def import_hint(key: str, space: str = "S") -> str:
+    """How a target hwnas cannot measure here gets its measurements: an import."""
+    return f"`hwnas measure --import FILE --target {key} --space {space}`"
+
+
 def parse_target(
     kind: str, threads: int = 1, precision: str = "fp32", device: str = "", batch: int = 1
 ) -> Target:

@@ -41,6 +41,7 @@ from hwnas.search.search_config import SearchConfig
 from hwnas.search.services.prediction import load_predictor_by_id, newest_predictor_id
 from hwnas.search.services.recorded_runs import oracle_for
 from hwnas.search.services.rounds import RoundState
+from hwnas.search.services.target_args import import_hint
 from hwnas.search.storage import (
     GRACE_S,
     HEARTBEAT_S,
@@ -138,9 +139,9 @@ def _checked(key: str, p: Predictor | None, space: SearchSpace, run_name: str) -
     )
     if not Target.parse(key).measurable:
         how = (
-            f"{key} is not cpu, gpu or tflite: import its measurements (`hwnas measure --import "
-            f"FILE --target {key} --run {run_name}`) and fit one (`hwnas predictor fit --target "
-            f"{key} --run {run_name}`)"
+            f"{key} is not cpu, gpu or tflite: import its measurements "
+            f"({import_hint(key, space.name)}) and fit one (`hwnas predictor fit --target {key} "
+            f"--run {run_name}`)"
         )
     if p is None:
         raise UserError(f"no latency predictor for target {key}; {how}")
