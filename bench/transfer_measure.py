@@ -5,7 +5,7 @@ as one file in the import format (`hwnas measure --import`), each line naming it
     python bench/transfer_measure.py --space ofa-mbv3 --n 160 --work DIR \
         --targets tflite-fp32-t1,tflite-fp32-t2,tflite-int8-t1,tflite-int8-t2,cpu
     python bench/transfer_measure.py --space ofa-mbv3 --n 160 --work DIR --targets cpu-b32 \
-        --min-reps 5 --max-ms 4000
+        --passes 1 --warmup 2 --per-round 3 --min-reps 3 --max-ms 1500
 
 Prepare beside other work (`--prepare-only`), then measure with nothing else running.
 Resumable: models are prepared one at a time and measured a hundred at a time into `--work`
@@ -36,7 +36,7 @@ from hwnas.supernet.compile_cache import enable_compile_cache
 from hwnas.supernet.space import load_space
 
 BATCHED = 20  # jobs measured (and their runners held) at once for a batched target
-PROTOCOL_FLAGS = ("passes", "min_reps", "max_reps", "max_ms")
+PROTOCOL_FLAGS = ("warmup", "per_round", "passes", "min_reps", "max_reps", "max_ms")
 
 
 def log(msg: str) -> None:

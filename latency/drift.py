@@ -19,6 +19,7 @@ a visit holds only `per_round` calls, so one reference visit is a noisy clock.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Hashable, Sequence
 from typing import TYPE_CHECKING
 
@@ -67,27 +68,28 @@ def visit_factors(visits: Sequence[Visit], baseline: dict, k: int = LOCAL_REFS) 
 
 
 def corrected(
-    visits: Sequence[Visit], baseline: dict, k: int = LOCAL_REFS
+    visits: Sequence[Visit], baseline: dict, k: int = LOCAL_REFS, tol: float = math.inf
 ) -> dict[Hashable, Stats]:
-    """Each runner's stats over all its visits, every call divided by its visit's factor;
-    `drift` is the raw median over the corrected one. A runner measured again as an outlier
+    """Each runner's stats over its visits, every call divided by its visit's factor, over
+    the settled visits (`hwnas.latency.timing.settled`, within `tol`); `drift` is the raw
+    median over the corrected one. A runner measured again as an outlier
     (`hwnas.latency.timing.measure`) pools the calls of both measurements: the per-visit factors
     take out the interference that made it an outlier, where `measure` alone kept the quieter
     of the two."""
     import numpy as np
 
     from hwnas.latency.protocol import Stats
-    from hwnas.latency.timing import summarise
+    from hwnas.latency.timing import calls_of, settled, summarise_visits
 
     factors = visit_factors(visits, baseline, k)
-    raw: dict[Hashable, list[float]] = {}
-    fixed: dict[Hashable, list[float]] = {}
+    raw: dict[Hashable, list[Sequence[float]]] = {}
+    fixed: dict[Hashable, list[Sequence[float]]] = {}
     for (key, times), f in zip(visits, factors, strict=True):
-        raw.setdefault(key, []).extend(times)
-        fixed.setdefault(key, []).extend(np.asarray(times, dtype=float) / f)
+        raw.setdefault(key, []).append(times)
+        fixed.setdefault(key, []).append([t / f for t in times])
     out = {}
     for key, calls in fixed.items():
-        s = summarise(np.asarray(calls))
-        out[key] = Stats(s.median_ms, s.cv, s.iqr_ms, s.n_reps,
-                         drift=float(np.median(raw[key])) / s.median_ms)  # fmt: skip
+        s = summarise_visits(calls, tol)
+        drift = float(np.median(calls_of(raw[key], settled(calls, tol)))) / s.median_ms
+        out[key] = Stats(s.median_ms, s.cv, s.iqr_ms, s.n_reps, drift=drift)
     return out

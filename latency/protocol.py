@@ -37,6 +37,7 @@ class Protocol:
     max_ms: float = 2000.0
     rel_ci: float = 0.01
     remeasure_iqr: float = 0.10
+    settle_tol: float = 0.10  # a visit this far above the runner's settled ones is set aside
 
     @classmethod
     def limited(cls, passes: int, max_reps: int) -> Protocol:

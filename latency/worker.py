@@ -78,7 +78,7 @@ def measure_jobs(
             if refs:
                 if baseline is None:  # the first chunk's medians
                     baseline = {r.id: stats[r.id].median_ms for r in refs}
-                local = corrected(visits, baseline)
+                local = corrected(visits, baseline, tol=protocol.settle_tol)
                 stats = {k: replace(local[k], remeasured=s.remeasured) for k, s in stats.items()}
             gpu = gpu_name() if any(j.target.kind == "gpu" for j in part) else None
             fp = fingerprint(gpu)

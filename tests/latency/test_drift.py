@@ -35,3 +35,16 @@ def test_each_visit_gets_the_drift_of_the_references_near_it():
 def test_a_measurement_without_references_is_refused():
     with pytest.raises(ValueError, match="no reference"):
         visit_factors([("job", [1.0])], BASELINE)
+
+
+def test_a_jobs_own_slow_visits_are_set_aside_after_the_drift():
+    """Half of one job's visits ran 2x slow while the references did not (something held its
+    core): set aside within `tol`, pooled with an infinite one."""
+    visits = slowing_chunk()
+    for i in (1, 5):  # job-5's visits in rounds 0 and 1, before the machine slows
+        assert visits[i][0] == "job-5"
+        visits[i] = ("job-5", [10.0] * 5)
+    settled = corrected(visits, BASELINE, k=2, tol=0.1)["job-5"]
+    assert settled.median_ms == pytest.approx(5.0) and settled.n_reps == 20
+    assert settled.drift == pytest.approx(1.5)  # the visits kept ran on the slowed machine
+    assert corrected(visits, BASELINE, k=2)["job-5"].median_ms == pytest.approx(7.5)

@@ -4,6 +4,7 @@ every figure is exact and no test depends on the machine's load."""
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from hwnas.latency.timing import (
     median_ci,
     outliers,
     rewarm,
+    settled,
     summarise,
 )
 
@@ -107,7 +109,8 @@ def test_noisy_runner_is_measured_again(clock):
         calls["n"] += 1
         clock.spend(float(rng.choice([0.2, 1.0])))
 
-    stats = measure({"j": jittery}, Protocol(warmup=1, min_reps=10, max_reps=20), seed=0)
+    p = Protocol(warmup=1, min_reps=10, max_reps=20, settle_tol=math.inf)  # the rule alone
+    stats = measure({"j": jittery}, p, seed=0)
     assert stats["j"].remeasured
     assert calls["n"] > 21  # warm-up + a full second measurement
 
@@ -190,3 +193,25 @@ def test_a_users_time_budget_keeps_two_calls_per_pass():
         with pytest.raises(HwnasError) as e:
             Protocol.limited(passes, max_reps)
         assert e.value.field == field  # the setting at fault, for the caller to name
+
+
+def test_visits_in_a_slow_spell_are_set_aside(clock):
+    """A runner whose calls run 1.5x slower for 14 ms of every 19 (another process on its
+    core; 65% of its calls): the median of all calls is the slow spell's, the median of the
+    settled visits the runner's own."""
+
+    def spells():
+        clock.spend(0.15 if (clock.ns // 1_000_000) % 19 < 14 else 0.1)
+
+    p = Protocol(warmup=1, min_reps=200, max_reps=200, remeasure_iqr=10.0)
+    assert measure({"j": spells}, p)["j"].median_ms == pytest.approx(0.1)
+    every = measure({"j": spells}, dataclasses.replace(p, settle_tol=math.inf))["j"]
+    assert every.median_ms == pytest.approx(0.15)
+    assert every.n_reps == 200  # every timed call is counted, set aside or not
+
+
+def test_settled_visits_are_those_near_the_quarter_of_the_fastest():
+    visits = [[1.0] * 3, [1.0, 1.0, 9.0], [1.5] * 3, [1.05] * 3, [1.2] * 3]
+    assert settled(visits, 0.1) == [0, 1, 3]
+    assert settled(visits, math.inf) == [0, 1, 2, 3, 4]
+    assert settled([[2.0, 3.0]], 0.1) == [0]  # a runner visited once keeps its calls
