@@ -38,7 +38,8 @@ BENCHES: dict[str, tuple[str, ...]] = {
     "stream_scale": (),
     "cli_startup": (),
     "predictor_transfer": (),
-    "predictor_scale": (),
+    "predictor_scale": ("db",),
+    "protocol_repeat": (),
 }
 DEFAULT = ("search_efficiency", "weight_sharing", "dashboard_render", "train_throughput")
 

@@ -8,6 +8,7 @@ it; the measurement itself (warm-up, interleaved rounds, stopping rule, outliers
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 from hwnas.exceptions import HwnasError
@@ -37,7 +38,9 @@ class Protocol:
     max_ms: float = 2000.0
     rel_ci: float = 0.01
     remeasure_iqr: float = 0.10
-    settle_tol: float = 0.10  # a visit this far above the runner's settled ones is set aside
+    # a visit this far above the runner's settled ones is set aside (`timing.settled`); off
+    # by default: see the timing module's "Settled visits"
+    settle_tol: float = math.inf
 
     @classmethod
     def limited(cls, passes: int, max_reps: int) -> Protocol:

@@ -109,7 +109,7 @@ def test_noisy_runner_is_measured_again(clock):
         calls["n"] += 1
         clock.spend(float(rng.choice([0.2, 1.0])))
 
-    p = Protocol(warmup=1, min_reps=10, max_reps=20, settle_tol=math.inf)  # the rule alone
+    p = Protocol(warmup=1, min_reps=10, max_reps=20)
     stats = measure({"j": jittery}, p, seed=0)
     assert stats["j"].remeasured
     assert calls["n"] > 21  # warm-up + a full second measurement
@@ -203,7 +203,7 @@ def test_visits_in_a_slow_spell_are_set_aside(clock):
     def spells():
         clock.spend(0.15 if (clock.ns // 1_000_000) % 19 < 14 else 0.1)
 
-    p = Protocol(warmup=1, min_reps=200, max_reps=200, remeasure_iqr=10.0)
+    p = Protocol(warmup=1, min_reps=200, max_reps=200, remeasure_iqr=10.0, settle_tol=0.1)
     assert measure({"j": spells}, p)["j"].median_ms == pytest.approx(0.1)
     every = measure({"j": spells}, dataclasses.replace(p, settle_tol=math.inf))["j"]
     assert every.median_ms == pytest.approx(0.15)
