@@ -95,6 +95,8 @@ SETTLED_QUANTILE = 25  # the percentile of a runner's visit medians that sets it
 def settled(visits: Sequence[Sequence[float]], tol: float) -> list[int]:
     """The settled visits' indices: those whose median is at most `1 + tol` times the
     `SETTLED_QUANTILE` percentile of the visits' medians (all of them when `tol` is infinite)."""
+    if math.isinf(tol):
+        return list(range(len(visits)))
     medians = np.asarray([np.median(v) for v in visits])
     level = np.percentile(medians, SETTLED_QUANTILE)
     return [i for i, m in enumerate(medians) if m <= (1 + tol) * level]

@@ -215,3 +215,4 @@ def test_settled_visits_are_those_near_the_quarter_of_the_fastest():
     assert settled(visits, 0.1) == [0, 1, 3]
     assert settled(visits, math.inf) == [0, 1, 2, 3, 4]
     assert settled([[2.0, 3.0]], 0.1) == [0]  # a runner visited once keeps its calls
+    assert settled([[0.0], [0.0]], math.inf) == [0, 1]  # calls of no time (inf x 0 is NaN)
