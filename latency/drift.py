@@ -79,7 +79,7 @@ def corrected(
     import numpy as np
 
     from hwnas.latency.protocol import Stats
-    from hwnas.latency.timing import calls_of, settled, summarise_visits
+    from hwnas.latency.timing import calls_of, settled, summarise
 
     factors = visit_factors(visits, baseline, k)
     raw: dict[Hashable, list[Sequence[float]]] = {}
@@ -89,7 +89,9 @@ def corrected(
         fixed.setdefault(key, []).append([t / f for t in times])
     out = {}
     for key, calls in fixed.items():
-        s = summarise_visits(calls, tol)
-        drift = float(np.median(calls_of(raw[key], settled(calls, tol)))) / s.median_ms
-        out[key] = Stats(s.median_ms, s.cv, s.iqr_ms, s.n_reps, drift=drift)
+        keep = settled(calls, tol)  # the same visits, corrected and raw
+        s = summarise(calls_of(calls, keep))
+        drift = float(np.median(calls_of(raw[key], keep))) / s.median_ms
+        n_reps = sum(len(v) for v in calls)
+        out[key] = Stats(s.median_ms, s.cv, s.iqr_ms, n_reps, drift=drift)
     return out
